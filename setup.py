@@ -1,0 +1,32 @@
+"""spikejax: spiking neural networks in JAX, trained with spike-based losses (Spikemax, IJCNN 2022)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="spikejax",
+    version="0.1.0",
+    description="Spiking neural networks in JAX with spike-based classification losses (spikemax).",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["spikejax", "spikejax.*", "experiments", "configs"]),
+    install_requires=[
+        # The core (surrogate, neurons, losses, readout) needs only jax and numpy.
+        "jax>=0.6.1",            # jax.shard_map, make_array_from_process_local_data
+        "numpy>=1.26",
+        # Models, training, data.
+        "flax>=0.10.4",          # flax.nnx split/merge
+        "optax>=0.2.4",
+        "orbax-checkpoint>=0.11.0",
+        "ml-collections>=1.0.0",  # config_flags: --config=configs/x.py --config.a.b=v
+        "absl-py>=2.1",
+        "tonic>=1.5",            # dataset classes for NMNIST, DVSGesture, NTIDIGITS18
+        "scikit-learn>=1.3",     # the bundled 8x8 digits behind digits_events
+        "h5py>=3.9",
+        "tensorboardX>=2.6",     # TensorBoard event files without TensorFlow
+        "matplotlib>=3.7",       # PNG plots (inspect_data, evaluate, compare_losses)
+    ],
+    extras_require={
+        "test": ["pytest>=7.4"],
+        "bench": ["torch>=2.1", "snntorch>=0.9"],
+    },
+)

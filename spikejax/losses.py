@@ -1,0 +1,145 @@
+"""Spike-based classification losses (Shrestha, Zhu, Sun, "Spikemax", IJCNN 2022).
+
+Every loss takes output spikes [T, B, C] (floating, time-major) and integer labels [B], and returns the
+mean over the batch as a scalar float32. `mask` [B] (optional, 0/1) averages over the real examples of a
+padded batch only. With n = sum over time of the spikes ([B, C]):
+
+  count_mse      0.5 * mean_b sum_i (n_bi/T - rhat_bi)^2,  rhat = true_rate (label) / false_rate (others)
+  count_softmax  mean_b -log softmax(n_b / temperature)[label_b]
+  spike_nll      mean_b -log p_b,label,  p_bi = m_bi / sum_j m_bj,  m = max(n, min_count)  ("spikemax")
+
+In `spike_nll` the clamp passes the gradient straight through, so dloss/dn_bi = (p_bi - y_bi) / m_bi / B
+exactly, also for a silent true class (which is then pushed to fire). With `window=W` the counts are
+taken over the sliding window t-W+1..t (the first W-1 windows are shorter: causal zero padding) and the
+loss is averaged over b and all T steps.
+
+This module imports only jax and numpy.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+
+def _check(spikes, labels, mask, name):
+    spikes, labels = jnp.asarray(spikes), jnp.asarray(labels)
+    if spikes.ndim != 3:
+        raise ValueError(f"{name}: spikes must be time-major [T, B, C], got shape {spikes.shape}")
+    if not jnp.issubdtype(spikes.dtype, jnp.floating):
+        raise ValueError(f"{name}: spikes must be floating point, got dtype {spikes.dtype}")
+    if labels.ndim != 1 or labels.shape[0] != spikes.shape[1]:
+        raise ValueError(
+            f"{name}: labels must have shape [B] = [{spikes.shape[1]}] to match spikes {spikes.shape}, "
+            f"got {labels.shape}")
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise ValueError(f"{name}: labels must be integer class indices, got dtype {labels.dtype}")
+    if mask is not None:
+        mask = jnp.asarray(mask)
+        if mask.shape != labels.shape:
+            raise ValueError(f"{name}: mask must have shape {labels.shape}, got {mask.shape}")
+    return spikes, labels, mask
+
+
+def _batch_mean(per_example, mask):
+    per_example = per_example.astype(jnp.float32)
+    if mask is None:
+        return jnp.mean(per_example)
+    mask = mask.astype(jnp.float32)
+    return jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def _counts(spikes):
+    return jnp.sum(spikes.astype(jnp.float32), axis=0)  # [B, C]
+
+
+def count_mse(spikes, labels, *, true_rate: float = 0.2, false_rate: float = 0.03, mask=None):
+    """Spike-count mean-squared error against target rates (spikes per step). Returns a scalar."""
+    spikes, labels, mask = _check(spikes, labels, mask, "count_mse")
+    rates = _counts(spikes) / spikes.shape[0]
+    onehot = jax.nn.one_hot(labels, spikes.shape[2], dtype=jnp.float32)
+    target = false_rate + (true_rate - false_rate) * onehot
+    return _batch_mean(0.5 * jnp.sum((rates - target) ** 2, axis=-1), mask)
+
+
+def count_softmax(spikes, labels, *, temperature: float = 1.0, mask=None):
+    """Cross-entropy of softmax(counts / temperature). Returns a scalar."""
+    spikes, labels, mask = _check(spikes, labels, mask, "count_softmax")
+    if not temperature > 0:
+        raise ValueError(f"count_softmax: temperature must be > 0, got {temperature}")
+    logits = _counts(spikes) / temperature
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return _batch_mean(-jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0], mask)
+
+
+def _clamp_straight_through(counts, min_count):
+    """max(counts, min_count) in the forward, identity in the backward."""
+    return counts + jax.lax.stop_gradient(jnp.maximum(counts, min_count) - counts)
+
+
+def _spikemax_nll(counts, labels, min_count):
+    """-log(m_label / sum m) over the last axis of counts [..., C]; labels broadcast to counts[..., 0]."""
+    m = _clamp_straight_through(counts, min_count)
+    picked = jnp.take_along_axis(m, labels[..., None], axis=-1)[..., 0]
+    return jnp.log(jnp.sum(m, axis=-1)) - jnp.log(picked)
+
+
+def spike_nll(spikes, labels, *, window: int | None = None, min_count: float = 1.0, mask=None):
+    """Spikemax negative log-likelihood of spike-count probabilities (module docstring). Returns a scalar.
+
+    Args:
+      spikes: output spikes [T, B, C].
+      labels: int [B].
+      window: None for whole-sample counts, or W >= 1 for sliding-window counts.
+      min_count: lower clamp of the counts (> 0), straight-through in the gradient.
+      mask: optional [B] weights of real (1) and padding (0) examples.
+    """
+    spikes, labels, mask = _check(spikes, labels, mask, "spike_nll")
+    if not min_count > 0:
+        raise ValueError(f"spike_nll: min_count must be > 0, got {min_count}")
+    if window is None:
+        return _batch_mean(_spikemax_nll(_counts(spikes), labels, min_count), mask)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"spike_nll: window must be a positive int or None, got {window!r}")
+    cumulative = jnp.cumsum(spikes.astype(jnp.float32), axis=0)  # [T, B, C]; exact for integer counts
+    if window < spikes.shape[0]:
+        shifted = jnp.concatenate([jnp.zeros_like(cumulative[:window]), cumulative[:-window]], axis=0)
+        windowed = cumulative - shifted
+    else:
+        windowed = cumulative
+    per_step = _spikemax_nll(windowed, jnp.broadcast_to(labels, windowed.shape[:2]), min_count)  # [T, B]
+    return _batch_mean(jnp.mean(per_step, axis=0), mask)
+
+
+def spike_rate_penalty(spikes, *, target_rate: float = 0.02, mask=None):
+    """Hidden-layer firing-rate regulariser: mean_b mean_i (rate_bi - target_rate)^2 with rate in
+    spikes per step, for spikes [T, B, ...]. Add `weight * spike_rate_penalty(h)` to a loss."""
+    spikes = jnp.asarray(spikes)
+    if spikes.ndim < 2:
+        raise ValueError(f"spike_rate_penalty: spikes must be [T, B, ...], got shape {spikes.shape}")
+    rates = jnp.mean(spikes.astype(jnp.float32), axis=0).reshape(spikes.shape[1], -1)
+    per_example = jnp.mean((rates - target_rate) ** 2, axis=-1)
+    return _batch_mean(per_example, None if mask is None else jnp.asarray(mask))
+
+
+LossFn = Callable[..., jax.Array]
+
+LOSSES: dict[str, LossFn] = {
+    "mse": count_mse,
+    "softmax": count_softmax,
+    "nll": spike_nll,
+    # aliases
+    "count_mse": count_mse,
+    "count_softmax": count_softmax,
+    "spike_nll": spike_nll,
+    "spikemax": spike_nll,
+}
+
+
+def get_loss(name: str) -> LossFn:
+    """The loss registered under `name`; a ValueError lists the choices otherwise."""
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}") from None

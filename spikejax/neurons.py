@@ -1,0 +1,286 @@
+"""Leaky integrate-and-fire neurons as pure functions over time-major input.
+
+All functions take input currents `I` of shape [T, ...] (time first; any trailing batch/feature shape) and
+return spikes of the same shape and dtype. Time steps are dimensionless; `beta = exp(-dt/tau_mem)`.
+
+`lif` equations (snnTorch `Leaky` defaults), with v[-1] = s[-1] = 0 and H the Heaviside step (H(0) = 0):
+
+  reset="subtract":  v[t] = beta*v[t-1] + I[t] - threshold*s[t-1]
+  reset="zero":      v[t] = beta*v[t-1]*(1 - s[t-1]) + I[t]
+                     s[t] = H(v[t] - threshold)
+
+The reset term carries no gradient unless `detach_reset=False`. The backward of H is a surrogate
+derivative from `spikejax.surrogate`.
+
+Two implementations compute the same function:
+
+* "reference": `lax.scan` over a step written with `surrogate.spike`; plain autodiff. Supports traced
+  (learnable) `beta`/`threshold`.
+* "fused" (the default for Python-number `beta`/`threshold`): one `custom_vjp` over the whole sequence.
+  The forward scan keeps only the membrane v[T, ...] as residual (spikes are recomputed as v > threshold);
+  the backward is a single reverse-time scan of the closed-form adjoint
+      a[t] = dL/dv[t] = gv[t] + sigma'(v[t]-thr) * (gs[t] + c_s*a[t+1]) + c_v[t]*a[t+1],   dL/dI[t] = a[t]
+  with c_v = beta (subtract) or beta*(1 - s[t]) (zero), and c_s = -threshold (subtract) or -beta*v[t]
+  (zero) when the reset is differentiated, else 0. With `checkpoint_every=K` it instead keeps the input
+  currents and one membrane state per K steps, and recomputes each chunk's membrane in the backward
+  (memory ~ T/K instead of T membrane copies beyond the input).
+
+The membrane is integrated in `state_dtype` (float32 by default, also for bf16 input); spikes and input
+gradients are returned in the input dtype.
+"""
+from __future__ import annotations
+
+import functools
+import numbers
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from spikejax import surrogate as surrogate_lib
+
+RESETS = ("subtract", "zero")
+IMPLEMENTATIONS = ("auto", "fused", "reference")
+
+
+def _is_static_number(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _check_inputs(currents, beta, threshold, reset, implementation, checkpoint_every):
+    currents = jnp.asarray(currents)
+    if currents.ndim < 1:
+        raise ValueError(f"currents must be time-major [T, ...], got a scalar of shape {currents.shape}")
+    if not jnp.issubdtype(currents.dtype, jnp.floating):
+        raise ValueError(f"currents must be floating point, got dtype {currents.dtype}")
+    if reset not in RESETS:
+        raise ValueError(f"reset must be one of {RESETS}, got {reset!r}")
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+    if _is_static_number(beta) and not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must lie in [0, 1], got {beta}")
+    if _is_static_number(threshold) and not threshold > 0.0:
+        raise ValueError(f"threshold must be > 0, got {threshold}")
+    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every must be a positive int or None, got {checkpoint_every!r}")
+    return currents
+
+
+def lif(
+    currents: jax.Array,
+    *,
+    beta: float | jax.Array,
+    threshold: float | jax.Array = 1.0,
+    reset: str = "subtract",
+    surrogate: str = "fast_sigmoid",
+    surrogate_params: dict | None = None,
+    detach_reset: bool = True,
+    return_membrane: bool = False,
+    state_dtype: Any = jnp.float32,
+    implementation: str = "auto",
+    checkpoint_every: int | None = None,
+):
+    """Leaky integrate-and-fire layer over time (equations in the module docstring).
+
+    Args:
+      currents: input currents I, [T, ...], floating dtype (float32 or bfloat16).
+      beta: membrane decay per step, in [0, 1]; a Python float, or an array broadcastable to I[0]
+        (a learnable beta; uses the reference implementation).
+      threshold: firing threshold (> 0), same forms as beta.
+      reset: "subtract" or "zero".
+      surrogate, surrogate_params: surrogate derivative by name and its parameters.
+      detach_reset: if True (default) the reset term carries no gradient.
+      return_membrane: also return the membrane potential v [T, ...].
+      state_dtype: dtype in which v is integrated.
+      implementation: "auto" (fused when beta and threshold are Python numbers), "fused" or "reference".
+      checkpoint_every: fused only: keep one membrane state per this many steps and recompute in the
+        backward (lower memory for long T).
+
+    Returns:
+      spikes [T, ...] in the dtype of `currents` (0/1 values), or (spikes, membrane) if return_membrane.
+    """
+    currents = _check_inputs(currents, beta, threshold, reset, implementation, checkpoint_every)
+    name, frozen = surrogate_lib.resolve(surrogate, surrogate_params)
+    static = _is_static_number(beta) and _is_static_number(threshold)
+    if implementation == "fused" and not static:
+        raise ValueError("implementation='fused' needs Python-number beta and threshold; "
+                         "use implementation='reference' for learnable (array) parameters")
+    if implementation == "reference" or not static:
+        if checkpoint_every is not None:
+            raise ValueError("checkpoint_every applies to the fused implementation only")
+        spikes, membrane = _lif_reference(currents, beta, threshold, reset, name, frozen, detach_reset,
+                                          jnp.dtype(state_dtype))
+    else:
+        fn = _fused_lif(float(beta), float(threshold), reset, name, frozen, bool(detach_reset),
+                        jnp.dtype(state_dtype).name, checkpoint_every)
+        spikes, membrane = fn(currents)
+    return (spikes, membrane) if return_membrane else spikes
+
+
+def cuba_lif(
+    currents: jax.Array,
+    *,
+    alpha: float,
+    beta: float | jax.Array,
+    return_membrane: bool = False,
+    state_dtype: Any = jnp.float32,
+    **lif_kwargs,
+):
+    """Current-based LIF: a synaptic current filter followed by `lif`.
+
+      i[t] = alpha*i[t-1] + I[t],  i[-1] = 0;   then v, s as in `lif`, driven by i[t].
+
+    Args:
+      currents: input currents I [T, ...].
+      alpha: synaptic decay per step in [0, 1] (a Python float).
+      beta, return_membrane, state_dtype, **lif_kwargs: as for `lif`.
+
+    Returns:
+      spikes [T, ...] in the dtype of `currents`, or (spikes, membrane).
+    """
+    currents = jnp.asarray(currents)
+    if not _is_static_number(alpha) or not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be a Python number in [0, 1], got {alpha!r}")
+    if currents.ndim < 1 or not jnp.issubdtype(currents.dtype, jnp.floating):
+        raise ValueError(f"currents must be floating point [T, ...], got {currents.dtype}{currents.shape}")
+    state_dtype = jnp.dtype(state_dtype)
+
+    def step(i_prev, current):
+        i = alpha * i_prev + current.astype(state_dtype)
+        return i, i
+
+    _, synaptic = jax.lax.scan(step, jnp.zeros(currents.shape[1:], state_dtype), currents)
+    out = lif(synaptic, beta=beta, return_membrane=True, state_dtype=state_dtype, **lif_kwargs)
+    spikes, membrane = out
+    spikes = spikes.astype(currents.dtype)
+    return (spikes, membrane.astype(currents.dtype)) if return_membrane else spikes
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Reference implementation: plain autodiff through lax.scan.
+
+
+def _lif_reference(currents, beta, threshold, reset, name, frozen, detach_reset, state_dtype):
+    params = dict(frozen)
+    beta = jnp.asarray(beta, state_dtype)
+    threshold = jnp.asarray(threshold, state_dtype)
+
+    def step(carry, current):
+        v_prev, s_prev = carry
+        s_reset = jax.lax.stop_gradient(s_prev) if detach_reset else s_prev
+        if reset == "subtract":
+            v = beta * v_prev + current.astype(state_dtype) - threshold * s_reset
+        else:
+            v = beta * v_prev * (1.0 - s_reset) + current.astype(state_dtype)
+        s = surrogate_lib.spike(v - threshold, name, **params)
+        return (v, s), (s, v)
+
+    shape = jnp.broadcast_shapes(currents.shape[1:], beta.shape, threshold.shape)
+    init = (jnp.zeros(shape, state_dtype), jnp.zeros(shape, state_dtype))
+    _, (spikes, membrane) = jax.lax.scan(step, init, currents)
+    return spikes.astype(currents.dtype), membrane.astype(currents.dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Fused implementation: one custom_vjp over the whole sequence.
+
+
+@functools.lru_cache(maxsize=None)
+def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_name, checkpoint_every):
+    state_dtype = jnp.dtype(state_dtype_name)
+    derivative, _ = surrogate_lib.SURROGATES[name]
+    params = dict(frozen)
+
+    def integrate(currents, v0):
+        """Forward recurrence from state v0 (before step 0): returns v [T, ...] in state_dtype."""
+
+        def step(v_prev, current):
+            s_prev = (v_prev > threshold).astype(state_dtype)
+            if reset == "subtract":
+                v = beta * v_prev + current.astype(state_dtype) - threshold * s_prev
+            else:
+                v = beta * v_prev * (1.0 - s_prev) + current.astype(state_dtype)
+            return v, v
+
+        # v[-1] = 0 gives s[-1] = 0, matching the initial condition.
+        return jax.lax.scan(step, v0, currents)
+
+    def adjoint(membrane, grad_spikes, grad_membrane, a_next):
+        """Reverse-time adjoint over a span; returns (dL/dv before the span, dL/dI for the span)."""
+
+        def step(a, xs):
+            v, gs, gv = xs
+            sg = derivative(v - threshold, **params)
+            s = (v > threshold).astype(state_dtype)
+            if reset == "subtract":
+                carry_v, carry_s = beta, -threshold
+            else:
+                carry_v, carry_s = beta * (1.0 - s), -beta * v
+            through_spike = gs.astype(state_dtype)
+            if not detach_reset:
+                through_spike = through_spike + carry_s * a
+            a_here = gv.astype(state_dtype) + sg * through_spike + carry_v * a
+            return a_here, a_here
+
+        return jax.lax.scan(step, a_next, (membrane, grad_spikes, grad_membrane), reverse=True)
+
+    def outputs(currents, membrane):
+        spikes = (membrane > threshold).astype(currents.dtype)
+        return spikes, membrane.astype(currents.dtype)
+
+    @jax.custom_vjp
+    def fused(currents):
+        _, membrane = integrate(currents, jnp.zeros(currents.shape[1:], state_dtype))
+        return outputs(currents, membrane)
+
+    def fused_fwd(currents):
+        v0 = jnp.zeros(currents.shape[1:], state_dtype)
+        if checkpoint_every is None:
+            _, membrane = integrate(currents, v0)
+            return outputs(currents, membrane), membrane
+        chunks, steps = _chunked(currents, checkpoint_every)
+
+        def chunk(v_prev, chunk_currents):
+            v_last, membrane = integrate(chunk_currents, v_prev)
+            return v_last, (v_prev, outputs(chunk_currents, membrane))
+
+        _, (starts, (spikes, membrane)) = jax.lax.scan(chunk, v0, chunks)
+        merge = lambda x: x.reshape((-1,) + x.shape[2:])[:steps]
+        return (merge(spikes), merge(membrane)), (currents, starts)
+
+    def fused_bwd(residual, grads):
+        grad_spikes, grad_membrane = grads
+        if checkpoint_every is None:
+            membrane = residual
+            a0 = jnp.zeros(membrane.shape[1:], state_dtype)
+            _, grad_currents = adjoint(membrane, grad_spikes, grad_membrane, a0)
+            return (grad_currents.astype(grad_spikes.dtype),)
+        currents, starts = residual
+        chunks, steps = _chunked(currents, checkpoint_every)
+        gs_chunks, _ = _chunked(grad_spikes, checkpoint_every)
+        gv_chunks, _ = _chunked(grad_membrane, checkpoint_every)
+
+        def chunk(a_next, xs):
+            v_prev, chunk_currents, gs, gv = xs
+            _, membrane = integrate(chunk_currents, v_prev)
+            a_first, grad_chunk = adjoint(membrane, gs, gv, a_next)
+            return a_first, grad_chunk
+
+        a0 = jnp.zeros(currents.shape[1:], state_dtype)
+        _, grad_chunks = jax.lax.scan(chunk, a0, (starts, chunks, gs_chunks, gv_chunks), reverse=True)
+        grad_currents = grad_chunks.reshape((-1,) + grad_chunks.shape[2:])[:steps]
+        return (grad_currents.astype(currents.dtype),)
+
+    fused.defvjp(fused_fwd, fused_bwd)
+    return fused
+
+
+def _chunked(x, size):
+    """[T, ...] -> ([ceil(T/size), size, ...] zero-padded at the end, T)."""
+    steps = x.shape[0]
+    num = -(-steps // size)
+    pad = num * size - steps
+    if pad:
+        x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)], axis=0)
+    return x.reshape((num, size) + x.shape[1:]), steps
+

@@ -1,0 +1,121 @@
+"""Losses against numpy formulas and closed-form gradients."""
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spikejax import losses
+from tests.reference import spike_nll_numpy
+
+
+def _spikes(seed=0, shape=(12, 4, 5), rate=0.3):
+    return (np.random.default_rng(seed).random(shape) < rate).astype(np.float32)
+
+
+LABELS = np.array([0, 3, 1, 4])
+
+
+def test_count_mse_value_and_closed_form_gradient():
+    s = _spikes()
+    steps, batch, classes = s.shape
+    rates = s.sum(0) / steps
+    target = np.full((batch, classes), 0.03)
+    target[np.arange(batch), LABELS] = 0.2
+    loss, grad = jax.value_and_grad(losses.count_mse)(jnp.asarray(s), LABELS)
+    np.testing.assert_allclose(loss, 0.5 * ((rates - target) ** 2).sum(1).mean(), rtol=1e-6)
+    np.testing.assert_allclose(grad, np.broadcast_to((rates - target) / steps / batch, s.shape), rtol=1e-5)
+
+
+def test_count_softmax_value_and_closed_form_gradient():
+    s = _spikes(1)
+    n = s.sum(0) / 2.0
+    p = np.exp(n - n.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    y = np.eye(5)[LABELS]
+    loss, grad = jax.value_and_grad(lambda x: losses.count_softmax(x, LABELS, temperature=2.0))(jnp.asarray(s))
+    np.testing.assert_allclose(loss, -np.log(p[np.arange(4), LABELS]).mean(), rtol=1e-6)
+    np.testing.assert_allclose(grad, np.broadcast_to((p - y) / 2.0 / 4, s.shape), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("window", [None, 1, 3, 12, 50])
+def test_spike_nll_matches_loops_including_silent_true_class(window):
+    s = _spikes(2)
+    s[:, 1, LABELS[1]] = 0.0  # a silent true class
+    s[:, 2, :] = 0.0  # an all-silent sample
+    loss, grad = jax.value_and_grad(lambda x: losses.spike_nll(x, LABELS, window=window))(jnp.asarray(s))
+    ref_loss, ref_grad = spike_nll_numpy(s, LABELS, window=window)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=1e-7)
+    assert np.isfinite(loss)
+    assert np.all(np.asarray(grad)[:, 1, LABELS[1]] < 0)  # descending the loss makes the silent class fire
+
+
+def test_spike_nll_gradient_is_exact_p_minus_y_over_n():
+    s = _spikes(3)
+    n = np.maximum(s.sum(0), 1.0)
+    p = n / n.sum(1, keepdims=True)
+    y = np.eye(5)[LABELS]
+    grad = jax.grad(losses.spike_nll)(jnp.asarray(s), LABELS)
+    np.testing.assert_allclose(grad[0], (p - y) / n / 4, rtol=1e-5)
+
+
+def test_mask_averages_real_examples_only():
+    s = _spikes(4)
+    mask = np.array([1, 0, 1, 1])
+    keep = mask.astype(bool)
+    for fn in [losses.count_mse, losses.count_softmax, losses.spike_nll]:
+        np.testing.assert_allclose(fn(s, LABELS, mask=mask), fn(s[:, keep], LABELS[keep]), rtol=1e-6)
+
+
+def test_bf16_spikes_give_bf16_gradients():
+    s = jnp.asarray(_spikes(5), jnp.bfloat16)
+    for name in ["mse", "softmax", "nll"]:
+        g = jax.grad(lambda x: losses.LOSSES[name](x, LABELS))(s)
+        assert g.dtype == jnp.bfloat16
+
+
+def test_shape_and_value_errors():
+    s = jnp.asarray(_spikes())
+    with pytest.raises(ValueError, match=r"labels must have shape \[B\] = \[4\]"):
+        losses.spike_nll(s, LABELS[:3])
+    with pytest.raises(ValueError, match="labels must have shape"):
+        losses.count_mse(s, LABELS[:, None])
+    with pytest.raises(ValueError, match="time-major"):
+        losses.count_softmax(s[0], LABELS)
+    with pytest.raises(ValueError, match="integer"):
+        losses.spike_nll(s, LABELS.astype(np.float32))
+    with pytest.raises(ValueError, match="window"):
+        losses.spike_nll(s, LABELS, window=0)
+    with pytest.raises(ValueError, match="mask"):
+        losses.spike_nll(s, LABELS, mask=np.ones(5))
+    with pytest.raises(ValueError, match="unknown loss 'nl'"):
+        losses.get_loss("nl")
+
+
+def test_errors_raise_under_jit_at_trace_time():
+    with pytest.raises(ValueError, match="labels"):
+        jax.jit(losses.spike_nll)(jnp.zeros((5, 4, 3)), jnp.zeros((2,), jnp.int32))
+
+
+def test_registry_names_are_stable():
+    assert losses.LOSSES["mse"] is losses.count_mse
+    assert losses.LOSSES["softmax"] is losses.count_softmax
+    assert losses.LOSSES["nll"] is losses.spike_nll
+
+
+def test_rate_penalty_closed_form():
+    h = _spikes(6, shape=(10, 3, 2, 4))
+    rates = h.mean(0).reshape(3, -1)
+    np.testing.assert_allclose(losses.spike_rate_penalty(h, target_rate=0.1),
+                               ((rates - 0.1) ** 2).mean(), rtol=1e-6)
+
+
+def test_import_pulls_in_only_jax_and_numpy():
+    code = ("import sys, spikejax.losses, spikejax.readout, spikejax.neurons; "
+            "bad = [m for m in ('flax', 'tonic', 'absl', 'orbax', 'optax', 'ml_collections', 'torch') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -1,0 +1,116 @@
+"""LIF neurons against a plain numpy loop (forward) and an explicit reverse loop (gradients)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spikejax import neurons, surrogate
+from tests.reference import lif_adjoint_numpy, lif_numpy
+
+
+def _currents(seed=0, shape=(40, 3, 5), scale=0.6, offset=0.25):
+    rng = np.random.default_rng(seed)
+    return (offset + scale * rng.standard_normal(shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("implementation", ["fused", "reference"])
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_forward_matches_numpy_loop(implementation, reset):
+    currents = _currents()
+    spikes, membrane = neurons.lif(currents, beta=0.85, threshold=0.9, reset=reset,
+                                   implementation=implementation, return_membrane=True)
+    ref_spikes, ref_membrane = lif_numpy(currents, beta=0.85, threshold=0.9, reset=reset)
+    assert 0.05 < ref_spikes.mean() < 0.6  # the test exercises real spiking
+    np.testing.assert_array_equal(spikes, ref_spikes)
+    np.testing.assert_allclose(membrane, ref_membrane, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("implementation", ["fused", "reference"])
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("detach_reset", [True, False])
+@pytest.mark.parametrize("name", ["fast_sigmoid", "exponential"])
+def test_gradient_matches_explicit_adjoint(implementation, reset, detach_reset, name):
+    currents = _currents(1)
+    weights = np.random.default_rng(2).standard_normal(currents.shape).astype(np.float32)
+    loss = lambda c: jnp.sum(weights * neurons.lif(c, beta=0.8, threshold=1.0, reset=reset, surrogate=name,
+                                                   detach_reset=detach_reset, implementation=implementation))
+    grad = jax.grad(loss)(jnp.asarray(currents))
+    ref = lif_adjoint_numpy(currents, weights, beta=0.8, threshold=1.0, reset=reset, detach_reset=detach_reset,
+                            surrogate_derivative=lambda x: np.asarray(surrogate.surrogate_derivative(x, name),
+                                                                      np.float64))
+    np.testing.assert_allclose(grad, ref, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("detach_reset", [True, False])
+@pytest.mark.parametrize("checkpoint_every", [1, 7, 40, 64])
+def test_checkpointed_matches_plain(reset, detach_reset, checkpoint_every):
+    currents = jnp.asarray(_currents(3))
+    weights = jnp.asarray(np.random.default_rng(4).standard_normal(currents.shape), jnp.float32)
+
+    def run(every, implementation="fused"):
+        def loss(c):
+            s, v = neurons.lif(c, beta=0.9, reset=reset, detach_reset=detach_reset, return_membrane=True,
+                               implementation=implementation, checkpoint_every=every)
+            return jnp.sum(weights * s) + 0.1 * jnp.sum(jnp.sin(v)), s
+        return jax.grad(loss, has_aux=True)(currents)
+
+    grad, spikes = run(checkpoint_every)
+    grad_ref, spikes_ref = run(None, "reference")
+    np.testing.assert_array_equal(spikes, spikes_ref)
+    np.testing.assert_allclose(grad, grad_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_in_out_and_gradients():
+    currents = jnp.asarray(_currents(5), jnp.bfloat16)
+    for implementation in ["fused", "reference"]:
+        out, vjp = jax.vjp(lambda c: neurons.lif(c, beta=0.9, implementation=implementation), currents)
+        (grad,) = vjp(jnp.ones_like(out))
+        assert out.dtype == jnp.bfloat16 and grad.dtype == jnp.bfloat16
+        ref, _ = lif_numpy(np.asarray(currents, np.float32), beta=0.9)
+        np.testing.assert_array_equal(np.asarray(out, np.float32), ref)
+
+
+def test_jit_vmap_grad_compose():
+    currents = jnp.asarray(_currents(6, shape=(4, 30, 8)))  # vmapped over the leading axis
+    f = lambda c: jnp.sum(neurons.lif(c, beta=0.9) * jnp.arange(8.0))
+    batched = jax.jit(jax.vmap(jax.grad(f)))(currents)
+    for i in range(4):
+        np.testing.assert_allclose(batched[i], jax.grad(f)(currents[i]), rtol=1e-6)
+
+
+def test_learnable_beta_uses_reference_and_fused_refuses_arrays():
+    currents = jnp.asarray(_currents(7))
+    beta = jnp.full((5,), 0.8)
+    grad_beta = jax.grad(lambda b: jnp.sum(neurons.lif(currents, beta=b)))(beta)
+    assert grad_beta.shape == (5,) and np.all(np.isfinite(grad_beta))
+    np.testing.assert_array_equal(neurons.lif(currents, beta=beta), neurons.lif(currents, beta=0.8))
+    with pytest.raises(ValueError, match="Python-number"):
+        neurons.lif(currents, beta=beta, implementation="fused")
+
+
+def test_cuba_lif_matches_numpy_loop():
+    currents = _currents(8)
+    synaptic = np.zeros_like(currents, np.float64)
+    i = 0.0
+    for t in range(currents.shape[0]):
+        i = 0.6 * i + currents[t]
+        synaptic[t] = i
+    ref, _ = lif_numpy(synaptic, beta=0.9, threshold=1.5)
+    out = neurons.cuba_lif(currents, alpha=0.6, beta=0.9, threshold=1.5)
+    np.testing.assert_array_equal(out, ref)
+    grad = jax.grad(lambda c: jnp.sum(neurons.cuba_lif(c, alpha=0.6, beta=0.9)))(jnp.asarray(currents))
+    assert grad.shape == currents.shape and np.all(np.isfinite(grad))
+
+
+def test_input_errors_name_the_problem():
+    with pytest.raises(ValueError, match="reset"):
+        neurons.lif(jnp.zeros((3, 2)), beta=0.9, reset="hard")
+    with pytest.raises(ValueError, match="beta"):
+        neurons.lif(jnp.zeros((3, 2)), beta=1.5)
+    with pytest.raises(ValueError, match="floating"):
+        neurons.lif(jnp.zeros((3, 2), jnp.int32), beta=0.9)
+    with pytest.raises(ValueError, match="time-major"):
+        neurons.lif(jnp.float32(1.0), beta=0.9)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        neurons.lif(jnp.zeros((3, 2)), beta=0.9, checkpoint_every=0)
