@@ -1,0 +1,108 @@
+"""Datasets by name -> binned, cached, time-major splits.
+
+  load("digits_events", "train", data_dir="~/.cache/spikejax")        # embedded, offline
+  load("dvs_gesture", "test", data_dir="/data", binning=Binning(300, 5000, downsample=4))
+
+Names: "digits_events" (embedded NMNIST stand-in), "nmnist", "dvs_gesture", "ntidigits18". Real datasets
+are downloaded into <data_dir>/<TonicClassName>/ when missing (see README, 'Datasets'); binned tensors
+are cached in <data_dir>/cache/.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable
+
+from spikejax.data import digits_events
+from spikejax.data.cache import CachedSplit, load_or_build
+from spikejax.data.events import Binning, frame_shape
+from spikejax.data.pipeline import Batch, TrainIterator, eval_batches, prefetch
+
+DEFAULT_DATA_DIR = os.environ.get("SPIKEJAX_DATA_DIR", "~/.cache/spikejax")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    sensor_size: tuple[int, int, int]  # tonic's (W, H, P)
+    classes: tuple[str, ...]
+    default_binning: Binning
+    samples: Callable  # (data_dir, split, **options) -> iterator of (events, label)
+    count: Callable | None = None  # (data_dir, split) -> number of samples, for progress output
+    options: tuple[str, ...] = ()  # source options accepted by `samples`
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def _digits_samples(data_dir, split, *, seed: int = 0):
+    del data_dir
+    return digits_events.samples(split, seed=seed)
+
+
+def _registry() -> dict[str, DatasetInfo]:
+    # tonic is imported lazily: the embedded dataset needs only numpy, scipy and scikit-learn.
+    def tonic_entry(name):
+        def samples(data_dir, split, **options):
+            from spikejax.data import tonic_datasets
+            return getattr(tonic_datasets, f"{name}_samples")(os.path.expanduser(data_dir), split, **options)
+
+        def count(data_dir, split):
+            from spikejax.data import tonic_datasets
+            counter = {"nmnist": "_nmnist_count", "dvs_gesture": "_dvs_gesture_count",
+                       "ntidigits18": "_ntidigits_count"}[name]
+            return getattr(tonic_datasets, counter)(os.path.expanduser(data_dir), split)
+
+        return samples, count
+
+    nmnist, nmnist_count = tonic_entry("nmnist")
+    dvs, dvs_count = tonic_entry("dvs_gesture")
+    tidigits, tidigits_count = tonic_entry("ntidigits18")
+    return {
+        "digits_events": DatasetInfo(digits_events.SENSOR_SIZE, tuple(digits_events.CLASSES),
+                                     Binning(time_bins=30, bin_width_us=10_000), _digits_samples,
+                                     lambda d, s: len(digits_events.split_indices(s)), ("seed",)),
+        "nmnist": DatasetInfo((34, 34, 2), tuple(str(d) for d in range(10)),
+                              Binning(time_bins=100, bin_width_us=3_000), nmnist, nmnist_count,
+                              ("first_saccade_only",)),
+        "dvs_gesture": DatasetInfo((128, 128, 2), (
+            "hand clapping", "right hand wave", "left hand wave", "right arm cw", "right arm ccw",
+            "left arm cw", "left arm ccw", "arm roll", "air drums", "air guitar", "other gestures"),
+            Binning(time_bins=300, bin_width_us=5_000, downsample=4), dvs, dvs_count),
+        "ntidigits18": DatasetInfo((64, 1, 1), ("o", "1", "2", "3", "4", "5", "6", "7", "8", "9", "z"),
+                                   Binning(time_bins=250, bin_width_us=5_000, polarity=False), tidigits,
+                                   tidigits_count),
+    }
+
+
+DATASETS: dict[str, DatasetInfo] = _registry()
+
+
+def get_info(name: str) -> DatasetInfo:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}") from None
+
+
+def load(name: str, split: str, *, data_dir: str = DEFAULT_DATA_DIR, binning: Binning | None = None,
+         cache_dir: str | None = None, **options) -> CachedSplit:
+    """The binned split of dataset `name`, from the cache or built (and downloaded) on first use."""
+    info = get_info(name)
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    unknown = set(options) - set(info.options)
+    if unknown:
+        raise ValueError(f"dataset {name!r} takes options {list(info.options)}, got {sorted(unknown)}")
+    binning = binning or info.default_binning
+    data_dir = os.path.expanduser(data_dir)
+    return load_or_build(
+        name=name, split=split, cache_dir=cache_dir or os.path.join(data_dir, "cache"),
+        sensor_size=info.sensor_size, binning=binning, classes=list(info.classes),
+        source_options=dict(sorted(options.items())),
+        samples=lambda: info.samples(data_dir, split, **options),
+        num_samples=(lambda: info.count(data_dir, split)) if info.count else None)
+
+
+__all__ = ["Batch", "Binning", "CachedSplit", "DATASETS", "DatasetInfo", "TrainIterator", "eval_batches",
+           "frame_shape", "get_info", "load", "prefetch"]

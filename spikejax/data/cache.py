@@ -1,0 +1,144 @@
+"""On-disk cache of binned datasets, keyed by a hash of everything that shapes the tensors.
+
+Layout: <cache_dir>/<dataset>-<split>-<key>/ with
+  spikes.npy   uint8 [N, T, ceil(F/8)] bit-packed (binarize) or [N, T, F] counts, memory-mapped on read
+  labels.npy   int32 [N]
+  events.npy   int64 [N]   events per sample (before binning)
+  duration_us.npy int64 [N]
+  meta.json    the key's contents, shapes and class names
+The directory is written under a temporary name and renamed into place, so an interrupted build never
+leaves a half cache that later runs would trust.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import Callable, Iterable
+
+import numpy as np
+
+from spikejax.data.events import Binning, bin_events, frame_shape
+
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass
+class CachedSplit:
+    """A binned split. `spikes` may be a read-only memmap; decode rows with `dense(indices)`."""
+
+    name: str
+    split: str
+    spikes: np.ndarray
+    labels: np.ndarray
+    events: np.ndarray
+    duration_us: np.ndarray
+    frame_shape: tuple[int, ...]
+    time_bins: int
+    packed: bool
+    classes: list[str]
+    path: str
+
+    @property
+    def num_features(self) -> int:
+        return int(np.prod(self.frame_shape))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def dense(self, indices) -> np.ndarray:
+        """uint8 [len(indices), T, *frame_shape] for sample indices (sorted reads are fastest)."""
+        rows = self.spikes[np.asarray(indices)]
+        if self.packed:
+            rows = np.unpackbits(rows, axis=-1, count=self.num_features)
+        return rows.reshape((len(rows), self.time_bins) + tuple(self.frame_shape))
+
+
+def cache_key(description: dict) -> str:
+    blob = json.dumps({**description, "format_version": FORMAT_VERSION}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def load_or_build(
+    *,
+    name: str,
+    split: str,
+    cache_dir: str,
+    sensor_size: tuple[int, int, int],
+    binning: Binning,
+    classes: list[str],
+    source_options: dict,
+    samples: Callable[[], Iterable[tuple[np.ndarray, int]]],
+    num_samples: Callable[[], int] | None = None,
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
+) -> CachedSplit:
+    """Returns the cached split, building it from `samples()` (events, label) pairs when missing."""
+    description = {"dataset": name, "split": split, "binning": dataclasses.asdict(binning),
+                   "sensor_size": list(sensor_size), "source": source_options}
+    key = cache_key(description)
+    path = os.path.join(os.path.expanduser(cache_dir), f"{name}-{split}-{key}")
+    if not os.path.exists(os.path.join(path, "meta.json")):
+        _build(path, description, sensor_size, binning, classes, samples, num_samples, log)
+    return _open(path)
+
+
+def _build(path, description, sensor_size, binning, classes, samples, num_samples, log):
+    shape = frame_shape(sensor_size, binning)
+    features = int(np.prod(shape))
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    total = num_samples() if num_samples else None
+    log(f"building cache {path} ({total if total is not None else '?'} samples, "
+        f"[T={binning.time_bins}, {'x'.join(map(str, shape))}])")
+    rows, labels, events, durations = [], [], [], []
+    start = last = time.time()
+    for i, (sample_events, label) in enumerate(samples()):
+        dense = bin_events(sample_events, sensor_size, binning)
+        rows.append(np.packbits(dense, axis=-1) if binning.binarize else dense)
+        labels.append(int(label))
+        events.append(len(sample_events))
+        t = np.asarray(sample_events["t"], np.int64)
+        durations.append(int(t.max() - t.min()) if len(t) else 0)
+        if i == 0:
+            first = last = time.time()
+        elif time.time() - last > 5:
+            last = time.time()
+            rate = i / (last - first)
+            eta = f", ETA {(total - i - 1) / rate:.0f} s" if total else ""
+            log(f"  {i + 1}{'/' + str(total) if total else ''} samples, {rate:.0f}/s{eta}")
+    if not rows:
+        raise ValueError(f"{description['dataset']} {description['split']}: no samples found")
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+    try:
+        np.save(os.path.join(tmp, "spikes.npy"), np.stack(rows))
+        np.save(os.path.join(tmp, "labels.npy"), np.asarray(labels, np.int32))
+        np.save(os.path.join(tmp, "events.npy"), np.asarray(events, np.int64))
+        np.save(os.path.join(tmp, "duration_us.npy"), np.asarray(durations, np.int64))
+        meta = {**description, "frame_shape": list(shape), "num_samples": len(rows), "classes": classes,
+                "packed": bool(binning.binarize), "time_bins": binning.time_bins}
+        with open(os.path.join(tmp, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=1)
+        try:
+            os.rename(tmp, path)
+        except OSError:  # another process finished the same cache first
+            if not os.path.exists(os.path.join(path, "meta.json")):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"  cached {len(rows)} samples in {time.time() - start:.1f} s")
+
+
+def _open(path) -> CachedSplit:
+    with open(os.path.join(path, "meta.json")) as f:
+        meta = json.load(f)
+    load = lambda name, mode=None: np.load(os.path.join(path, name), mmap_mode=mode)
+    return CachedSplit(
+        name=meta["dataset"], split=meta["split"], spikes=load("spikes.npy", "r"), labels=load("labels.npy"),
+        events=load("events.npy"), duration_us=load("duration_us.npy"),
+        frame_shape=tuple(meta["frame_shape"]), time_bins=meta["time_bins"], packed=meta["packed"],
+        classes=meta["classes"], path=path)

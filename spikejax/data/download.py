@@ -1,0 +1,46 @@
+"""Downloads through tonic's download utilities, with errors that say how to finish by hand."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+
+class DatasetDownloadError(RuntimeError):
+    """A dataset archive could not be fetched or verified."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Archive:
+    url: str
+    filename: str
+    md5: str
+
+
+def manual_instructions(dataset: str, archive: Archive, directory: str) -> str:
+    return (f"Download {archive.url} by hand and save it as {os.path.join(directory, archive.filename)} "
+            f"(expected md5 {archive.md5}); spikejax then verifies, extracts and uses it. "
+            f"See README.md, 'Datasets', for {dataset}.")
+
+
+def fetch(dataset: str, archive: Archive, directory: str, *, extract: bool) -> None:
+    """Downloads `archive` into `directory` (progress on stdout), checks its md5, and extracts it.
+
+    A file already present with the right md5 is used as is. On any failure the partial or corrupt file
+    is removed and a DatasetDownloadError names the URL, archive, md5 and where to put it by hand.
+    """
+    from tonic import download_utils
+
+    path = os.path.join(directory, archive.filename)
+    os.makedirs(directory, exist_ok=True)
+    try:
+        if extract:
+            download_utils.download_and_extract_archive(archive.url, directory, filename=archive.filename,
+                                                        md5=archive.md5)
+        else:
+            download_utils.download_url(archive.url, directory, filename=archive.filename, md5=archive.md5)
+    except Exception as error:  # network, HTTP, md5 or archive errors alike
+        if os.path.exists(path) and not download_utils.check_integrity(path, archive.md5):
+            os.remove(path)
+        raise DatasetDownloadError(
+            f"{dataset}: could not download or verify {archive.url} ({type(error).__name__}: {error}). "
+            + manual_instructions(dataset, archive, directory)) from error

@@ -1,0 +1,91 @@
+"""Tiny datasets written byte by byte in each dataset's real on-disk format."""
+import os
+
+import h5py
+import numpy as np
+
+
+def nmnist_bytes(x, y, t, p):
+    """N-MNIST 40-bit events: x (8 bits), y (8), polarity (1) + timestamp us (23)."""
+    x, y, t, p = (np.asarray(a, np.int64) for a in (x, y, t, p))
+    raw = np.zeros((len(x), 5), np.uint8)
+    raw[:, 0], raw[:, 1] = x, y
+    raw[:, 2] = (p << 7) | ((t >> 16) & 0x7F)
+    raw[:, 3], raw[:, 4] = (t >> 8) & 0xFF, t & 0xFF
+    return raw.tobytes()
+
+
+def random_events(rng, count, width, height, duration_us):
+    t = np.sort(rng.integers(0, duration_us, count))
+    return rng.integers(0, width, count), rng.integers(0, height, count), t, rng.integers(0, 2, count)
+
+
+def write_nmnist(root, split="train", per_class=2, classes=(0, 3, 7), seed=0):
+    """<root>/NMNIST/{Train,Test}/<digit>/<id>.bin; returns [(path, (x, y, t, p), label)] sorted by path."""
+    rng = np.random.default_rng(seed)
+    written = []
+    for digit in classes:
+        folder = os.path.join(root, "NMNIST", "Train" if split == "train" else "Test", str(digit))
+        os.makedirs(folder, exist_ok=True)
+        for k in range(per_class):
+            events = random_events(rng, 50 + 10 * k, 34, 34, 40_000)
+            path = os.path.join(folder, f"{k:05d}.bin")
+            with open(path, "wb") as f:
+                f.write(nmnist_bytes(*events))
+            written.append((path, events, digit))
+    return sorted(written, key=lambda item: item[0])
+
+
+def write_dvs_gesture(root, split="train", users=("user02_led", "user01_fluorescent"), labels=(4, 0, 10),
+                      seed=0):
+    """<root>/DVSGesture/ibmGesture{Train,Test}/userNN_<lighting>/<label>.npy with [N, 4] (x, y, p, t_ms)."""
+    rng = np.random.default_rng(seed)
+    folder = os.path.join(root, "DVSGesture", "ibmGestureTrain" if split == "train" else "ibmGestureTest")
+    written = []
+    for user in users:
+        os.makedirs(os.path.join(folder, user), exist_ok=True)
+        for label in labels:
+            x, y, t_ms, p = random_events(rng, 80, 128, 128, 200)
+            array = np.stack([x, y, p, t_ms], axis=1).astype(np.float64)
+            path = os.path.join(folder, user, f"{label}.npy")
+            np.save(path, array)
+            written.append((path, (x, y, t_ms * 1000, p), label))
+    return sorted(written, key=lambda item: item[0])
+
+
+def write_ntidigits(root, seed=0):
+    """<root>/NTIDIGITS18/n-tidigits.hdf5 with {split}_addresses/<id>, {split}_timestamps/<id> (seconds)
+    and {split}_labels. Returns {split: [(sample_id, channels, t_us, label)]} of single-digit samples."""
+    rng = np.random.default_rng(seed)
+    folder = os.path.join(root, "NTIDIGITS18")
+    os.makedirs(folder, exist_ok=True)
+    classes = {"o": 0, "z": 10, "3": 3, "9": 9}
+    expected = {}
+    with h5py.File(os.path.join(folder, "n-tidigits.hdf5"), "w") as f:
+        for split in ("train", "test"):
+            ids = [f"man-a{i}-{d}" for i, d in enumerate(classes)] + ["woman-zz-13"]  # last: multi-digit
+            f.create_dataset(f"{split}_labels", data=np.array([s.encode() for s in ids]))
+            expected[split] = []
+            for sample_id in ids:
+                channels = rng.integers(0, 64, 40)
+                seconds = np.sort(rng.random(40) * 0.3)
+                f.create_dataset(f"{split}_addresses/{sample_id}", data=channels.astype(np.int16))
+                f.create_dataset(f"{split}_timestamps/{sample_id}", data=seconds)
+                digit = sample_id.split("-")[-1]
+                if len(digit) == 1:
+                    expected[split].append((sample_id, channels, (seconds * 1e6).astype(np.int64),
+                                            classes[digit]))
+    return expected
+
+
+def dense_reference(columns, shape, time_bins, bin_width_us, binarize=True):
+    """Binned tensor by a plain loop over events: columns = list of (t_us, flat feature index)."""
+    out = np.zeros((time_bins, int(np.prod(shape))), np.int64)
+    if not columns:
+        return out
+    t0 = min(t for t, _ in columns)
+    for t, feature in columns:
+        step = (t - t0) // bin_width_us
+        if step < time_bins:
+            out[step, feature] += 1
+    return (out > 0).astype(np.uint8) if binarize else np.minimum(out, 255).astype(np.uint8)
