@@ -149,7 +149,7 @@ def cuba_lif(
         i = alpha * i_prev + current.astype(state_dtype)
         return i, i
 
-    _, synaptic = jax.lax.scan(step, jnp.zeros(currents.shape[1:], state_dtype), currents)
+    _, synaptic = jax.lax.scan(step, jnp.zeros_like(currents[0], state_dtype), currents)
     out = lif(synaptic, beta=beta, return_membrane=True, state_dtype=state_dtype, **lif_kwargs)
     spikes, membrane = out
     spikes = spikes.astype(currents.dtype)
@@ -176,7 +176,8 @@ def _lif_reference(currents, beta, threshold, reset, name, frozen, detach_reset,
         return (v, s), (s, v)
 
     shape = jnp.broadcast_shapes(currents.shape[1:], beta.shape, threshold.shape)
-    init = (jnp.zeros(shape, state_dtype), jnp.zeros(shape, state_dtype))
+    zero = jnp.zeros_like(jnp.broadcast_to(currents[0], shape), state_dtype)  # keeps shard_map's varying axes
+    init = (zero, zero)
     _, (spikes, membrane) = jax.lax.scan(step, init, currents)
     return spikes.astype(currents.dtype), membrane.astype(currents.dtype)
 
@@ -230,11 +231,11 @@ def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_n
 
     @jax.custom_vjp
     def fused(currents):
-        _, membrane = integrate(currents, jnp.zeros(currents.shape[1:], state_dtype))
+        _, membrane = integrate(currents, jnp.zeros_like(currents[0], state_dtype))
         return outputs(currents, membrane)
 
     def fused_fwd(currents):
-        v0 = jnp.zeros(currents.shape[1:], state_dtype)
+        v0 = jnp.zeros_like(currents[0], state_dtype)  # zeros_like keeps shard_map's varying axes
         if checkpoint_every is None:
             _, membrane = integrate(currents, v0)
             return outputs(currents, membrane), membrane
@@ -252,7 +253,7 @@ def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_n
         grad_spikes, grad_membrane = grads
         if checkpoint_every is None:
             membrane = residual
-            a0 = jnp.zeros(membrane.shape[1:], state_dtype)
+            a0 = jnp.zeros_like(membrane[0])
             _, grad_currents = adjoint(membrane, grad_spikes, grad_membrane, a0)
             return (grad_currents.astype(grad_spikes.dtype),)
         currents, starts = residual
@@ -266,7 +267,7 @@ def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_n
             a_first, grad_chunk = adjoint(membrane, gs, gv, a_next)
             return a_first, grad_chunk
 
-        a0 = jnp.zeros(currents.shape[1:], state_dtype)
+        a0 = jnp.zeros_like(currents[0], state_dtype)
         _, grad_chunks = jax.lax.scan(chunk, a0, (starts, chunks, gs_chunks, gv_chunks), reverse=True)
         grad_currents = grad_chunks.reshape((-1,) + grad_chunks.shape[2:])[:steps]
         return (grad_currents.astype(currents.dtype),)
@@ -281,6 +282,6 @@ def _chunked(x, size):
     num = -(-steps // size)
     pad = num * size - steps
     if pad:
-        x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)], axis=0)
+        x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
     return x.reshape((num, size) + x.shape[1:]), steps
 

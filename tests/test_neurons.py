@@ -114,3 +114,19 @@ def test_input_errors_name_the_problem():
         neurons.lif(jnp.float32(1.0), beta=0.9)
     with pytest.raises(ValueError, match="checkpoint_every"):
         neurons.lif(jnp.zeros((3, 2)), beta=0.9, checkpoint_every=0)
+
+
+@pytest.mark.parametrize("implementation", ["fused", "reference"])
+@pytest.mark.parametrize("checkpoint_every", [None, 8])
+def test_lif_inside_shard_map_matches_unsharded(implementation, checkpoint_every):
+    from jax.sharding import PartitionSpec as P
+
+    if implementation == "reference" and checkpoint_every:
+        pytest.skip("checkpointing is a fused-path option")
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:2]), ("data",))
+    currents = jnp.asarray(_currents(9, shape=(20, 4, 6)))
+    kwargs = dict(beta=0.9, implementation=implementation, checkpoint_every=checkpoint_every)
+    loss = lambda c: jnp.sum(neurons.lif(c, **kwargs) * jnp.arange(6.0))
+    grad = jax.jit(jax.shard_map(jax.grad(loss), mesh=mesh, in_specs=P(None, "data"),
+                                 out_specs=P(None, "data")))(currents)
+    np.testing.assert_allclose(grad, jax.grad(loss)(currents), rtol=1e-6)

@@ -1,0 +1,62 @@
+"""Shared defaults; the dataset configs import and override these.
+
+  python -m experiments.train --config=configs/default.py
+"""
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.dataset = "digits_events"
+    c.data_dir = "~/.cache/spikejax"
+    c.seed = 0
+
+    c.data = ml_collections.ConfigDict()
+    c.data.time_bins = 30
+    c.data.bin_width_us = 10_000
+    c.data.downsample = 1
+    c.data.polarity = True
+    c.data.binarize = True
+    c.data.options = ml_collections.ConfigDict()  # dataset options, e.g. first_saccade_only, seed
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "mlp"  # "mlp" or "conv"
+    c.model.hidden = (256,)
+    c.model.dtype = "float32"  # compute dtype; "bfloat16" keeps f32 params and f32 membrane
+    c.model.init_scale = 6.0  # variance scale of the fan-in initialisation
+    c.model.neuron = ml_collections.ConfigDict()
+    c.model.neuron.kind = "lif"  # "lif" or "cuba_lif"
+    c.model.neuron.beta = 0.9
+    c.model.neuron.alpha = 0.8
+    c.model.neuron.threshold = 1.0
+    c.model.neuron.reset = "subtract"
+    c.model.neuron.surrogate = "fast_sigmoid"
+    c.model.neuron.surrogate_params = ml_collections.ConfigDict()
+    c.model.neuron.detach_reset = True
+    c.model.neuron.checkpoint_every = 0  # 0: keep the membrane; K: recompute K-step chunks (long T)
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.name = "nll"  # mse | softmax | nll
+    c.loss.window = 0  # nll only: 0 = whole sample, W = sliding window of W steps
+    c.loss.min_count = 1.0
+    c.loss.true_rate = 0.2
+    c.loss.false_rate = 0.03
+    c.loss.temperature = 1.0
+    c.loss.rate_penalty = 0.0
+    c.loss.target_rate = 0.02
+
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.learning_rate = 1e-3
+    c.optimizer.schedule = "cosine"
+    c.optimizer.warmup_steps = 20
+    c.optimizer.grad_clip = 1.0
+    c.optimizer.weight_decay = 0.0
+
+    c.batch_size = 64
+    c.eval_batch_size = 256
+    c.epochs = 20
+    c.max_steps = 0  # 0: no limit; N: stop after N steps (smoke runs)
+    c.log_every = 10
+    c.checkpoint_every_steps = 200
+    c.keep_checkpoints = 2
+    return c

@@ -1,0 +1,17 @@
+"""NMNIST: dense 2312-512-10, 100 steps of 3 ms (300 ms, all three saccades).
+
+  python -m experiments.train --config=configs/nmnist.py --data_dir=/data
+"""
+from configs import default
+
+
+def get_config():
+    c = default.get_config()
+    c.dataset = "nmnist"
+    c.data.time_bins = 100
+    c.data.bin_width_us = 3_000
+    c.model.hidden = (512,)
+    c.batch_size = 128
+    c.epochs = 30
+    c.checkpoint_every_steps = 500
+    return c

@@ -1,0 +1,1 @@
+"""Thin absl entry points: train, evaluate, compare_losses, inspect_data."""

@@ -1,0 +1,44 @@
+"""Dataset statistics and a picture of one sample's binned events over time.
+
+  python -m experiments.inspect_data --dataset=digits_events --out=sample.png
+"""
+import numpy as np
+from absl import app, flags
+
+from experiments import common
+
+flags.DEFINE_enum("split", "train", ["train", "test"], "Split to inspect.")
+flags.DEFINE_integer("index", 0, "Sample to draw.")
+flags.DEFINE_string("out", None, "PNG path (default: <dataset>_<split>_<index>.png).")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    common.quiet_logging()
+    from spikejax import data, plots, train
+
+    config = common.build_config()
+    FLAGS = common.FLAGS
+    split = data.load(config.dataset, FLAGS.split, data_dir=config.data_dir,
+                      binning=train.binning_from_config(config), **dict(config.data.options))
+    labels = np.asarray(split.labels)
+    counts = np.bincount(labels, minlength=len(split.classes))
+    sample = split.dense([FLAGS.index])[0]
+    density = float(np.mean([split.dense(np.arange(i, min(i + 256, len(split))))
+                             .mean() for i in range(0, min(len(split), 1024), 256)]))
+    print(f"{config.dataset} {FLAGS.split}: {len(split)} samples, {len(split.classes)} classes")
+    print("per class: " + ", ".join(f"{c}={n}" for c, n in zip(split.classes, counts)))
+    print(f"events per sample: mean {split.events.mean():.0f}, min {split.events.min()}, max {split.events.max()}")
+    print(f"duration: mean {split.duration_us.mean() / 1e3:.1f} ms, max {split.duration_us.max() / 1e3:.1f} ms")
+    print(f"tensor per sample: [T={split.time_bins}, {'x'.join(map(str, split.frame_shape))}] of "
+          f"{config.data.bin_width_us} us bins; input spike density {density:.4f}")
+    print(f"cache: {split.path}")
+    out = FLAGS.out or f"{config.dataset}_{FLAGS.split}_{FLAGS.index}.png"
+    label = split.classes[labels[FLAGS.index]]
+    plots.event_frames(sample, out, f"{config.dataset} {FLAGS.split}[{FLAGS.index}], label {label}")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    app.run(main)

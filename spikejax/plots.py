@@ -1,0 +1,79 @@
+"""PNG plots of evaluation results (matplotlib, Agg backend, imported on demand)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def accuracy_over_time(results: dict[str, dict], path: str) -> None:
+    """Accuracy when deciding at each step, one line per run: {label: eval dict}."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, result in results.items():
+        acc = result["accuracy_over_time"]
+        ax.plot(np.arange(1, len(acc) + 1), acc, label=f"{label} ({result['accuracy']:.3f})")
+    ax.set_xlabel("time step (decision from counts up to t)")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def latency_tradeoff(results: dict[str, dict], path: str) -> None:
+    """Mean decision time against accuracy over the confidence thresholds, one line per run."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, result in results.items():
+        decision = result["latency_steps"]["decision"]
+        thresholds = sorted(decision, key=float)
+        times = [decision[t]["mean_time"] for t in thresholds]
+        accs = [decision[t]["accuracy"] for t in thresholds]
+        ax.plot(times, accs, marker="o", label=label)
+        for t, x, y in zip(thresholds, times, accs):
+            ax.annotate(t, (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
+    ax.set_xlabel("mean decision time (steps)")
+    ax.set_ylabel("accuracy at decision")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def event_frames(frames: np.ndarray, path: str, title: str, columns: int = 10) -> None:
+    """One sample's binned input over time: frames [T, P, H, W] (ON red, OFF blue) or [T, F] (raster)."""
+    plt = _pyplot()
+    if frames.ndim == 2:
+        fig, ax = plt.subplots(figsize=(8, 3))
+        t, f = np.nonzero(frames)
+        ax.scatter(t, f, s=2, c="k")
+        ax.set_xlabel("time step")
+        ax.set_ylabel("channel")
+        ax.set_title(title)
+    else:
+        steps = frames.shape[0]
+        shown = np.linspace(0, steps - 1, min(columns, steps)).astype(int)
+        fig, axes = plt.subplots(1, len(shown), figsize=(1.6 * len(shown), 2.0))
+        for ax, t in zip(np.atleast_1d(axes), shown):
+            image = np.zeros(frames.shape[2:] + (3,))
+            image[..., 0] = frames[t, -1]  # ON
+            if frames.shape[1] > 1:
+                image[..., 2] = frames[t, 0]  # OFF
+            ax.imshow(image, interpolation="nearest")
+            ax.set_title(f"t={t}", fontsize=8)
+            ax.axis("off")
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,442 @@
+"""Training and evaluation: pure steps, data parallel over a 'data' mesh axis, exact resume.
+
+  train_and_evaluate(config, workdir)   trains (resuming from workdir), then evaluates -> eval.json
+  evaluate(config, workdir)             evaluates the latest checkpoint -> eval.json
+
+The train state is a dict {params, opt_state, step, rng}, replicated on every device and donated to the
+step. The step runs under `jax.shard_map`: each device computes the loss of its share of the batch and
+the gradients and metrics are averaged with `lax.pmean` over 'data'.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import signal
+import sys
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import PartitionSpec as P
+
+from spikejax import data as data_lib
+from spikejax import losses, models, parallel, readout
+from spikejax.checkpoint import Checkpointer
+
+DECISION_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+# Config fields that may change when a run resumes; any other difference is refused.
+RESUMABLE_FIELDS = ("epochs", "max_steps", "log_every", "checkpoint_every_steps", "keep_checkpoints", "data_dir",
+                    "eval_batch_size", "workdir")
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class ConfigMismatchError(ValueError):
+    pass
+
+
+def log(message: str) -> None:
+    if jax.process_index() == 0:
+        print(message, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pieces built from the config.
+
+
+def neuron_from_config(config) -> models.Neuron:
+    n = config.model.neuron
+    return models.Neuron(kind=n.kind, beta=float(n.beta), alpha=float(n.alpha), threshold=float(n.threshold),
+                         reset=n.reset, surrogate=n.surrogate,
+                         surrogate_params=tuple(sorted((k, float(v)) for k, v in dict(n.surrogate_params).items())),
+                         detach_reset=bool(n.detach_reset), checkpoint_every=n.checkpoint_every or None)
+
+
+def binning_from_config(config) -> data_lib.Binning:
+    d = config.data
+    return data_lib.Binning(time_bins=d.time_bins, bin_width_us=d.bin_width_us, downsample=d.downsample,
+                            polarity=d.polarity, binarize=d.binarize)
+
+
+def build_model(config, frame_shape, num_classes):
+    m = config.model
+    return models.build(m.name, frame_shape, num_classes, neuron_from_config(config), seed=config.seed,
+                        hidden=tuple(m.hidden), dtype=m.dtype, init_scale=m.init_scale)
+
+
+def loss_from_config(config) -> Callable:
+    """(spikes [T, B, C], labels [B], mask [B]) -> scalar, the configured loss with its parameters."""
+    c = config.loss
+    fn = losses.get_loss(c.name)
+    if fn is losses.count_mse:
+        kwargs = dict(true_rate=c.true_rate, false_rate=c.false_rate)
+    elif fn is losses.count_softmax:
+        kwargs = dict(temperature=c.temperature)
+    else:
+        kwargs = dict(window=c.window or None, min_count=c.min_count)
+    return functools.partial(fn, **kwargs)
+
+
+def optimizer_from_config(config, total_steps: int) -> optax.GradientTransformation:
+    o = config.optimizer
+    warmup = min(o.warmup_steps, max(total_steps - 1, 0))
+    if o.schedule == "cosine":
+        lr = optax.warmup_cosine_decay_schedule(0.0, o.learning_rate, warmup, max(total_steps, warmup + 1))
+    elif o.schedule == "constant":
+        lr = optax.join_schedules([optax.linear_schedule(0.0, o.learning_rate, warmup),
+                                   optax.constant_schedule(o.learning_rate)], [warmup])
+    else:
+        raise ValueError(f"unknown optimizer.schedule {o.schedule!r}; choose 'cosine' or 'constant'")
+    return optax.chain(optax.clip_by_global_norm(o.grad_clip) if o.grad_clip else optax.identity(),
+                       optax.adamw(lr, weight_decay=o.weight_decay))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pure steps.
+
+
+def _apply(graphdef, params, inputs):
+    return nnx.merge(graphdef, params)(inputs)
+
+
+def train_step(state, inputs, labels, mask, *, graphdef, tx, loss_fn, rate_penalty=0.0, target_rate=0.02,
+               axis_name=None):
+    """One optimizer step on a (shard of a) batch. inputs [T, b, ...], labels [b], mask [b].
+
+    Returns (new state, metrics {loss, accuracy, output_rate}); with `axis_name`, gradients and metrics
+    are averaged over that mesh axis.
+    """
+
+    def objective(params):
+        out, layers = _apply(graphdef, params, inputs)
+        loss = loss_fn(out, labels, mask=mask)
+        if rate_penalty:
+            loss = loss + rate_penalty * sum(losses.spike_rate_penalty(h, target_rate=target_rate, mask=mask)
+                                             for h in layers[1:-1])
+        return loss, out
+
+    (loss, out), grads = jax.value_and_grad(objective, has_aux=True)(state["params"])
+    correct = (readout.predict(out) == labels).astype(jnp.float32)
+    metrics = {"loss": loss, "accuracy": jnp.sum(correct * mask) / jnp.maximum(jnp.sum(mask), 1.0),
+               "output_rate": jnp.mean(out.astype(jnp.float32))}
+    if axis_name is not None:
+        grads = jax.lax.pmean(grads, axis_name)
+        metrics = jax.lax.pmean(metrics, axis_name)
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    new_state = {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state,
+                 "step": state["step"] + 1, "rng": jax.random.fold_in(state["rng"], state["step"])}
+    return new_state, metrics
+
+
+def eval_step(params, inputs, labels, mask, *, graphdef, loss_fn, fan_out, axis_name=None):
+    """Sums over a (shard of a) padded batch: correct decisions over time, decision times and accuracy
+    at each confidence threshold, spikes and SynOps per layer, and the loss. Padding (mask 0) counts
+    nowhere."""
+    out, layers = _apply(graphdef, params, inputs)
+    weights = mask.astype(jnp.float32)
+    sums = {
+        "examples": jnp.sum(weights),
+        "loss": loss_fn(out, labels, mask=mask) * jnp.sum(weights),
+        "correct_over_time": jnp.sum(readout.correct_over_time(out, labels) * weights, axis=1),
+        "spikes": jnp.stack([jnp.sum(readout.total_spikes(h) * weights) for h in layers]),
+        "synops": jnp.stack([jnp.sum(readout.synops(h, f) * weights) for h, f in zip(layers, fan_out)]),
+    }
+    times, correct = [], []
+    for threshold in DECISION_THRESHOLDS:
+        t, prediction = readout.decide(out, threshold)
+        times.append(jnp.sum(t * weights))
+        correct.append(jnp.sum((prediction == labels) * weights))
+    sums["decision_time"], sums["decision_correct"] = jnp.stack(times), jnp.stack(correct)
+    if axis_name is not None:
+        sums = jax.lax.psum(sums, axis_name)
+    return sums
+
+
+def parallel_train_step(mesh, **kwargs):
+    """jit(shard_map(train_step)) over `mesh`; the state (argument 0) is replicated and donated."""
+    step = functools.partial(train_step, axis_name=parallel.DATA_AXIS, **kwargs)
+    batch = (P(None, parallel.DATA_AXIS), P(parallel.DATA_AXIS), P(parallel.DATA_AXIS))
+    sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(),) + batch, out_specs=(P(), P()))
+    return jax.jit(sharded, donate_argnums=0)
+
+
+def parallel_eval_step(mesh, **kwargs):
+    step = functools.partial(eval_step, axis_name=parallel.DATA_AXIS, **kwargs)
+    batch = (P(None, parallel.DATA_AXIS), P(parallel.DATA_AXIS), P(parallel.DATA_AXIS))
+    return jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P(),) + batch, out_specs=P()))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The run.
+
+
+def _config_dict(config) -> dict:
+    return json.loads(config.to_json_best_effort()) if hasattr(config, "to_json_best_effort") else dict(config)
+
+
+def _flatten(tree, prefix=""):
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def check_resumable(saved: dict, current: dict) -> None:
+    """Raises ConfigMismatchError listing every field (outside RESUMABLE_FIELDS) that differs."""
+    a, b = _flatten(saved), _flatten(current)
+    diffs = [f"  {k}: checkpoint {a.get(k)!r} != now {b.get(k)!r}" for k in sorted(set(a) | set(b))
+             if k.split(".")[0] not in RESUMABLE_FIELDS and a.get(k) != b.get(k)]
+    if diffs:
+        raise ConfigMismatchError(
+            "the workdir holds a checkpoint of a run with a different config; refusing to mix them:\n"
+            + "\n".join(diffs) + "\nUse a new --workdir, or rerun with the checkpoint's settings.")
+
+
+class _Writers:
+    """metrics.jsonl plus TensorBoard event files (tensorboardX: no TensorFlow); process 0 only."""
+
+    def __init__(self, workdir):
+        self.enabled = jax.process_index() == 0
+        if self.enabled:
+            from tensorboardX import SummaryWriter
+
+            self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+            self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def write(self, step, metrics: dict, prefix="train"):
+        if not self.enabled:
+            return
+        self.jsonl.write(json.dumps({"step": int(step), **{k: float(v) for k, v in metrics.items()}}) + "\n")
+        self.jsonl.flush()
+        for key, value in metrics.items():
+            self.tensorboard.add_scalar(f"{prefix}/{key}", float(value), int(step))
+
+    def close(self):
+        if self.enabled:
+            self.jsonl.close()
+            self.tensorboard.close()
+
+
+class _StopSignal:
+    """Turns SIGTERM/SIGINT into a flag the loop checks after each step (save, then exit)."""
+
+    def __init__(self):
+        self.received = None
+        self.previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self.previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _setup(config, workdir):
+    mesh = parallel.data_mesh()
+    info = data_lib.get_info(config.dataset)
+    options = dict(config.data.options)
+    load = lambda split: data_lib.load(config.dataset, split, data_dir=config.data_dir,
+                                       binning=binning_from_config(config), **options)
+    model = build_model(config, tuple(data_lib.frame_shape(info.sensor_size, binning_from_config(config))),
+                        info.num_classes)
+    graphdef, params = nnx.split(model)
+    return mesh, info, load, model, graphdef, params
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Trains `config` in `workdir` (resuming from its latest checkpoint), then evaluates.
+
+    Writes <workdir>/metrics.jsonl, tensorboard/, checkpoints/ and eval.json; returns the eval dict.
+    """
+    workdir = os.path.abspath(os.path.expanduser(workdir))
+    os.makedirs(workdir, exist_ok=True)
+    config_json = _config_dict(config)
+    mesh, info, load, model, graphdef, params = _setup(config, workdir)
+    if config.batch_size % mesh.size:
+        raise ValueError(f"batch_size {config.batch_size} must be divisible by the {mesh.size} devices")
+    train_data = load("train")
+    batches_per_epoch = len(train_data) // config.batch_size
+    total_steps = config.epochs * batches_per_epoch
+    stop_at = min(total_steps, config.max_steps) if config.max_steps else total_steps
+    tx = optimizer_from_config(config, total_steps)
+    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
+             "rng": jax.random.PRNGKey(config.seed)}
+    state = parallel.replicate(state, mesh)
+
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
+    iterator_state = None
+    latest = checkpointer.latest_step()
+    if latest is not None:
+        meta = checkpointer.restore_meta(latest)
+        check_resumable(meta["config"], config_json)
+        state = checkpointer.restore_state(latest, state)
+        iterator_state = meta["data"]
+        log(f"resumed from {workdir}/checkpoints at step {latest} (epoch {iterator_state['epoch']}, "
+            f"batch {iterator_state['position']})")
+
+    step_fn = parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=loss_from_config(config),
+                                  rate_penalty=config.loss.rate_penalty, target_rate=config.loss.target_rate)
+    iterator = data_lib.TrainIterator(train_data, config.batch_size, seed=config.seed,
+                                      process_index=jax.process_index(), process_count=jax.process_count(),
+                                      state=iterator_state)
+    step = int(jax.device_get(state["step"]))
+    log(f"training {config.dataset} with loss={config.loss.name} on {mesh.size} device(s) "
+        f"({jax.process_count()} process(es), {jax.devices()[0].platform}): {len(train_data)} samples, "
+        f"batch {config.batch_size}, {batches_per_epoch} steps/epoch, steps {step} -> {stop_at}")
+    writers = _Writers(workdir)
+    last_saved = latest
+    meta = lambda: {"data": iterator.state if consumed is None else consumed, "config": config_json}
+    consumed = iterator_state
+
+    def save(reason):
+        nonlocal last_saved
+        if last_saved == step:
+            return
+        checkpointer.save(step, state, meta())
+        last_saved = step
+        log(f"saved checkpoint at step {step} ({reason})")
+
+    try:
+        with _StopSignal() as stop:
+            window_start, window_steps = time.time(), 0
+            run_start, run_first_step = time.time(), step
+            for batch in data_lib.prefetch(iterator) if step < stop_at else ():
+                inputs = parallel.global_batch(mesh, batch.inputs, 1)
+                labels = parallel.global_batch(mesh, batch.labels, 0)
+                mask = parallel.global_batch(mesh, batch.mask, 0)
+                state, metrics = step_fn(state, inputs, labels, mask)
+                step += 1
+                consumed = batch.next_state
+                window_steps += 1
+                last = step >= stop_at
+                if step % config.log_every == 0 or last or stop.received:
+                    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                    if not all(math.isfinite(v) for v in metrics.values()):
+                        raise NonFiniteLossError(
+                            f"non-finite training metrics at step {step}: {metrics}. Training stopped; the last "
+                            f"good checkpoint (step {last_saved}) is kept in {workdir}/checkpoints. Lower the "
+                            "learning rate or check the inputs.")
+                    elapsed = time.time() - window_start
+                    rate = window_steps * config.batch_size / max(elapsed, 1e-9)
+                    eta = (stop_at - step) * (time.time() - run_start) / max(step - run_first_step, 1)
+                    writers.write(step, {**metrics, "samples_per_second": rate})
+                    log(f"step {step}/{stop_at} epoch {step / batches_per_epoch:.2f} loss {metrics['loss']:.4f} "
+                        f"acc {metrics['accuracy']:.3f} rate {metrics['output_rate']:.3f} "
+                        f"{rate:.0f} samples/s ETA {eta:.0f} s")
+                    window_start, window_steps = time.time(), 0
+                if stop.received:
+                    save(f"received {stop.received}")
+                    log(f"stopped by {stop.received}; rerun the same command to resume")
+                    sys.exit(128 + getattr(signal, stop.received))
+                if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
+                    save("periodic")
+                if last:
+                    break
+            save("end of training")
+    finally:
+        writers.close()
+    result = evaluate_state(config, workdir, state["params"], mesh=mesh, graphdef=graphdef, model=model,
+                            test_data=load("test"))
+    checkpointer.close()
+    return result
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Evaluates the latest checkpoint in `workdir` (config from the checkpoint) -> eval.json."""
+    workdir = os.path.abspath(os.path.expanduser(workdir))
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+    latest = checkpointer.latest_step()
+    if latest is None:
+        raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first")
+    mesh, info, load, model, graphdef, params = _setup(config, workdir)
+    tx = optimizer_from_config(config, 1)
+    template = parallel.replicate({"params": params, "opt_state": tx.init(params),
+                                   "step": jnp.zeros((), jnp.int32), "rng": jax.random.PRNGKey(0)}, mesh)
+    state = checkpointer.restore_state(latest, template)
+    checkpointer.close()
+    log(f"evaluating checkpoint step {latest} from {workdir}")
+    return evaluate_state(config, workdir, state["params"], mesh=mesh, graphdef=graphdef, model=model,
+                          test_data=load("test"))
+
+
+def evaluate_state(config, workdir, params, *, mesh, graphdef, model, test_data) -> dict:
+    fn = parallel_eval_step(mesh, graphdef=graphdef, loss_fn=loss_from_config(config), fan_out=model.fan_out)
+    eval_batch = max(mesh.size, config.eval_batch_size - config.eval_batch_size % mesh.size)
+    totals = None
+    for batch in data_lib.prefetch(data_lib.eval_batches(test_data, eval_batch, process_index=jax.process_index(),
+                                                         process_count=jax.process_count())):
+        sums = fn(params, parallel.global_batch(mesh, batch.inputs, 1), parallel.global_batch(mesh, batch.labels, 0),
+                  parallel.global_batch(mesh, batch.mask, 0))
+        sums = jax.device_get(sums)
+        totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
+    result = summarize(totals, config, binning_from_config(config))
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "eval.json"), "w") as f:
+            json.dump(result, f, indent=1)
+        from spikejax import plots
+
+        plots.accuracy_over_time({config.loss.name: result}, os.path.join(workdir, "accuracy_over_time.png"))
+        plots.latency_tradeoff({config.loss.name: result}, os.path.join(workdir, "latency_accuracy.png"))
+    log(f"test accuracy {result['accuracy']:.4f} on {result['num_examples']} examples; "
+        f"95%-of-final at step {result['latency_steps']['accuracy_95pct_of_final']}, "
+        f"spikes/sample {result['spikes_per_sample']['total']:.0f}, SynOps/sample {result['synops_per_sample']['total']:.0f}"
+        f"; wrote {workdir}/eval.json")
+    return result
+
+
+def summarize(totals: dict, config, binning) -> dict:
+    """Turns eval_step sums into the eval.json dict."""
+    n = float(totals["examples"])
+    over_time = (np.asarray(totals["correct_over_time"]) / n).tolist()
+    final = over_time[-1]
+
+    def first_reaching(fraction):
+        hits = [t for t, a in enumerate(over_time) if a >= fraction * final and final > 0]
+        return hits[0] if hits else None
+
+    layer_names = ["input"] + [f"layer{i}" for i in range(1, len(totals["spikes"]) - 1)] + ["output"]
+    spikes = dict(zip(layer_names, (np.asarray(totals["spikes"]) / n).tolist()))
+    synops = dict(zip(layer_names, (np.asarray(totals["synops"]) / n).tolist()))
+    return {
+        "dataset": config.dataset,
+        "loss": config.loss.name + (f"(window={config.loss.window})" if config.loss.name in ("nll", "spike_nll",
+                                                                                        "spikemax") and config.loss.window else ""),
+        "accuracy": final,
+        "num_examples": int(n),
+        "test_loss": float(totals["loss"]) / n,
+        "time_bins": binning.time_bins,
+        "bin_width_us": binning.bin_width_us,
+        "accuracy_over_time": over_time,
+        "latency_steps": {
+            "accuracy_95pct_of_final": first_reaching(0.95),
+            "accuracy_99pct_of_final": first_reaching(0.99),
+            "decision": {f"{th:g}": {"mean_time": float(t) / n, "accuracy": float(c) / n}
+                         for th, t, c in zip(DECISION_THRESHOLDS, totals["decision_time"], totals["decision_correct"])},
+        },
+        "spikes_per_sample": {**spikes, "total": float(sum(v for k, v in spikes.items() if k != "input"))},
+        "synops_per_sample": {**synops, "total": float(sum(synops.values()))},
+    }
+
+
