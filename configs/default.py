@@ -46,7 +46,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.loss.target_rate = 0.02
 
     c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.name = "adamw"  # "adamw" or "sgd"
     c.optimizer.learning_rate = 1e-3
+    c.optimizer.momentum = 0.9  # sgd only
     c.optimizer.schedule = "cosine"
     c.optimizer.warmup_steps = 20
     c.optimizer.grad_clip = 1.0

@@ -96,8 +96,13 @@ def optimizer_from_config(config, total_steps: int) -> optax.GradientTransformat
                                    optax.constant_schedule(o.learning_rate)], [warmup])
     else:
         raise ValueError(f"unknown optimizer.schedule {o.schedule!r}; choose 'cosine' or 'constant'")
-    return optax.chain(optax.clip_by_global_norm(o.grad_clip) if o.grad_clip else optax.identity(),
-                       optax.adamw(lr, weight_decay=o.weight_decay))
+    if o.name == "adamw":
+        update = optax.adamw(lr, weight_decay=o.weight_decay)
+    elif o.name == "sgd":
+        update = optax.chain(optax.add_decayed_weights(o.weight_decay), optax.sgd(lr, momentum=o.momentum or None))
+    else:
+        raise ValueError(f"unknown optimizer.name {o.name!r}; choose 'adamw' or 'sgd'")
+    return optax.chain(optax.clip_by_global_norm(o.grad_clip) if o.grad_clip else optax.identity(), update)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -363,22 +368,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return result
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Evaluates the latest checkpoint in `workdir` (config from the checkpoint) -> eval.json."""
+def restore(config: ml_collections.ConfigDict, workdir: str, step: int | None = None):
+    """(train state at `step` (default: latest), step, mesh, graphdef, model) from <workdir>/checkpoints."""
     workdir = os.path.abspath(os.path.expanduser(workdir))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
-    latest = checkpointer.latest_step()
-    if latest is None:
+    step = checkpointer.latest_step() if step is None else step
+    if step is None:
         raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first")
-    mesh, info, load, model, graphdef, params = _setup(config, workdir)
+    mesh, _, _, model, graphdef, params = _setup(config, workdir)
     tx = optimizer_from_config(config, 1)
     template = parallel.replicate({"params": params, "opt_state": tx.init(params),
                                    "step": jnp.zeros((), jnp.int32), "rng": jax.random.PRNGKey(0)}, mesh)
-    state = checkpointer.restore_state(latest, template)
+    state = checkpointer.restore_state(step, template)
     checkpointer.close()
-    log(f"evaluating checkpoint step {latest} from {workdir}")
-    return evaluate_state(config, workdir, state["params"], mesh=mesh, graphdef=graphdef, model=model,
-                          test_data=load("test"))
+    return state, step, mesh, graphdef, model
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Evaluates the latest checkpoint in `workdir` -> eval.json."""
+    state, step, mesh, graphdef, model = restore(config, workdir)
+    log(f"evaluating checkpoint step {step} from {workdir}")
+    test_data = data_lib.load(config.dataset, "test", data_dir=config.data_dir, binning=binning_from_config(config),
+                              **dict(config.data.options))
+    return evaluate_state(config, os.path.abspath(os.path.expanduser(workdir)), state["params"], mesh=mesh,
+                          graphdef=graphdef, model=model, test_data=test_data)
 
 
 def evaluate_state(config, workdir, params, *, mesh, graphdef, model, test_data) -> dict:

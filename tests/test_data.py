@@ -221,8 +221,8 @@ def test_bin_events_against_loop_with_counts():
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("digits"))
+def digits(digits_data_dir):
+    root = digits_data_dir
     return root, data.load("digits_events", "train", data_dir=root), data.load("digits_events", "test",
                                                                                  data_dir=root)
 

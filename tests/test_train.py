@@ -1,0 +1,204 @@
+"""Training: device-count equivalence, two processes through jax.distributed, exact resume after
+SIGTERM, non-finite loss handling, refusing a conflicting config, and the command lines."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import default
+from spikejax import losses, parallel, train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def small_config(data_dir, **overrides):
+    c = default.get_config()
+    c.data_dir = data_dir
+    c.model.hidden = (32,)
+    c.batch_size = 64
+    c.eval_batch_size = 128
+    c.epochs = 1
+    c.max_steps = 6
+    c.log_every = 1
+    c.checkpoint_every_steps = 3
+    for key, value in overrides.items():
+        target = c
+        *path, last = key.split(".")
+        for part in path:
+            target = target[part]
+        target[last] = value
+    return c
+
+
+def _params(config, workdir):
+    state, step, *_ = train.restore(config, workdir)
+    return step, jax.tree.map(np.asarray, jax.device_get(state["params"]))
+
+
+def _assert_trees_equal(a, b, **tolerance):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        if tolerance:
+            np.testing.assert_allclose(x, y, **tolerance)
+        else:
+            np.testing.assert_array_equal(x, y)
+
+
+def test_four_devices_match_one_device(digits_data_dir):
+    from flax import nnx
+
+    from spikejax import data
+
+    # One SGD step from the same parameters. Over several steps any two reduction orders diverge in a
+    # spiking network: a rounding-size difference flips one spike at the threshold, which moves a count
+    # by a whole unit (measured: bit-identical after step 1, 7e-4 apart after step 2). Adam would also
+    # turn rounding noise in near-zero gradients into +-lr updates.
+    config = small_config(digits_data_dir, **{"optimizer.name": "sgd", "optimizer.learning_rate": 0.05})
+    mesh_args = []
+    split = data.load("digits_events", "train", data_dir=digits_data_dir)
+    batches = [next(iter(data.TrainIterator(split, 64, seed=1, state={"epoch": 0, "position": i})))
+               for i in range(1)]
+    for devices in (jax.devices()[:1], jax.devices()[:4]):
+        mesh = parallel.data_mesh(devices)
+        model = train.build_model(config, (2, 34, 34), 10)
+        graphdef, params = nnx.split(model)
+        tx = train.optimizer_from_config(config, 20)
+        state = parallel.replicate({"params": params, "opt_state": tx.init(params),
+                                    "step": jnp.zeros((), jnp.int32), "rng": jax.random.PRNGKey(0)}, mesh)
+        step = train.parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=train.loss_from_config(config))
+        for b in batches:
+            state, metrics = step(state, parallel.global_batch(mesh, b.inputs, 1),
+                                  parallel.global_batch(mesh, b.labels, 0), parallel.global_batch(mesh, b.mask, 0))
+        assert len(state["params"]["layers"][0]["kernel"][...].sharding.device_set) == len(devices)
+        mesh_args.append((jax.device_get(state["params"]), float(metrics["loss"])))
+    (one, loss_one), (four, loss_four) = mesh_args
+    assert abs(loss_one - loss_four) < 1e-6
+    _assert_trees_equal(one, four, rtol=1e-6, atol=1e-8)
+
+
+def test_two_processes_match_single_process(digits_data_dir, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": REPO}
+    env.pop("XLA_FLAGS", None)
+    shared = str(tmp_path / "multi")
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.multiprocess_worker", str(port), str(i), digits_data_dir,
+                               shared], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-3000:]
+    assert "on 4 device(s) (2 process(es)" in outputs[0]
+    config = small_config(digits_data_dir)
+    single = str(tmp_path / "single")
+    result = train.train_and_evaluate(config, single)  # this process: 4 forced host devices
+    step_multi, multi = _params(config, shared)
+    step_single, one = _params(config, single)
+    assert step_multi == step_single == 6
+    _assert_trees_equal(multi, one, rtol=2e-5, atol=1e-6)
+    with open(os.path.join(shared, "eval.json")) as f:
+        assert json.load(f)["num_examples"] == result["num_examples"] == 360
+
+
+def test_sigterm_then_resume_matches_uninterrupted_run(digits_data_dir, tmp_path):
+    overrides = ["--config.model.hidden=(32,)", "--config.log_every=1", "--config.checkpoint_every_steps=1000",
+                 "--config.epochs=2"]
+    workdir = str(tmp_path / "interrupted")
+    command = [sys.executable, "-m", "experiments.train", "--config=configs/digits_events.py", *overrides,
+               f"--data_dir={digits_data_dir}", f"--workdir={workdir}"]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(metrics) and sum(1 for _ in open(metrics)) >= 5:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
+    assert "received SIGTERM" in out and "rerun the same command to resume" in out
+    config = small_config(digits_data_dir, epochs=2, max_steps=0, checkpoint_every_steps=1000)
+    stopped_at, _ = _params(config, workdir)
+    assert 5 <= stopped_at < 44  # mid-run (22 steps per epoch)
+    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"resumed from {workdir}/checkpoints at step {stopped_at}" in out.stdout
+    reference = str(tmp_path / "uninterrupted")
+    train.train_and_evaluate(config, reference)
+    step_a, resumed = _params(config, workdir)
+    step_b, straight = _params(config, reference)
+    assert step_a == step_b == 44
+    _assert_trees_equal(resumed, straight)  # bit-identical on CPU
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(digits_data_dir, tmp_path, monkeypatch):
+    config = small_config(digits_data_dir, max_steps=3)
+    workdir = str(tmp_path / "nan")
+    train.train_and_evaluate(config, workdir)
+    _, good = _params(config, workdir)
+    nll = losses.spike_nll
+    monkeypatch.setitem(losses.LOSSES, "nll", lambda spikes, labels, **kw: nll(spikes, labels, **kw) * jnp.nan)
+    with pytest.raises(train.NonFiniteLossError, match="non-finite training metrics at step 4.*step 3"):
+        train.train_and_evaluate(small_config(digits_data_dir, max_steps=6), workdir)
+    step, kept = _params(config, workdir)
+    assert step == 3
+    _assert_trees_equal(kept, good)
+
+
+def test_conflicting_config_is_refused(digits_data_dir, tmp_path):
+    workdir = str(tmp_path / "run")
+    train.train_and_evaluate(small_config(digits_data_dir, max_steps=2), workdir)
+    with pytest.raises(train.ConfigMismatchError, match=r"model.hidden: checkpoint \[32\] != now \[48\]"):
+        train.train_and_evaluate(small_config(digits_data_dir, max_steps=4, **{"model.hidden": (48,)}), workdir)
+    # fields that may change on resume (here max_steps) are accepted
+    train.train_and_evaluate(small_config(digits_data_dir, max_steps=4), workdir)
+
+
+def _run(args, **kwargs):
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=600,
+                          **kwargs)
+
+
+def test_command_line_errors_name_the_choices():
+    out = _run(["experiments.train", "--dataset=mnist"])
+    assert out.returncode != 0 and "digits_events" in out.stderr and "dvs_gesture" in out.stderr
+    out = _run(["experiments.train", "--loss=nl"])
+    assert out.returncode != 0 and "softmax" in out.stderr
+    out = _run(["experiments.train", "--epoch=1"])
+    assert out.returncode != 0 and "epoch" in out.stderr
+    out = _run(["experiments.train", "--config=configs/digits_events.py", "--config.optimizer.learnin_rate=1"])
+    assert out.returncode != 0 and "learnin_rate" in out.stderr
+
+
+def test_evaluate_compare_and_inspect_commands(digits_data_dir, tmp_path):
+    workdir = str(tmp_path / "compare")
+    out = _run(["experiments.compare_losses", "--dataset=digits_events", "--epochs=1", "--max_steps=4",
+                "--batch_size=64", f"--data_dir={digits_data_dir}",
+                f"--workdir={workdir}"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    table = open(os.path.join(workdir, "comparison.md")).read()
+    for name in ("mse", "softmax", "nll", "nll_window10"):
+        assert f"| {name} |" in table
+        assert os.path.exists(os.path.join(workdir, name, "eval.json"))
+    assert os.path.getsize(os.path.join(workdir, "accuracy_over_time.png")) > 1000
+    out = _run(["experiments.evaluate", f"--workdir={os.path.join(workdir, 'softmax')}"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.load(open(os.path.join(workdir, "softmax", "eval.json")))
+    assert result["loss"] == "softmax" and result["dataset"] == "digits_events"
+    assert result["num_examples"] == 360 and len(result["accuracy_over_time"]) == 30
+    assert set(result["latency_steps"]) >= {"accuracy_95pct_of_final", "accuracy_99pct_of_final", "decision"}
+    assert set(result["latency_steps"]["decision"]) >= {"0.5", "0.7", "0.9"}
+    assert result["spikes_per_sample"]["total"] > 0 and result["synops_per_sample"]["total"] > 0
+    png = str(tmp_path / "sample.png")
+    out = _run(["experiments.inspect_data", "--dataset=digits_events", f"--data_dir={digits_data_dir}", f"--out={png}"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "1437 samples, 10 classes" in out.stdout and "events per sample" in out.stdout
+    assert os.path.getsize(png) > 1000
