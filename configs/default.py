@@ -22,7 +22,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict()
     c.model.name = "mlp"  # "mlp" or "conv"
     c.model.hidden = (256,)
-    c.model.dtype = "float32"  # compute dtype; "bfloat16" keeps f32 params and f32 membrane
+    c.model.dtype = "auto"  # compute dtype: "auto" (bf16 on GPU/TPU, f32 on CPU), "float32" or "bfloat16";
+    # parameters and the membrane stay float32 in every case
     c.model.init_scale = 6.0  # variance scale of the fan-in initialisation
     c.model.neuron = ml_collections.ConfigDict()
     c.model.neuron.kind = "lif"  # "lif" or "cuba_lif"

@@ -1,5 +1,5 @@
 """DVS Gesture: 32x32x2 (4x downsampled) -> conv 16c5 -> pool2 -> conv 32c3 -> pool2 -> dense 512 -> 11,
-300 steps of 5 ms (1.5 s), bf16 compute with f32 parameters and membrane.
+300 steps of 5 ms (1.5 s); bf16 compute on GPU/TPU (model.dtype="auto"), f32 parameters and membrane.
 
   python -m experiments.train --config=configs/dvs_gesture.py --data_dir=/data
 """
@@ -14,7 +14,6 @@ def get_config():
     c.data.downsample = 4
     c.model.name = "conv"
     c.model.hidden = (512,)
-    c.model.dtype = "bfloat16"
     c.model.init_scale = 3.0
     c.batch_size = 32
     c.eval_batch_size = 64

@@ -112,8 +112,11 @@ def lif(
                                           jnp.dtype(state_dtype))
     else:
         fn = _fused_lif(float(beta), float(threshold), reset, name, frozen, bool(detach_reset),
-                        jnp.dtype(state_dtype).name, checkpoint_every)
-        spikes, membrane = fn(currents)
+                        jnp.dtype(state_dtype).name, checkpoint_every, bool(return_membrane))
+        out = fn(currents)
+        # Without return_membrane the custom_vjp has one output, so no zero membrane cotangent is
+        # materialised for the backward.
+        return out if return_membrane else out[0]
     return (spikes, membrane) if return_membrane else spikes
 
 
@@ -187,7 +190,8 @@ def _lif_reference(currents, beta, threshold, reset, name, frozen, detach_reset,
 
 
 @functools.lru_cache(maxsize=None)
-def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_name, checkpoint_every):
+def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_name, checkpoint_every,
+               with_membrane):
     state_dtype = jnp.dtype(state_dtype_name)
     derivative, _ = surrogate_lib.SURROGATES[name]
     params = dict(frozen)
@@ -207,10 +211,11 @@ def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_n
         return jax.lax.scan(step, v0, currents)
 
     def adjoint(membrane, grad_spikes, grad_membrane, a_next):
-        """Reverse-time adjoint over a span; returns (dL/dv before the span, dL/dI for the span)."""
+        """Reverse-time adjoint over a span; returns (dL/dv before the span, dL/dI for the span).
+        grad_membrane may be None (membrane not an output)."""
 
         def step(a, xs):
-            v, gs, gv = xs
+            v, gs, gv = xs if grad_membrane is not None else (*xs, None)
             sg = derivative(v - threshold, **params)
             s = (v > threshold).astype(state_dtype)
             if reset == "subtract":
@@ -220,14 +225,17 @@ def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_n
             through_spike = gs.astype(state_dtype)
             if not detach_reset:
                 through_spike = through_spike + carry_s * a
-            a_here = gv.astype(state_dtype) + sg * through_spike + carry_v * a
+            a_here = sg * through_spike + carry_v * a
+            if gv is not None:
+                a_here = a_here + gv.astype(state_dtype)
             return a_here, a_here
 
-        return jax.lax.scan(step, a_next, (membrane, grad_spikes, grad_membrane), reverse=True)
+        xs = (membrane, grad_spikes) + ((grad_membrane,) if grad_membrane is not None else ())
+        return jax.lax.scan(step, a_next, xs, reverse=True)
 
     def outputs(currents, membrane):
         spikes = (membrane > threshold).astype(currents.dtype)
-        return spikes, membrane.astype(currents.dtype)
+        return (spikes, membrane.astype(currents.dtype)) if with_membrane else (spikes,)
 
     @jax.custom_vjp
     def fused(currents):
@@ -245,12 +253,12 @@ def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_n
             v_last, membrane = integrate(chunk_currents, v_prev)
             return v_last, (v_prev, outputs(chunk_currents, membrane))
 
-        _, (starts, (spikes, membrane)) = jax.lax.scan(chunk, v0, chunks)
+        _, (starts, chunk_outputs) = jax.lax.scan(chunk, v0, chunks)
         merge = lambda x: x.reshape((-1,) + x.shape[2:])[:steps]
-        return (merge(spikes), merge(membrane)), (currents, starts)
+        return tuple(merge(x) for x in chunk_outputs), (currents, starts)
 
     def fused_bwd(residual, grads):
-        grad_spikes, grad_membrane = grads
+        grad_spikes, grad_membrane = grads if with_membrane else (grads[0], None)
         if checkpoint_every is None:
             membrane = residual
             a0 = jnp.zeros_like(membrane[0])
@@ -259,16 +267,17 @@ def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_n
         currents, starts = residual
         chunks, steps = _chunked(currents, checkpoint_every)
         gs_chunks, _ = _chunked(grad_spikes, checkpoint_every)
-        gv_chunks, _ = _chunked(grad_membrane, checkpoint_every)
+        gv_chunks = _chunked(grad_membrane, checkpoint_every)[0] if grad_membrane is not None else None
 
         def chunk(a_next, xs):
-            v_prev, chunk_currents, gs, gv = xs
+            v_prev, chunk_currents, gs, gv = xs if gv_chunks is not None else (*xs, None)
             _, membrane = integrate(chunk_currents, v_prev)
             a_first, grad_chunk = adjoint(membrane, gs, gv, a_next)
             return a_first, grad_chunk
 
         a0 = jnp.zeros_like(currents[0], state_dtype)
-        _, grad_chunks = jax.lax.scan(chunk, a0, (starts, chunks, gs_chunks, gv_chunks), reverse=True)
+        xs = (starts, chunks, gs_chunks) + ((gv_chunks,) if gv_chunks is not None else ())
+        _, grad_chunks = jax.lax.scan(chunk, a0, xs, reverse=True)
         grad_currents = grad_chunks.reshape((-1,) + grad_chunks.shape[2:])[:steps]
         return (grad_currents.astype(currents.dtype),)
 

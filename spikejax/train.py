@@ -67,10 +67,18 @@ def binning_from_config(config) -> data_lib.Binning:
                             polarity=d.polarity, binarize=d.binarize)
 
 
+def compute_dtype(name: str) -> str:
+    """"auto" is bfloat16 on GPU/TPU (f32 parameters and membrane) and float32 on CPU, where bf16
+    matmuls and convolutions are emulated and several times slower (BENCHMARKS.md)."""
+    if name == "auto":
+        return "bfloat16" if jax.default_backend() in ("gpu", "tpu") else "float32"
+    return name
+
+
 def build_model(config, frame_shape, num_classes):
     m = config.model
     return models.build(m.name, frame_shape, num_classes, neuron_from_config(config), seed=config.seed,
-                        hidden=tuple(m.hidden), dtype=m.dtype, init_scale=m.init_scale)
+                        hidden=tuple(m.hidden), dtype=compute_dtype(m.dtype), init_scale=m.init_scale)
 
 
 def loss_from_config(config) -> Callable:

@@ -1,0 +1,117 @@
+"""Full training-step throughput per dataset config, beside the input pipeline's throughput.
+
+  python benchmarks/train_step.py                                   # every config, this machine
+  python benchmarks/train_step.py --configs=dvs_gesture --reps=10
+
+Train step: the jitted, data-parallel `train.parallel_train_step` (forward, loss, backward, optimizer,
+donated state) on every local device, at the config's batch size, T and model, median of --reps calls.
+Pipeline: `TrainIterator` (memmap read, bit unpacking, time-major transpose) producing the same batches,
+single thread, no device. digits_events uses its real cache; the other datasets (not downloadable here)
+use random spikes at 5% density in a cache of the real layout and shape.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+
+
+def synthetic_split(name, config, samples, seed=0):
+    import numpy as np
+
+    from spikejax import data, train
+    from spikejax.data.cache import CachedSplit
+
+    info = data.get_info(name)
+    binning = train.binning_from_config(config)
+    shape = data.frame_shape(info.sensor_size, binning)
+    features = int(np.prod(shape))
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((samples, binning.time_bins, features)) < 0.05).astype(np.uint8)
+    path = tempfile.mkdtemp()
+    np.save(os.path.join(path, "spikes.npy"), np.packbits(dense, axis=-1))
+    spikes = np.load(os.path.join(path, "spikes.npy"), mmap_mode="r")
+    labels = rng.integers(0, info.num_classes, samples).astype(np.int32)
+    return CachedSplit(name, "train", spikes, labels, np.zeros(samples, np.int64), np.zeros(samples, np.int64),
+                       tuple(shape), binning.time_bins, True, list(info.classes), path)
+
+
+def measure(name, args):
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from experiments.common import dataset_config
+    from spikejax import data, parallel, train
+
+    config = dataset_config(name)
+    if args.batch_size:
+        config.batch_size = args.batch_size
+    if name == "digits_events":
+        split = data.load(name, "train", data_dir=args.data_dir)
+    else:
+        split = synthetic_split(name, config, samples=max(4 * config.batch_size, 256))
+    iterator = data.TrainIterator(split, config.batch_size, seed=0)
+    start = time.perf_counter()
+    count = 0
+    while time.perf_counter() - start < args.pipeline_seconds:
+        next(iterator)
+        count += 1
+    pipeline = count * config.batch_size / (time.perf_counter() - start)
+
+    mesh = parallel.data_mesh()
+    model = train.build_model(config, split.frame_shape, len(split.classes))
+    graphdef, params = nnx.split(model)
+    tx = train.optimizer_from_config(config, 1000)
+    state = parallel.replicate({"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
+                                "rng": jax.random.PRNGKey(0)}, mesh)
+    step = train.parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=train.loss_from_config(config))
+    batch = next(iterator)
+    arrays = (parallel.global_batch(mesh, batch.inputs, 1), parallel.global_batch(mesh, batch.labels, 0),
+              parallel.global_batch(mesh, batch.mask, 0))
+    compile_start = time.perf_counter()
+    state, metrics = step(state, *arrays)
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - compile_start
+    times = []
+    for _ in range(args.reps):
+        t0 = time.perf_counter()
+        state, metrics = step(state, *arrays)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - t0)
+    median = statistics.median(times)
+    return {"config": name, "batch": config.batch_size, "T": config.data.time_bins,
+            "frame": "x".join(map(str, split.frame_shape)), "model": f"{config.model.name} {tuple(config.model.hidden)}",
+            "dtype": train.compute_dtype(config.model.dtype), "step_ms": median * 1e3, "train_samples_per_s": config.batch_size / median,
+            "pipeline_samples_per_s": pipeline, "first_call_s": compile_s,
+            "devices": f"{mesh.size} x {jax.devices()[0].device_kind}"}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", default="digits_events,ntidigits18,nmnist,dvs_gesture")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--batch_size", type=int, default=0, help="override every config's batch size")
+    parser.add_argument("--pipeline_seconds", type=float, default=3.0)
+    parser.add_argument("--data_dir", default=os.path.expanduser("~/.cache/spikejax"))
+    args = parser.parse_args()
+    import jax
+
+    print(f"jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}, {os.cpu_count()} cores")
+    print("| config | batch | T | frame | model | compute | step ms | train samples/s | pipeline samples/s | "
+          "first call s |")
+    print("|---|---:|---:|---|---|---|---:|---:|---:|---:|")
+    for name in args.configs.split(","):
+        r = measure(name, args)
+        print(f"| {r['config']} | {r['batch']} | {r['T']} | {r['frame']} | {r['model']} | {r['dtype']} | "
+              f"{r['step_ms']:.1f} | {r['train_samples_per_s']:.0f} | {r['pipeline_samples_per_s']:.0f} | "
+              f"{r['first_call_s']:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
