@@ -261,6 +261,14 @@ class _StopSignal:
     def _handle(self, signum, frame):
         self.received = signal.Signals(signum).name
 
+    def agreed(self):
+        """Multi-process: the signal name if any process received one. A collective, so every process
+        calls it at the same steps (every log_every steps); a checkpoint save is a collective too."""
+        from jax.experimental import multihost_utils
+
+        flags = multihost_utils.process_allgather(np.int32(self.received is not None))
+        return (self.received or "SIGTERM") if np.any(flags) else None
+
     def __exit__(self, *exc):
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
@@ -320,8 +328,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         f"batch {config.batch_size}, {batches_per_epoch} steps/epoch, steps {step} -> {stop_at}")
     writers = _Writers(workdir)
     last_saved = latest
-    meta = lambda: {"data": iterator.state if consumed is None else consumed, "config": config_json}
-    consumed = iterator_state
+    # the iterator state after the last batch the model consumed (the prefetch thread runs ahead)
+    consumed = iterator_state or iterator.state
+    meta = lambda: {"data": consumed, "config": config_json}
 
     def save(reason):
         nonlocal last_saved
@@ -359,10 +368,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                         f"acc {metrics['accuracy']:.3f} rate {metrics['output_rate']:.3f} "
                         f"{rate:.0f} samples/s ETA {eta:.0f} s")
                     window_start, window_steps = time.time(), 0
-                if stop.received:
-                    save(f"received {stop.received}")
-                    log(f"stopped by {stop.received}; rerun the same command to resume")
-                    sys.exit(128 + getattr(signal, stop.received))
+                if jax.process_count() > 1:  # every process must take part in the save: agree first
+                    stopping = stop.agreed() if step % config.log_every == 0 or last else None
+                else:
+                    stopping = stop.received
+                if stopping:
+                    save(f"received {stopping}")
+                    log(f"stopped by {stopping}; rerun the same command to resume")
+                    sys.exit(128 + getattr(signal, stopping))
                 if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
                     save("periodic")
                 if last:

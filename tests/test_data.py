@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from spikejax import data
-from spikejax.data import download, tonic_datasets
+from spikejax.data import download, dvs_gesture, nmnist, ntidigits18
 from spikejax.data.events import Binning, bin_events
 from tests import fixtures
 
@@ -56,15 +56,15 @@ def test_nmnist_first_saccade_option(tmp_path):
     folder = tmp_path / "NMNIST" / "Train" / "5"
     folder.mkdir()
     (folder / "00000.bin").write_bytes(fixtures.nmnist_bytes([1, 2, 3], [4, 5, 6], [10, 99_000, 150_000], [0, 1, 1]))
-    full = list(tonic_datasets.nmnist_samples(str(tmp_path), "train"))
-    first = list(tonic_datasets.nmnist_samples(str(tmp_path), "train", first_saccade_only=True))
+    full = list(nmnist.samples(str(tmp_path), "train"))
+    first = list(nmnist.samples(str(tmp_path), "train", first_saccade_only=True))
     index = [i for i, (_, label) in enumerate(full) if label == 5][0]
     assert len(full[index][0]) == 3 and len(first[index][0]) == 2
 
 
 def test_dvs_gesture_fixture_sorted_and_downsampled(tmp_path):
     written = fixtures.write_dvs_gesture(str(tmp_path))
-    dataset = tonic_datasets.DVSGesture(str(tmp_path), train=True)
+    dataset = dvs_gesture.DVSGesture(str(tmp_path), train=True)
     assert dataset.data == sorted(dataset.data)
     binning = Binning(time_bins=10, bin_width_us=20_000, downsample=4)
     split = data.load("dvs_gesture", "train", data_dir=str(tmp_path), binning=binning)
@@ -159,7 +159,7 @@ def test_download_md5_and_extract_from_local_server(tmp_path, http_root, monkeyp
         for path, *_ in written:
             archive.write(path, os.path.relpath(path, source / "NMNIST"))
     md5 = hashlib.md5((www / "test.zip").read_bytes()).hexdigest()
-    monkeypatch.setattr(tonic_datasets.NMNIST, "archives",
+    monkeypatch.setattr(nmnist.NMNIST, "archives",
                         {"test": download.Archive(f"{base}/test.zip", "test.zip", md5)})
     target = tmp_path / "data"
     split = data.load("nmnist", "test", data_dir=str(target))
@@ -168,7 +168,7 @@ def test_download_md5_and_extract_from_local_server(tmp_path, http_root, monkeyp
     assert "Downloading" in capsys.readouterr().out  # progress output
 
     # a wrong md5: a clear error, and the corrupt file is not left behind
-    monkeypatch.setattr(tonic_datasets.NMNIST, "archives",
+    monkeypatch.setattr(nmnist.NMNIST, "archives",
                         {"test": download.Archive(f"{base}/test.zip", "test.zip", "0" * 32)})
     other = tmp_path / "other"
     with pytest.raises(download.DatasetDownloadError) as error:
@@ -186,7 +186,7 @@ def test_missing_archive_on_server_and_manual_placement(tmp_path, http_root, mon
     shutil.make_archive(str(tmp_path / "ibmGestureTrain"), "gztar", source / "DVSGesture", "ibmGestureTrain")
     archive_path = tmp_path / "ibmGestureTrain.tar.gz"
     md5 = hashlib.md5(archive_path.read_bytes()).hexdigest()
-    monkeypatch.setattr(tonic_datasets.DVSGesture, "archives",
+    monkeypatch.setattr(dvs_gesture.DVSGesture, "archives",
                         {"train": download.Archive(f"{base}/missing.tar.gz", "ibmGestureTrain.tar.gz", md5)})
     target = tmp_path / "data"
     with pytest.raises(download.DatasetDownloadError, match="missing.tar.gz.*by hand"):
@@ -201,7 +201,7 @@ def test_ntidigits_download_checks_md5(tmp_path, http_root, monkeypatch):
     fixtures.write_ntidigits(str(tmp_path / "source"))
     shutil.copy(tmp_path / "source" / "NTIDIGITS18" / "n-tidigits.hdf5", www / "n-tidigits.hdf5")
     md5 = hashlib.md5((www / "n-tidigits.hdf5").read_bytes()).hexdigest()
-    monkeypatch.setattr(tonic_datasets.NTIDIGITS18, "archive",
+    monkeypatch.setattr(ntidigits18.NTIDIGITS18, "archive",
                         download.Archive(f"{base}/n-tidigits.hdf5", "n-tidigits.hdf5", md5))
     assert len(data.load("ntidigits18", "train", data_dir=str(tmp_path / "data"))) == 4
 

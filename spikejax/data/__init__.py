@@ -10,6 +10,7 @@ are cached in <data_dir>/cache/.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 from typing import Callable
 
@@ -43,16 +44,9 @@ def _digits_samples(data_dir, split, *, seed: int = 0):
 def _registry() -> dict[str, DatasetInfo]:
     # tonic is imported lazily: the embedded dataset needs only numpy, scipy and scikit-learn.
     def tonic_entry(name):
-        def samples(data_dir, split, **options):
-            from spikejax.data import tonic_datasets
-            return getattr(tonic_datasets, f"{name}_samples")(os.path.expanduser(data_dir), split, **options)
-
-        def count(data_dir, split):
-            from spikejax.data import tonic_datasets
-            counter = {"nmnist": "_nmnist_count", "dvs_gesture": "_dvs_gesture_count",
-                       "ntidigits18": "_ntidigits_count"}[name]
-            return getattr(tonic_datasets, counter)(os.path.expanduser(data_dir), split)
-
+        module = lambda: importlib.import_module(f"spikejax.data.{name}")
+        samples = lambda data_dir, split, **options: module().samples(os.path.expanduser(data_dir), split, **options)
+        count = lambda data_dir, split: module().count(os.path.expanduser(data_dir), split)
         return samples, count
 
     nmnist, nmnist_count = tonic_entry("nmnist")

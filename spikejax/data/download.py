@@ -5,6 +5,21 @@ import dataclasses
 import os
 
 
+def has_files(folder: str, suffix: str) -> bool:
+    """Whether any file under `folder` ends with `suffix` (an extracted copy is present)."""
+    for _, _, files in os.walk(folder):
+        if any(f.endswith(suffix) for f in files):
+            return True
+    return False
+
+
+def train_flag(split: str) -> bool:
+    """tonic's `train=` argument for a split name."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return split == "train"
+
+
 class DatasetDownloadError(RuntimeError):
     """A dataset archive could not be fetched or verified."""
 
