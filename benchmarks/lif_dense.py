@@ -58,7 +58,9 @@ def _jax_loss(variant):
         currents = currents.reshape(steps, batch, -1)
         if variant.startswith("floor"):
             return jnp.sum(jnp.abs(currents), dtype=jnp.float32)
-        kwargs = {"reference_f32": dict(implementation="reference"), "fused_ckpt_f32": dict(checkpoint_every=25)}
+        kwargs = {"reference_f32": dict(implementation="reference"), "fused_ckpt_f32": dict(checkpoint_every=25),
+                  "fused_ckpt8_f32": dict(checkpoint_every=8), "fused_ckpt16_f32": dict(checkpoint_every=16),
+                  "fused_ckpt50_f32": dict(checkpoint_every=50), "fused_ckpt16_bf16": dict(checkpoint_every=16)}
         spikes = neurons.lif(currents, beta=BETA, threshold=THRESHOLD, **kwargs.get(variant, {}))
         return jnp.sum(spikes, dtype=jnp.float32)
 
@@ -220,6 +222,34 @@ def memory_vs_steps(args):
     return rows
 
 
+def residuals(args):
+    """Bytes the LIF layer keeps between forward and backward beyond its input currents: the arrays
+    held by `jax.vjp`'s closure, except the input itself."""
+    import jax
+    import jax.numpy as jnp
+
+    from spikejax import neurons
+
+    steps, batch, n = args.steps, args.batch, args.n
+    print(f"LIF residuals beyond the input currents, T={steps} B={batch} n={n}:")
+    print("| implementation | input dtype | residual arrays | bytes per neuron-step |")
+    print("|---|---|---|---:|")
+    rows = []
+    for dtype in (jnp.float32, jnp.bfloat16):
+        currents = jax.random.normal(jax.random.key(0), (steps, batch, n)).astype(dtype)
+        for label, kwargs in [("reference (autodiff)", dict(implementation="reference")), ("fused", {}),
+                              *[(f"fused, checkpoint_every={k}", dict(checkpoint_every=k)) for k in (8, 16, 32)]]:
+            _, vjp_fn = jax.vjp(lambda c: neurons.lif(c, beta=BETA, threshold=THRESHOLD, **kwargs), currents)
+            own = [leaf for leaf in jax.tree.leaves(vjp_fn) if hasattr(leaf, "nbytes") and leaf is not currents
+                   and not (leaf.shape == currents.shape and leaf.dtype == currents.dtype
+                            and bool(jnp.all(leaf == currents)))]
+            per_step = sum(leaf.nbytes for leaf in own) / (steps * batch * n)
+            shapes = ", ".join(f"{leaf.dtype}{list(leaf.shape)}" for leaf in own if leaf.ndim)
+            rows.append({"implementation": label, "dtype": jnp.dtype(dtype).name, "bytes_per_neuron_step": per_step})
+            print(f"| {label} | {jnp.dtype(dtype).name} | {shapes} | {per_step:.3f} |")
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1024)
@@ -232,11 +262,17 @@ def main():
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--memory-vs-T", action="store_true")
+    parser.add_argument("--residuals", action="store_true", help="bytes kept for the backward, per neuron-step")
     parser.add_argument("--memory-steps", type=lambda s: [int(v) for v in s.split(",")], default=[100, 250, 500, 1000, 2000])
     parser.add_argument("--out", help="write every figure as JSON here")
     args = parser.parse_args()
     if args.variant:
         return worker(args)
+    if args.residuals:
+        rows = residuals(args)
+        if args.out:
+            json.dump(rows, open(args.out, "w"), indent=1)
+        return
     if args.memory_vs_T:
         rows = memory_vs_steps(args)
         if args.out:
