@@ -202,3 +202,30 @@ def test_evaluate_compare_and_inspect_commands(digits_data_dir, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "1437 samples, 10 classes" in out.stdout and "events per sample" in out.stdout
     assert os.path.getsize(png) > 1000
+
+
+@pytest.mark.parametrize("name,bin_width_us,test_samples", [("nmnist", 5_000, 6), ("dvs_gesture", 25_000, 6),
+                                                            ("ntidigits18", 40_000, 4)])
+def test_real_dataset_configs_train_end_to_end_on_fixtures(name, bin_width_us, test_samples, tmp_path):
+    """Each real dataset's own config (model, binning, downsampling) trains and evaluates on byte-exact
+    fixture files, with T shortened to 8 steps."""
+    from experiments.common import dataset_config
+    from tests import fixtures
+
+    root = str(tmp_path / "data")
+    if name == "nmnist":
+        fixtures.write_nmnist(root, "train")
+        fixtures.write_nmnist(root, "test", seed=1)
+    elif name == "dvs_gesture":
+        fixtures.write_dvs_gesture(root, "train")
+        fixtures.write_dvs_gesture(root, "test", seed=1)
+    else:
+        fixtures.write_ntidigits(root)
+    config = dataset_config(name)
+    config.data_dir, config.data.time_bins, config.data.bin_width_us = root, 8, bin_width_us
+    config.batch_size, config.eval_batch_size, config.max_steps, config.log_every = 4, 4, 2, 1
+    result = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert result["dataset"] == name and result["num_examples"] == test_samples
+    assert len(result["accuracy_over_time"]) == 8
+    expected_layers = {"nmnist": 3, "dvs_gesture": 5, "ntidigits18": 4}[name]  # input + spiking layers
+    assert len(result["synops_per_sample"]) == expected_layers + 1  # + total
