@@ -1,4 +1,9 @@
-"""One process of the two-process test: python -m tests.multiprocess_worker PORT PROCESS_ID DATA_DIR WORKDIR."""
+"""One process of the two-process tests:
+
+  python -m tests.multiprocess_worker PORT PROCESS_ID DATA_DIR WORKDIR [long]
+
+"long" trains two epochs (44 steps) instead of 6 steps, for the signal test.
+"""
 import os
 import sys
 
@@ -17,7 +22,8 @@ def main():
     from tests.test_train import small_config
 
     assert jax.device_count() == 4 and jax.local_device_count() == 2, jax.devices()
-    train.train_and_evaluate(small_config(data_dir), workdir)
+    overrides = dict(epochs=2, max_steps=0, checkpoint_every_steps=1000) if sys.argv[5:] == ["long"] else {}
+    train.train_and_evaluate(small_config(data_dir, **overrides), workdir)
 
 
 if __name__ == "__main__":

@@ -83,16 +83,20 @@ def test_four_devices_match_one_device(digits_data_dir):
     _assert_trees_equal(one, four, rtol=1e-6, atol=1e-8)
 
 
-def test_two_processes_match_single_process(digits_data_dir, tmp_path):
+def _start_two_processes(data_dir, workdir, *extra):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": REPO}
     env.pop("XLA_FLAGS", None)
+    return [subprocess.Popen([sys.executable, "-m", "tests.multiprocess_worker", str(port), str(i), data_dir,
+                              workdir, *extra], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True) for i in range(2)]
+
+
+def test_two_processes_match_single_process(digits_data_dir, tmp_path):
     shared = str(tmp_path / "multi")
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.multiprocess_worker", str(port), str(i), digits_data_dir,
-                               shared], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
+    procs = _start_two_processes(digits_data_dir, shared)
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     for p, out in zip(procs, outputs):
         assert p.returncode == 0, out[-3000:]
@@ -106,6 +110,31 @@ def test_two_processes_match_single_process(digits_data_dir, tmp_path):
     _assert_trees_equal(multi, one, rtol=2e-5, atol=1e-6)
     with open(os.path.join(shared, "eval.json")) as f:
         assert json.load(f)["num_examples"] == result["num_examples"] == 360
+
+
+def test_signal_to_one_of_two_processes_stops_both_with_a_checkpoint(digits_data_dir, tmp_path):
+    shared = str(tmp_path / "multi")
+    procs = _start_two_processes(digits_data_dir, shared, "long")
+    metrics = os.path.join(shared, "metrics.jsonl")  # written by process 0
+    deadline = time.time() + 240
+    while time.time() < deadline and all(p.poll() is None for p in procs):
+        if os.path.exists(metrics) and sum(1 for _ in open(metrics)) >= 3:
+            break
+        time.sleep(0.02)
+    procs[1].send_signal(signal.SIGTERM)  # only process 1 is signalled
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 128 + signal.SIGTERM, out[-3000:]
+    assert "stopped by SIGTERM" in outputs[0]
+    config = small_config(digits_data_dir, epochs=2, max_steps=0, checkpoint_every_steps=1000)
+    stopped_at, _ = _params(config, shared)
+    assert 3 <= stopped_at < 44
+    procs = _start_two_processes(digits_data_dir, shared, "long")  # resume to the end
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-3000:]
+    assert f"at step {stopped_at}" in outputs[0]
+    assert _params(config, shared)[0] == 44
 
 
 def test_sigterm_then_resume_matches_uninterrupted_run(digits_data_dir, tmp_path):
