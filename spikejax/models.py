@@ -16,7 +16,6 @@ import dataclasses
 import math
 from typing import Sequence
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 

@@ -10,7 +10,6 @@ This module imports only jax and numpy.
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 NO_PREDICTION = -1

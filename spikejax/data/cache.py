@@ -89,7 +89,6 @@ def load_or_build(
 
 def _build(path, description, sensor_size, binning, classes, samples, num_samples, log):
     shape = frame_shape(sensor_size, binning)
-    features = int(np.prod(shape))
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     total = num_samples() if num_samples else None
