@@ -11,10 +11,11 @@ setup(
     packages=find_packages(include=["spikejax", "spikejax.*", "experiments", "configs"]),
     install_requires=[
         # The core (surrogate, neurons, losses, readout) needs only jax and numpy.
-        "jax>=0.6.1",            # jax.shard_map, make_array_from_process_local_data
+        # Tested at both ends: jax 0.7.1 + flax 0.12.0, and jax 0.10.2 + flax 0.12.8.
+        "jax>=0.7.1",            # jax.shard_map, make_array_from_process_local_data
         "numpy>=1.26",
         # Models, training, data.
-        "flax>=0.10.4",          # flax.nnx split/merge
+        "flax>=0.12.0",          # flax.nnx split/merge, nnx.List
         "optax>=0.2.4",
         "orbax-checkpoint>=0.11.0",
         "ml-collections>=1.0.0",  # config_flags: --config=configs/x.py --config.a.b=v
@@ -27,6 +28,6 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7.4"],
-        "bench": ["torch>=2.1", "snntorch>=0.9"],
+        "bench": ["torch>=2.1", "snntorch>=0.9", "spyx>=1.0"],
     },
 )

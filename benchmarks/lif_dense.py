@@ -12,7 +12,7 @@ same seeded x, W, b.
 Variants: floor_* (the same matmuls, |I| instead of the LIF: the GEMM floor), reference_f32 (spikejax
 lax.scan + autodiff), fused_* (spikejax default: one custom_vjp over the sequence), fused_ckpt_f32
 (checkpoint_every=25), snntorch (snnTorch Leaky, Linear over all T*B rows), spyx (spyx.nn.LIF via
-spyx.nn.run). Peers are skipped when not installed (`pip install -e ".[bench]"`, spyx separately).
+spyx.nn.run). Peers are skipped when not installed (`pip install -e ".[bench]"`).
 """
 from __future__ import annotations
 
