@@ -332,14 +332,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     consumed = iterator_state or iterator.state
     meta = lambda: {"data": consumed, "config": config_json}
 
+    def check_finite(values: dict) -> dict:
+        values = {k: float(v) for k, v in jax.device_get(values).items()}
+        if not all(math.isfinite(v) for v in values.values()):
+            raise NonFiniteLossError(
+                f"non-finite training metrics at step {step}: {values}. Training stopped; the last good "
+                f"checkpoint (step {last_saved}) is kept in {workdir}/checkpoints. Lower the learning rate "
+                "or check the inputs.")
+        return values
+
     def save(reason):
         nonlocal last_saved
         if last_saved == step:
             return
+        if metrics is not None:
+            check_finite(metrics)  # never replace the last good checkpoint with a non-finite state
         checkpointer.save(step, state, meta())
         last_saved = step
         log(f"saved checkpoint at step {step} ({reason})")
 
+    metrics = None
     try:
         with _StopSignal() as stop:
             window_start, window_steps = time.time(), 0
@@ -354,12 +366,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 window_steps += 1
                 last = step >= stop_at
                 if step % config.log_every == 0 or last or stop.received:
-                    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                    if not all(math.isfinite(v) for v in metrics.values()):
-                        raise NonFiniteLossError(
-                            f"non-finite training metrics at step {step}: {metrics}. Training stopped; the last "
-                            f"good checkpoint (step {last_saved}) is kept in {workdir}/checkpoints. Lower the "
-                            "learning rate or check the inputs.")
+                    metrics = check_finite(metrics)
                     elapsed = time.time() - window_start
                     rate = window_steps * config.batch_size / max(elapsed, 1e-9)
                     eta = (stop_at - step) * (time.time() - run_start) / max(step - run_first_step, 1)

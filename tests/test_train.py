@@ -175,8 +175,10 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(digits_data_dir, t
     _, good = _params(config, workdir)
     nll = losses.spike_nll
     monkeypatch.setitem(losses.LOSSES, "nll", lambda spikes, labels, **kw: nll(spikes, labels, **kw) * jnp.nan)
+    # step 4 is a checkpoint step but not a logging step: the save itself must refuse the state
+    nan_config = small_config(digits_data_dir, max_steps=6, log_every=100, checkpoint_every_steps=2)
     with pytest.raises(train.NonFiniteLossError, match="non-finite training metrics at step 4.*step 3"):
-        train.train_and_evaluate(small_config(digits_data_dir, max_steps=6), workdir)
+        train.train_and_evaluate(nan_config, workdir)
     step, kept = _params(config, workdir)
     assert step == 3
     _assert_trees_equal(kept, good)
