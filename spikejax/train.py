@@ -294,6 +294,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     workdir = os.path.abspath(os.path.expanduser(workdir))
     os.makedirs(workdir, exist_ok=True)
     config_json = _config_dict(config)
+    if jax.process_index() == 0:  # for people; resuming reads the copy inside each checkpoint
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            json.dump(config_json, f, indent=1)
     mesh, info, load, model, graphdef, params = _setup(config, workdir)
     if config.batch_size % mesh.size:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the {mesh.size} devices")

@@ -222,6 +222,7 @@ def test_evaluate_compare_and_inspect_commands(digits_data_dir, tmp_path):
     assert os.path.getsize(os.path.join(workdir, "accuracy_over_time.png")) > 1000
     records = [json.loads(line) for line in open(os.path.join(workdir, "nll", "metrics.jsonl"))]
     assert [r["step"] for r in records] == [4] and all(np.isfinite(r["loss"]) for r in records)  # log_every=10
+    assert json.load(open(os.path.join(workdir, "nll", "config.json")))["loss"]["name"] == "nll"
     events = os.listdir(os.path.join(workdir, "nll", "tensorboard"))
     assert any(name.startswith("events.out.tfevents") for name in events)
     out = _run(["experiments.evaluate", f"--workdir={os.path.join(workdir, 'softmax')}"])
