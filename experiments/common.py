@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 
 import ml_collections
 from absl import flags
@@ -74,6 +73,3 @@ def default_workdir(config) -> str:
     suffix = f"-w{config.loss.window}" if config.loss.window else ""
     return f"runs/{config.dataset}-{config.loss.name}{suffix}"
 
-
-def config_from_json(text: str) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(json.loads(text))

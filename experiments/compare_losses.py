@@ -9,6 +9,7 @@ latency_accuracy.png. Rerunning resumes or reuses finished runs.
 import os
 import time
 
+import ml_collections
 from absl import app
 
 from experiments import common
@@ -32,6 +33,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     common.initialize_distributed()
+    import jax
+
     from spikejax import plots, train
 
     base = common.build_config()
@@ -40,12 +43,12 @@ def main(argv):
     runs = {"mse": ("mse", 0), "softmax": ("softmax", 0), "nll": ("nll", 0), f"nll_window{window}": ("nll", window)}
     results, wall = {}, {}
     for label, (loss, w) in runs.items():
-        config = common.ml_collections.ConfigDict(base.to_dict())
+        config = ml_collections.ConfigDict(base.to_dict())
         config.loss.name, config.loss.window = loss, w
         start = time.time()
         results[label] = train.train_and_evaluate(config, os.path.join(workdir, label))
         wall[label] = time.time() - start
-    if train.jax.process_index() == 0:
+    if jax.process_index() == 0:
         header = (f"# Loss comparison on {base.dataset}\n\nSame seed ({base.seed}) and config for every loss; "
                   f"{base.epochs} epoch(s), T={base.data.time_bins} steps of {base.data.bin_width_us} us, "
                   f"{results['nll']['num_examples']} test samples. Latency: first step at which accuracy "

@@ -16,17 +16,12 @@ def main(argv):
     if not common.FLAGS.workdir:
         raise app.UsageError("--workdir is required")
     common.initialize_distributed()
-    import os
-
     from spikejax import train
-    from spikejax.checkpoint import Checkpointer
 
-    checkpointer = Checkpointer(os.path.join(os.path.abspath(common.FLAGS.workdir), "checkpoints"))
-    step = checkpointer.latest_step()
-    if step is None:
-        raise app.UsageError(f"no checkpoint in {common.FLAGS.workdir}/checkpoints")
-    config = common.ml_collections.ConfigDict(checkpointer.restore_meta(step)["config"])
-    checkpointer.close()
+    try:
+        config = train.saved_config(common.FLAGS.workdir)
+    except FileNotFoundError as error:
+        raise app.UsageError(str(error)) from None
     if common.FLAGS.data_dir:
         config.data_dir = common.FLAGS.data_dir
     train.evaluate(config, common.FLAGS.workdir)

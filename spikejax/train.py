@@ -399,6 +399,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return result
 
 
+def saved_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config stored with the latest checkpoint in `workdir`."""
+    workdir = os.path.abspath(os.path.expanduser(workdir))
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+    step = checkpointer.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first")
+    config = ml_collections.ConfigDict(checkpointer.restore_meta(step)["config"])
+    checkpointer.close()
+    return config
+
+
 def restore(config: ml_collections.ConfigDict, workdir: str, step: int | None = None):
     """(train state at `step` (default: latest), step, mesh, graphdef, model) from <workdir>/checkpoints."""
     workdir = os.path.abspath(os.path.expanduser(workdir))
