@@ -112,11 +112,8 @@ def lif(
                                           jnp.dtype(state_dtype))
     else:
         fn = _fused_lif(float(beta), float(threshold), reset, name, frozen, bool(detach_reset),
-                        jnp.dtype(state_dtype).name, checkpoint_every, bool(return_membrane))
-        out = fn(currents)
-        # Without return_membrane the custom_vjp has one output, so no zero membrane cotangent is
-        # materialised for the backward.
-        return out if return_membrane else out[0]
+                        jnp.dtype(state_dtype).name, checkpoint_every)
+        spikes, membrane = fn(currents)
     return (spikes, membrane) if return_membrane else spikes
 
 
@@ -190,8 +187,7 @@ def _lif_reference(currents, beta, threshold, reset, name, frozen, detach_reset,
 
 
 @functools.lru_cache(maxsize=None)
-def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_name, checkpoint_every,
-               with_membrane):
+def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_name, checkpoint_every):
     state_dtype = jnp.dtype(state_dtype_name)
     derivative, _ = surrogate_lib.SURROGATES[name]
     params = dict(frozen)
@@ -211,11 +207,10 @@ def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_n
         return jax.lax.scan(step, v0, currents)
 
     def adjoint(membrane, grad_spikes, grad_membrane, a_next):
-        """Reverse-time adjoint over a span; returns (dL/dv before the span, dL/dI for the span).
-        grad_membrane may be None (membrane not an output)."""
+        """Reverse-time adjoint over a span; returns (dL/dv before the span, dL/dI for the span)."""
 
         def step(a, xs):
-            v, gs, gv = xs if grad_membrane is not None else (*xs, None)
+            v, gs, gv = xs
             sg = derivative(v - threshold, **params)
             s = (v > threshold).astype(state_dtype)
             if reset == "subtract":
@@ -225,17 +220,14 @@ def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_n
             through_spike = gs.astype(state_dtype)
             if not detach_reset:
                 through_spike = through_spike + carry_s * a
-            a_here = sg * through_spike + carry_v * a
-            if gv is not None:
-                a_here = a_here + gv.astype(state_dtype)
+            a_here = gv.astype(state_dtype) + sg * through_spike + carry_v * a
             return a_here, a_here
 
-        xs = (membrane, grad_spikes) + ((grad_membrane,) if grad_membrane is not None else ())
-        return jax.lax.scan(step, a_next, xs, reverse=True)
+        return jax.lax.scan(step, a_next, (membrane, grad_spikes, grad_membrane), reverse=True)
 
     def outputs(currents, membrane):
         spikes = (membrane > threshold).astype(currents.dtype)
-        return (spikes, membrane.astype(currents.dtype)) if with_membrane else (spikes,)
+        return spikes, membrane.astype(currents.dtype)
 
     @jax.custom_vjp
     def fused(currents):
@@ -253,12 +245,12 @@ def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_n
             v_last, membrane = integrate(chunk_currents, v_prev)
             return v_last, (v_prev, outputs(chunk_currents, membrane))
 
-        _, (starts, chunk_outputs) = jax.lax.scan(chunk, v0, chunks)
+        _, (starts, (spikes, membrane)) = jax.lax.scan(chunk, v0, chunks)
         merge = lambda x: x.reshape((-1,) + x.shape[2:])[:steps]
-        return tuple(merge(x) for x in chunk_outputs), (currents, starts)
+        return (merge(spikes), merge(membrane)), (currents, starts)
 
     def fused_bwd(residual, grads):
-        grad_spikes, grad_membrane = grads if with_membrane else (grads[0], None)
+        grad_spikes, grad_membrane = grads
         if checkpoint_every is None:
             membrane = residual
             a0 = jnp.zeros_like(membrane[0])
@@ -267,17 +259,16 @@ def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_n
         currents, starts = residual
         chunks, steps = _chunked(currents, checkpoint_every)
         gs_chunks, _ = _chunked(grad_spikes, checkpoint_every)
-        gv_chunks = _chunked(grad_membrane, checkpoint_every)[0] if grad_membrane is not None else None
+        gv_chunks, _ = _chunked(grad_membrane, checkpoint_every)
 
         def chunk(a_next, xs):
-            v_prev, chunk_currents, gs, gv = xs if gv_chunks is not None else (*xs, None)
+            v_prev, chunk_currents, gs, gv = xs
             _, membrane = integrate(chunk_currents, v_prev)
             a_first, grad_chunk = adjoint(membrane, gs, gv, a_next)
             return a_first, grad_chunk
 
         a0 = jnp.zeros_like(currents[0], state_dtype)
-        xs = (starts, chunks, gs_chunks) + ((gv_chunks,) if gv_chunks is not None else ())
-        _, grad_chunks = jax.lax.scan(chunk, a0, xs, reverse=True)
+        _, grad_chunks = jax.lax.scan(chunk, a0, (starts, chunks, gs_chunks, gv_chunks), reverse=True)
         grad_currents = grad_chunks.reshape((-1,) + grad_chunks.shape[2:])[:steps]
         return (grad_currents.astype(currents.dtype),)
 
