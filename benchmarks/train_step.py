@@ -43,7 +43,6 @@ def synthetic_split(name, config, samples, seed=0):
 
 def measure(name, args):
     import jax
-    import jax.numpy as jnp
     from flax import nnx
 
     from experiments.common import dataset_config
@@ -68,12 +67,10 @@ def measure(name, args):
     model = train.build_model(config, split.frame_shape, len(split.classes))
     graphdef, params = nnx.split(model)
     tx = train.optimizer_from_config(config, 1000)
-    state = parallel.replicate({"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
-                                "rng": jax.random.PRNGKey(0)}, mesh)
+    state = train.init_state(params, tx, mesh)
     step = train.parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=train.loss_from_config(config))
     batch = next(iterator)
-    arrays = (parallel.global_batch(mesh, batch.inputs, 1), parallel.global_batch(mesh, batch.labels, 0),
-              parallel.global_batch(mesh, batch.mask, 0))
+    arrays = parallel.global_batch_arrays(mesh, batch)
     compile_start = time.perf_counter()
     state, metrics = step(state, *arrays)
     jax.block_until_ready(metrics)

@@ -58,6 +58,12 @@ def global_batch(mesh, local: np.ndarray, batch_axis: int) -> jax.Array:
     return jax.make_array_from_process_local_data(batch_sharding(mesh, batch_axis), local, tuple(shape))
 
 
+def global_batch_arrays(mesh, batch) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """A host `data.Batch` (inputs [T, b, ...], labels [b], mask [b]) -> global (inputs, labels, mask)."""
+    return (global_batch(mesh, batch.inputs, 1), global_batch(mesh, batch.labels, 0),
+            global_batch(mesh, batch.mask, 0))
+
+
 def replicate(tree, mesh):
     """Puts a host pytree (identical on every process) on every device of the mesh."""
     sharding = replicated(mesh)

@@ -113,6 +113,13 @@ def optimizer_from_config(config, total_steps: int) -> optax.GradientTransformat
     return optax.chain(optax.clip_by_global_norm(o.grad_clip) if o.grad_clip else optax.identity(), update)
 
 
+def init_state(params, tx: optax.GradientTransformation, mesh, seed: int = 0) -> dict:
+    """The train state {params, opt_state, step, rng}, replicated on every device of `mesh`."""
+    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
+             "rng": jax.random.PRNGKey(seed)}
+    return parallel.replicate(state, mesh)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Pure steps.
 
@@ -305,9 +312,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     total_steps = config.epochs * batches_per_epoch
     stop_at = min(total_steps, config.max_steps) if config.max_steps else total_steps
     tx = optimizer_from_config(config, total_steps)
-    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
-             "rng": jax.random.PRNGKey(config.seed)}
-    state = parallel.replicate(state, mesh)
+    state = init_state(params, tx, mesh, config.seed)
 
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
     iterator_state = None
@@ -360,10 +365,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             window_start, window_steps = time.time(), 0
             run_start, run_first_step = time.time(), step
             for batch in data_lib.prefetch(iterator) if step < stop_at else ():
-                inputs = parallel.global_batch(mesh, batch.inputs, 1)
-                labels = parallel.global_batch(mesh, batch.labels, 0)
-                mask = parallel.global_batch(mesh, batch.mask, 0)
-                state, metrics = step_fn(state, inputs, labels, mask)
+                state, metrics = step_fn(state, *parallel.global_batch_arrays(mesh, batch))
                 step += 1
                 consumed = batch.next_state
                 window_steps += 1
@@ -420,9 +422,7 @@ def restore(config: ml_collections.ConfigDict, workdir: str, step: int | None = 
         raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first")
     mesh, _, _, model, graphdef, params = _setup(config, workdir)
     tx = optimizer_from_config(config, 1)
-    template = parallel.replicate({"params": params, "opt_state": tx.init(params),
-                                   "step": jnp.zeros((), jnp.int32), "rng": jax.random.PRNGKey(0)}, mesh)
-    state = checkpointer.restore_state(step, template)
+    state = checkpointer.restore_state(step, init_state(params, tx, mesh))
     checkpointer.close()
     return state, step, mesh, graphdef, model
 
@@ -443,8 +443,7 @@ def evaluate_state(config, workdir, params, *, mesh, graphdef, model, test_data)
     totals = None
     for batch in data_lib.prefetch(data_lib.eval_batches(test_data, eval_batch, process_index=jax.process_index(),
                                                          process_count=jax.process_count())):
-        sums = fn(params, parallel.global_batch(mesh, batch.inputs, 1), parallel.global_batch(mesh, batch.labels, 0),
-                  parallel.global_batch(mesh, batch.mask, 0))
+        sums = fn(params, *parallel.global_batch_arrays(mesh, batch))
         sums = jax.device_get(sums)
         totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
     result = summarize(totals, config, binning_from_config(config))

@@ -70,12 +70,10 @@ def test_four_devices_match_one_device(digits_data_dir):
         model = train.build_model(config, (2, 34, 34), 10)
         graphdef, params = nnx.split(model)
         tx = train.optimizer_from_config(config, 20)
-        state = parallel.replicate({"params": params, "opt_state": tx.init(params),
-                                    "step": jnp.zeros((), jnp.int32), "rng": jax.random.PRNGKey(0)}, mesh)
+        state = train.init_state(params, tx, mesh)
         step = train.parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=train.loss_from_config(config))
         for b in batches:
-            state, metrics = step(state, parallel.global_batch(mesh, b.inputs, 1),
-                                  parallel.global_batch(mesh, b.labels, 0), parallel.global_batch(mesh, b.mask, 0))
+            state, metrics = step(state, *parallel.global_batch_arrays(mesh, b))
         assert len(state["params"]["layers"][0]["kernel"][...].sharding.device_set) == len(devices)
         mesh_args.append((jax.device_get(state["params"]), float(metrics["loss"])))
     (one, loss_one), (four, loss_four) = mesh_args
