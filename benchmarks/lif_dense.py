@@ -7,11 +7,12 @@ same seeded x, W, b.
 
   python benchmarks/lif_dense.py                       # CPU size: n=1024, B=16, T=100
   python benchmarks/lif_dense.py --n 16384 --batch 16 --steps 500 --variants floor_bf16,fused_bf16,floor_f32,fused_f32
-  python benchmarks/lif_dense.py --memory-vs-T          # XLA buffer sizes for T = 100 ... 2000
+  python benchmarks/lif_dense.py --memory-vs-T --variants floor_f32,fused_f32,fused_ckpt_f32,reference_f32
+                                                       # XLA buffer sizes for T = 100 ... 2000
 
 Variants: floor_* (the same matmuls, |I| instead of the LIF: the GEMM floor), reference_f32 (spikejax
-lax.scan + autodiff), fused_* (spikejax default: one custom_vjp over the sequence), fused_ckpt_f32
-(checkpoint_every=25), snntorch (snnTorch Leaky, Linear over all T*B rows), spyx (spyx.nn.LIF via
+lax.scan + autodiff), fused_* (one custom_vjp over the sequence, XLA scans; the CPU default), fused_ckpt_f32
+(checkpoint_every=25), pallas_* (the Pallas kernels; the GPU default; interpret mode off GPU), snntorch (snnTorch Leaky, Linear over all T*B rows), spyx (spyx.nn.LIF via
 spyx.nn.run). Peers are skipped when not installed (`pip install -e ".[bench]"`).
 """
 from __future__ import annotations
@@ -58,10 +59,11 @@ def _jax_loss(variant):
         currents = currents.reshape(steps, batch, -1)
         if variant.startswith("floor"):
             return jnp.sum(jnp.abs(currents), dtype=jnp.float32)
-        kwargs = {"reference_f32": dict(implementation="reference"), "fused_ckpt_f32": dict(checkpoint_every=25),
-                  "fused_ckpt8_f32": dict(checkpoint_every=8), "fused_ckpt16_f32": dict(checkpoint_every=16),
-                  "fused_ckpt50_f32": dict(checkpoint_every=50), "fused_ckpt16_bf16": dict(checkpoint_every=16)}
-        spikes = neurons.lif(currents, beta=BETA, threshold=THRESHOLD, **kwargs.get(variant, {}))
+        implementation = variant.split("_")[0]  # reference | fused | pallas
+        every = {"fused_ckpt_f32": 25, "fused_ckpt8_f32": 8, "fused_ckpt16_f32": 16, "fused_ckpt50_f32": 50,
+                 "fused_ckpt16_bf16": 16}.get(variant)
+        spikes = neurons.lif(currents, beta=BETA, threshold=THRESHOLD, implementation=implementation,
+                             checkpoint_every=every)
         return jnp.sum(spikes, dtype=jnp.float32)
 
     return loss
@@ -206,7 +208,7 @@ def memory_vs_steps(args):
     import jax.numpy as jnp
 
     rows = []
-    for variant in ["floor_f32", "fused_f32", "fused_ckpt_f32", "reference_f32"]:
+    for variant in [v for v in args.variants.split(",") if v not in ("snntorch", "spyx")]:
         for steps in args.memory_steps:
             shapes = (jax.ShapeDtypeStruct((args.n, args.n), jnp.float32), jax.ShapeDtypeStruct((args.n,), jnp.float32))
             x = jax.ShapeDtypeStruct((steps, args.batch, args.n), jnp.float32)
@@ -285,7 +287,7 @@ def main():
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}, "
           f"{jax.devices()[0].device_kind}; GEMM fwd+dW = {flops / 1e9:.1f} GFLOP")
     results = {}
-    for variant in args.variants.split(","):
+    for variant in [v for v in args.variants.split(",") if v not in ("snntorch", "spyx")]:
         command = [sys.executable, __file__, "--variant", variant, *sys.argv[1:]]
         proc = subprocess.run(command, capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})

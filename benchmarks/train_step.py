@@ -2,11 +2,14 @@
 
   python benchmarks/train_step.py                                   # every config, this machine
   python benchmarks/train_step.py --configs=dvs_gesture --reps=10
+  python benchmarks/train_step.py --configs=dvs_gesture --implementation=fused   # force the XLA-scan LIF
 
 Train step: the jitted, data-parallel `train.parallel_train_step` (forward, loss, backward, optimizer,
 donated state) on every local device, at the config's batch size, T and model, median of --reps calls.
 Pipeline: `TrainIterator` (memmap read, bit unpacking, time-major transpose) producing the same batches,
-single thread, no device. digits_events uses its real cache; the other datasets (not downloadable here)
+single thread, no device. End to end: the training loop's own path, `prefetch(TrainIterator)` ->
+`global_batch_arrays` -> step, over --reps steps (the step's outputs are waited for at the end only, as in
+training). digits_events uses its real cache; the other datasets (not downloadable here)
 use random spikes at 5% density in a cache of the real layout and shape.
 """
 from __future__ import annotations
@@ -51,6 +54,8 @@ def measure(name, args):
     config = dataset_config(name)
     if args.batch_size:
         config.batch_size = args.batch_size
+    if args.implementation:
+        config.model.neuron.implementation = args.implementation
     if name == "digits_events":
         split = data.load(name, "train", data_dir=args.data_dir)
     else:
@@ -82,10 +87,20 @@ def measure(name, args):
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t0)
     median = statistics.median(times)
+    fed = data.prefetch(iterator)
+    state, metrics = step(state, *parallel.global_batch_arrays(mesh, next(fed)))  # warm the thread
+    jax.block_until_ready(metrics)
+    t0 = time.perf_counter()
+    for _ in range(args.reps):
+        state, metrics = step(state, *parallel.global_batch_arrays(mesh, next(fed)))
+    jax.block_until_ready(metrics)
+    end_to_end = args.reps * config.batch_size / (time.perf_counter() - t0)
+    peak = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
     return {"config": name, "batch": config.batch_size, "T": config.data.time_bins,
             "frame": "x".join(map(str, split.frame_shape)), "model": f"{config.model.name} {tuple(config.model.hidden)}",
             "dtype": train.compute_dtype(config.model.dtype), "step_ms": median * 1e3, "train_samples_per_s": config.batch_size / median,
-            "pipeline_samples_per_s": pipeline, "first_call_s": compile_s,
+            "pipeline_samples_per_s": pipeline, "first_call_s": compile_s, "end_to_end_samples_per_s": end_to_end,
+            "peak_gib": peak / 2**30 if peak else None, "implementation": config.model.neuron.implementation,
             "devices": f"{mesh.size} x {jax.devices()[0].device_kind}"}
 
 
@@ -95,18 +110,21 @@ def main():
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--batch_size", type=int, default=0, help="override every config's batch size")
     parser.add_argument("--pipeline_seconds", type=float, default=3.0)
+    parser.add_argument("--implementation", default="", help="override model.neuron.implementation")
     parser.add_argument("--data_dir", default=os.path.expanduser("~/.cache/spikejax"))
     args = parser.parse_args()
     import jax
 
     print(f"jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}, {os.cpu_count()} cores")
-    print("| config | batch | T | frame | model | compute | step ms | train samples/s | pipeline samples/s | "
-          "first call s |")
-    print("|---|---:|---:|---|---|---|---:|---:|---:|---:|")
+    print("| config | batch | T | frame | model | compute | LIF | step ms | step samples/s | pipeline samples/s | "
+          "end-to-end samples/s | peak GiB | first call s |")
+    print("|---|---:|---:|---|---|---|---|---:|---:|---:|---:|---:|---:|")
     for name in args.configs.split(","):
         r = measure(name, args)
+        peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] else "n/a"
         print(f"| {r['config']} | {r['batch']} | {r['T']} | {r['frame']} | {r['model']} | {r['dtype']} | "
-              f"{r['step_ms']:.1f} | {r['train_samples_per_s']:.0f} | {r['pipeline_samples_per_s']:.0f} | "
+              f"{r['implementation']} | {r['step_ms']:.1f} | {r['train_samples_per_s']:.0f} | "
+              f"{r['pipeline_samples_per_s']:.0f} | {r['end_to_end_samples_per_s']:.0f} | {peak} | "
               f"{r['first_call_s']:.1f} |", flush=True)
 
 

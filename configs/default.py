@@ -35,6 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.neuron.surrogate_params = ml_collections.ConfigDict()
     c.model.neuron.detach_reset = True
     c.model.neuron.checkpoint_every = 0  # 0: keep the membrane; K: recompute K-step chunks (long T)
+    c.model.neuron.implementation = "auto"  # auto (Pallas kernel on GPU, XLA scan elsewhere) | fused | pallas | reference
 
     c.loss = ml_collections.ConfigDict()
     c.loss.name = "nll"  # mse | softmax | nll

@@ -35,6 +35,7 @@ class Neuron:
     surrogate_params: tuple[tuple[str, float], ...] = ()
     detach_reset: bool = True
     checkpoint_every: int | None = None
+    implementation: str = "auto"  # see neurons.lif
 
     def __post_init__(self):
         if self.kind not in ("lif", "cuba_lif"):
@@ -43,7 +44,7 @@ class Neuron:
     def __call__(self, currents):
         kwargs = dict(beta=self.beta, threshold=self.threshold, reset=self.reset, surrogate=self.surrogate,
                       surrogate_params=dict(self.surrogate_params), detach_reset=self.detach_reset,
-                      checkpoint_every=self.checkpoint_every)
+                      checkpoint_every=self.checkpoint_every, implementation=self.implementation)
         if self.kind == "cuba_lif":
             return neurons.cuba_lif(currents, alpha=self.alpha, **kwargs)
         return neurons.lif(currents, **kwargs)

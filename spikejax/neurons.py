@@ -24,6 +24,14 @@ Two implementations compute the same function:
   (zero) when the reset is differentiated, else 0. With `checkpoint_every=K` it instead keeps the input
   currents and one membrane state per K steps, and recomputes each chunk's membrane in the backward
   (memory ~ T/K instead of T membrane copies beyond the input).
+* "pallas": the fused algorithm as two Pallas kernels (`spikejax.lif_pallas`) that each walk the whole
+  time loop with the membrane in registers, keeping the input currents and one f32 state per 16 steps.
+  The default on GPU (where XLA's scan pays a launch per step); off GPU it runs in Pallas' interpret
+  mode, which is slow and meant for tests. Spikes only (no `return_membrane`), float32 state.
+
+`implementation="auto"` picks "pallas" on GPU and "fused" elsewhere, for Python-number `beta` and
+`threshold`; "reference" for array (learnable) ones; "fused" whenever `return_membrane`, a non-f32
+`state_dtype` or `checkpoint_every` is asked for.
 
 The membrane is integrated in `state_dtype` (float32 by default, also for bf16 input); spikes and input
 gradients are returned in the input dtype.
@@ -40,7 +48,7 @@ import jax.numpy as jnp
 from spikejax import surrogate as surrogate_lib
 
 RESETS = ("subtract", "zero")
-IMPLEMENTATIONS = ("auto", "fused", "reference")
+IMPLEMENTATIONS = ("auto", "fused", "pallas", "reference")
 
 
 def _is_static_number(x: Any) -> bool:
@@ -92,7 +100,7 @@ def lif(
       detach_reset: if True (default) the reset term carries no gradient.
       return_membrane: also return the membrane potential v [T, ...].
       state_dtype: dtype in which v is integrated.
-      implementation: "auto" (fused when beta and threshold are Python numbers), "fused" or "reference".
+      implementation: "auto" (see the module docstring), "fused", "pallas" or "reference".
       checkpoint_every: fused only: keep one membrane state per this many steps and recompute in the
         backward (lower memory for long T).
 
@@ -102,9 +110,19 @@ def lif(
     currents = _check_inputs(currents, beta, threshold, reset, implementation, checkpoint_every)
     name, frozen = surrogate_lib.resolve(surrogate, surrogate_params)
     static = _is_static_number(beta) and _is_static_number(threshold)
-    if implementation == "fused" and not static:
-        raise ValueError("implementation='fused' needs Python-number beta and threshold; "
+    if implementation in ("fused", "pallas") and not static:
+        raise ValueError(f"implementation={implementation!r} needs Python-number beta and threshold; "
                          "use implementation='reference' for learnable (array) parameters")
+    kernel_ok = not return_membrane and jnp.dtype(state_dtype) == jnp.float32 and checkpoint_every is None
+    if implementation == "pallas" and not kernel_ok:
+        raise ValueError("implementation='pallas' returns spikes only, integrates in float32 and chunks "
+                         "time itself: drop return_membrane, state_dtype and checkpoint_every, or use 'fused'")
+    if implementation == "auto" and static and kernel_ok and jax.default_backend() == "gpu":
+        implementation = "pallas"
+    if implementation == "pallas":
+        from spikejax import lif_pallas
+
+        return lif_pallas.make_lif(float(beta), float(threshold), reset, name, frozen, bool(detach_reset))(currents)
     if implementation == "reference" or not static:
         if checkpoint_every is not None:
             raise ValueError("checkpoint_every applies to the fused implementation only")

@@ -33,7 +33,9 @@ from spikejax.checkpoint import Checkpointer
 DECISION_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 # Config fields that may change when a run resumes; any other difference is refused.
 RESUMABLE_FIELDS = ("epochs", "max_steps", "log_every", "checkpoint_every_steps", "keep_checkpoints", "data_dir",
-                    "eval_batch_size", "workdir")
+                    "eval_batch_size", "workdir",
+                    # same function, another way of computing it:
+                    "model.neuron.implementation", "model.neuron.checkpoint_every")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -58,7 +60,8 @@ def neuron_from_config(config) -> models.Neuron:
     return models.Neuron(kind=n.kind, beta=float(n.beta), alpha=float(n.alpha), threshold=float(n.threshold),
                          reset=n.reset, surrogate=n.surrogate,
                          surrogate_params=tuple(sorted((k, float(v)) for k, v in dict(n.surrogate_params).items())),
-                         detach_reset=bool(n.detach_reset), checkpoint_every=n.checkpoint_every or None)
+                         detach_reset=bool(n.detach_reset), checkpoint_every=n.checkpoint_every or None,
+                         implementation=n.get("implementation", "auto"))
 
 
 def binning_from_config(config) -> data_lib.Binning:
@@ -218,7 +221,7 @@ def check_resumable(saved: dict, current: dict) -> None:
     """Raises ConfigMismatchError listing every field (outside RESUMABLE_FIELDS) that differs."""
     a, b = _flatten(saved), _flatten(current)
     diffs = [f"  {k}: checkpoint {a.get(k)!r} != now {b.get(k)!r}" for k in sorted(set(a) | set(b))
-             if k.split(".")[0] not in RESUMABLE_FIELDS and a.get(k) != b.get(k)]
+             if k not in RESUMABLE_FIELDS and k.split(".")[0] not in RESUMABLE_FIELDS and a.get(k) != b.get(k)]
     if diffs:
         raise ConfigMismatchError(
             "the workdir holds a checkpoint of a run with a different config; refusing to mix them:\n"

@@ -116,13 +116,12 @@ def test_input_errors_name_the_problem():
         neurons.lif(jnp.zeros((3, 2)), beta=0.9, checkpoint_every=0)
 
 
-@pytest.mark.parametrize("implementation", ["fused", "reference"])
-@pytest.mark.parametrize("checkpoint_every", [None, 8])
+# "pallas" is absent: Pallas' CPU interpreter cannot run inside shard_map (see lif_pallas._out_struct);
+# benchmarks/gpu_check.py runs that case on a GPU.
+@pytest.mark.parametrize("implementation,checkpoint_every", [("fused", None), ("fused", 8), ("reference", None)])
 def test_lif_inside_shard_map_matches_unsharded(implementation, checkpoint_every):
     from jax.sharding import PartitionSpec as P
 
-    if implementation == "reference" and checkpoint_every:
-        pytest.skip("checkpointing is a fused-path option")
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:2]), ("data",))
     currents = jnp.asarray(_currents(9, shape=(20, 4, 6)))
     kwargs = dict(beta=0.9, implementation=implementation, checkpoint_every=checkpoint_every)
@@ -130,3 +129,46 @@ def test_lif_inside_shard_map_matches_unsharded(implementation, checkpoint_every
     grad = jax.jit(jax.shard_map(jax.grad(loss), mesh=mesh, in_specs=P(None, "data"),
                                  out_specs=P(None, "data")))(currents)
     np.testing.assert_allclose(grad, jax.grad(loss)(currents), rtol=1e-6)
+
+
+# The Pallas kernels run in interpret mode here (no GPU); the same kernel code is compiled by Triton on GPU.
+@pytest.mark.parametrize("reset,detach_reset,name,shape", [
+    ("subtract", True, "fast_sigmoid", (40, 3, 5)),   # 2 full 16-step chunks + 8; 15 neurons padded to 32
+    ("zero", False, "exponential", (16, 2, 300)),     # exactly one chunk; 600 neurons padded to 1024
+    ("subtract", False, "arctan", (5, 4, 128)),       # shorter than one chunk; 4 blocks of 128
+    ("zero", True, "triangle", (33, 1024)),           # 2 blocks of 512
+])
+def test_pallas_matches_numpy_loop_and_adjoint(reset, detach_reset, name, shape):
+    currents = _currents(10, shape=shape)
+    weights = np.random.default_rng(11).standard_normal(shape).astype(np.float32)
+    kwargs = dict(beta=0.8, threshold=1.0, reset=reset, surrogate=name, detach_reset=detach_reset)
+    spikes, vjp = jax.vjp(lambda c: neurons.lif(c, implementation="pallas", **kwargs), jnp.asarray(currents))
+    ref_spikes, _ = lif_numpy(currents, beta=0.8, threshold=1.0, reset=reset)
+    assert 0.05 < ref_spikes.mean() < 0.6
+    np.testing.assert_array_equal(spikes, ref_spikes)
+    (grad,) = vjp(jnp.asarray(weights))
+    ref = lif_adjoint_numpy(currents, weights, beta=0.8, threshold=1.0, reset=reset, detach_reset=detach_reset,
+                            surrogate_derivative=lambda x: np.asarray(surrogate.surrogate_derivative(x, name),
+                                                                      np.float64))
+    np.testing.assert_allclose(grad, ref, rtol=2e-4, atol=2e-5)
+
+
+def test_pallas_bfloat16_and_jit_vmap():
+    currents = jnp.asarray(_currents(12, shape=(3, 20, 2, 8)), jnp.bfloat16)
+    f = lambda c: jnp.sum(neurons.lif(c, beta=0.9, implementation=impl).astype(jnp.float32) * jnp.arange(8.0))
+    impl = "pallas"
+    out, grad = jax.jit(jax.vmap(jax.value_and_grad(f)))(currents)
+    assert grad.dtype == jnp.bfloat16
+    impl = "fused"
+    ref_out, ref_grad = jax.vmap(jax.value_and_grad(f))(currents)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(np.asarray(grad, np.float32), np.asarray(ref_grad, np.float32))
+
+
+def test_pallas_refuses_what_it_does_not_compute():
+    currents = jnp.asarray(_currents(13, shape=(4, 2)))
+    for kwargs in [dict(return_membrane=True), dict(checkpoint_every=2), dict(state_dtype=jnp.bfloat16)]:
+        with pytest.raises(ValueError, match="pallas"):
+            neurons.lif(currents, beta=0.9, implementation="pallas", **kwargs)
+    with pytest.raises(ValueError, match="Python-number"):
+        neurons.lif(currents, beta=jnp.full((2,), 0.9), implementation="pallas")

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Every GPU figure of BENCHMARKS.md in one run (about 6 minutes on one H100), from the repository root:
+#
+#   OUT=/tmp/gpu bash benchmarks/run_gpu.sh
+#
+# Optional: .whl/ with wheels the machine lacks (flax >= 0.12, ml_collections), installed with --no-deps
+# into /tmp/site; .anchors/ with a copy of the shared anchor script (bench_anchors.py, run_device.sh) for
+# the DVS Gesture network side by side with the plain-JAX scan and the conv floor.
+# Each part has its own time limit, so a failure in one leaves the others' figures.
+set -u
+OUT="${OUT:-/tmp/spikejax-gpu}"
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+PY="${PY:-python3}"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  wheels=(.whl/ml_collections-*.whl)
+  if ! "$PY" -c 'import flax, sys; sys.exit(tuple(map(int, flax.__version__.split(".")[:2])) < (0, 12))' 2>/dev/null; then
+    wheels+=(.whl/flax-*.whl)
+  fi
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "${wheels[@]}"
+  export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+else
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
+part() {  # part NAME SECONDS command...
+  local name=$1 limit=$2; shift 2
+  echo "## $name ($(date -u +%T), limit ${limit} s)"
+  timeout -k 5 "$limit" "$@" 2>&1 | grep -v "^WARNING: All log messages before absl" | tee -a "$OUT/$name.log"
+  echo "## $name exit ${PIPESTATUS[0]}"
+}
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
+  "$PY" -c 'import jax, jaxlib, flax, optax, sys; print("python", sys.version.split()[0], "jax", jax.__version__,
+"jaxlib", jaxlib.__version__, "flax", flax.__version__, "optax", optax.__version__, jax.devices())'
+} 2>&1 | tee "$OUT/versions.log"
+part gpu_check 120 "$PY" benchmarks/gpu_check.py "$OUT/gpu_check.json"
+part lif_dense 200 "$PY" benchmarks/lif_dense.py --n 16384 --batch 16 --steps 500 --reps 10 \
+  --variants floor_bf16,pallas_bf16,fused_bf16,floor_f32,pallas_f32,fused_f32 --out "$OUT/lif_dense.json"
+part train_step 150 bash -c "$PY benchmarks/train_step.py --configs=dvs_gesture --reps=20 --pipeline_seconds=5 &&
+  $PY benchmarks/train_step.py --configs=dvs_gesture --reps=20 --pipeline_seconds=1 --implementation=fused"
+if [ -f .anchors/bench_anchors.py ]; then
+  part anchors_dvsg 200 env OUT="$OUT" NET=dvsg TOTAL_S=190 WHEELS=/nonexistent \
+    VARIANTS=dvsg_floor_bf16,dvsg_jax_bf16,dvsg_spikejax_bf16,dvsg_floor_f32,dvsg_spikejax_f32 \
+    bash .anchors/run_device.sh
+fi
+part memory_vs_T 120 "$PY" benchmarks/lif_dense.py --memory-vs-T --n 16384 --batch 16 \
+  --memory-steps 100,250,500,1000,2000 --variants floor_bf16,pallas_bf16,fused_bf16 --out "$OUT/memory_vs_T.json"

@@ -1,0 +1,194 @@
+"""The LIF recurrence as two Pallas kernels (forward, backward) that each run the whole time loop.
+
+`neurons.lif(..., implementation="pallas")` calls this module; it computes the same function as the
+"fused" implementation (equations and adjoint in `spikejax.neurons`), spike for spike.
+
+Why a kernel: under XLA every `lax.scan` step is a loop iteration with its own kernel launches, which on a
+GPU costs microseconds per step whatever the layer's size (3 layers x 300 steps x forward and backward in
+the DVS Gesture network). Here one program owns a block of neurons and walks all T steps with the membrane
+in registers, so the layer is two launches and one pass over memory each way.
+
+Layout: the trailing dimensions are flattened, currents [T, M]. The grid runs over blocks of `block`
+neurons. Time is walked in chunks of `chunk` steps, unrolled so that a chunk's loads are in flight
+together.
+
+Memory: the forward keeps, besides the input currents, one f32 membrane state per neuron per chunk
+(4/chunk bytes per neuron-step); the backward recomputes each chunk's membrane from that state and the
+currents, then runs the chunk's adjoint in reverse.
+
+Off GPU the kernels run in Pallas' interpret mode (slow; for tests of the lowering-independent logic).
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from spikejax import surrogate as surrogate_lib
+
+CHUNK = 16  # time steps per unrolled chunk (and per stored membrane state)
+MAX_BLOCK = 512  # neurons per program
+ELEMENTS_PER_THREAD = 4  # sets the warps per program: block / (32 * this)
+
+
+def _block_size(neurons: int) -> tuple[int, int]:
+    """(block, padded number of neurons): the largest power of two <= MAX_BLOCK that divides `neurons`
+    if it is >= 128, else pad to a multiple of min(MAX_BLOCK, next power of two)."""
+    block = MAX_BLOCK
+    while block >= 128:
+        if neurons % block == 0:
+            return block, neurons
+        block //= 2
+    block = min(MAX_BLOCK, max(32, 1 << (neurons - 1).bit_length()))
+    return block, -(-neurons // block) * block
+
+
+def _interpret() -> bool:
+    return jax.default_backend() != "gpu"
+
+
+def _compiler_params(block: int):
+    if _interpret():
+        return None
+    from jax.experimental.pallas import triton as plgpu
+
+    return plgpu.CompilerParams(num_warps=max(1, min(8, block // (32 * ELEMENTS_PER_THREAD))), num_stages=1)
+
+
+def _out_struct(like, shape, dtype):
+    """ShapeDtypeStruct that varies over the same shard_map mesh axes as `like` (the field is `vma` in
+    jax 0.7, `manual_axis_type` later; Pallas needs it under shard_map's check_vma).
+
+    Pallas' interpreter (jax <= 0.10) cannot carry a varying input through its grid loop, so interpret
+    mode fails inside shard_map; compiled kernels do not have this limitation."""
+    aval = jax.typeof(like)
+    for field in ("manual_axis_type", "vma"):
+        if hasattr(aval, field):
+            try:
+                return jax.ShapeDtypeStruct(shape, dtype, **{field: getattr(aval, field)})
+            except TypeError:
+                continue
+    return jax.ShapeDtypeStruct(shape, dtype)
+
+
+def _step(v_prev, current, beta, threshold, reset):
+    """One forward step from the previous (pre-reset) membrane; f32 in and out."""
+    s_prev = (v_prev > threshold).astype(jnp.float32)
+    if reset == "subtract":
+        return beta * v_prev + current - threshold * s_prev
+    return beta * v_prev * (1.0 - s_prev) + current
+
+
+@functools.lru_cache(maxsize=None)
+def make_lif(beta: float, threshold: float, reset: str, name: str, frozen: tuple, detach_reset: bool,
+             chunk: int | None = None):
+    """Returns f(currents [T, ...]) -> spikes [T, ...] (currents' dtype) with a custom VJP, both Pallas."""
+    from jax.experimental import pallas as pl
+
+    derivative, _ = surrogate_lib.SURROGATES[name]
+    params = dict(frozen)
+    chunk = chunk or CHUNK
+    step = functools.partial(_step, beta=beta, threshold=threshold, reset=reset)
+
+    def spans(steps):
+        """Static (start, length) of the trailing partial chunk, after steps // chunk full ones."""
+        full = steps // chunk
+        return full, steps - full * chunk
+
+    def forward_kernel(x_ref, s_ref, state_ref):
+        steps = x_ref.shape[0]
+        full, rest = spans(steps)
+
+        def run(c, v, length):
+            state_ref[c] = v
+            currents = [x_ref[c * chunk + j].astype(jnp.float32) for j in range(length)]
+            for j in range(length):
+                v = step(v, currents[j])
+                s_ref[c * chunk + j] = (v > threshold).astype(s_ref.dtype)
+            return v
+
+        v = jnp.zeros(x_ref.shape[1:], jnp.float32)
+        v = jax.lax.fori_loop(0, full, lambda c, v: run(c, v, chunk), v)
+        if rest:
+            run(full, v, rest)
+
+    def backward_kernel(x_ref, state_ref, gs_ref, gx_ref):
+        steps = x_ref.shape[0]
+        full, rest = spans(steps)
+
+        def run(c, a, length):
+            v = state_ref[c]
+            currents = [x_ref[c * chunk + j].astype(jnp.float32) for j in range(length)]
+            membrane = []
+            for j in range(length):
+                v = step(v, currents[j])
+                membrane.append(v)
+            grads = [gs_ref[c * chunk + j].astype(jnp.float32) for j in range(length)]
+            for j in reversed(range(length)):
+                v = membrane[j]
+                if reset == "subtract":
+                    carry_v, carry_s = beta, -threshold
+                else:
+                    carry_v = beta * (1.0 - (v > threshold).astype(jnp.float32))
+                    carry_s = -beta * v
+                through_spike = grads[j] if detach_reset else grads[j] + carry_s * a
+                a = derivative(v - threshold, **params) * through_spike + carry_v * a
+                gx_ref[c * chunk + j] = a.astype(gx_ref.dtype)
+            return a
+
+        a = jnp.zeros(x_ref.shape[1:], jnp.float32)
+        if rest:
+            a = run(full, a, rest)
+        jax.lax.fori_loop(0, full, lambda i, a: run(full - 1 - i, a, chunk), a)
+
+    def call(kernel, inputs, outputs):
+        steps, neurons = inputs[0].shape
+        block, _ = _block_size(neurons)
+        spec = lambda rows: pl.BlockSpec((rows, block), lambda i: (0, i))
+        return pl.pallas_call(
+            kernel, grid=(neurons // block,),
+            in_specs=[spec(a.shape[0]) for a in inputs], out_specs=[spec(o.shape[0]) for o in outputs],
+            out_shape=outputs, interpret=_interpret(),
+            compiler_params=_compiler_params(block), name=kernel.__name__,
+        )(*inputs)
+
+    def flat(x):
+        steps, neurons = x.shape[0], x[0].size
+        _, padded = _block_size(neurons)
+        x = x.reshape(steps, neurons)
+        return jnp.pad(x, ((0, 0), (0, padded - neurons))) if padded != neurons else x
+
+    def forward(currents):
+        x = flat(currents)
+        steps, neurons = x.shape
+        chunks = -(-steps // chunk)
+        spikes, state = call(forward_kernel, [x], [_out_struct(x, x.shape, x.dtype),
+                                                   _out_struct(x, (chunks, neurons), jnp.float32)])
+        return spikes, (x, state)
+
+    @jax.custom_vjp
+    def lif(currents):
+        spikes, _ = forward(currents)
+        return _unflatten(spikes, currents.shape)
+
+    def lif_fwd(currents):
+        spikes, residual = forward(currents)
+        return _unflatten(spikes, currents.shape), residual
+
+    def lif_bwd(residual, grad_spikes):
+        x, state = residual
+        gs = flat(grad_spikes.astype(x.dtype))
+        (gx,) = call(backward_kernel, [x, state, gs], [_out_struct(gs, x.shape, x.dtype)])
+        return (_unflatten(gx, grad_spikes.shape),)
+
+    lif.defvjp(lif_fwd, lif_bwd)
+    return lif
+
+
+def _unflatten(y, shape):
+    """[T, padded M] -> shape ([T, ...]), dropping the padding."""
+    neurons = 1
+    for d in shape[1:]:
+        neurons *= d
+    return y[:, :neurons].reshape(shape)
