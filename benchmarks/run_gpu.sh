@@ -25,14 +25,14 @@ fi
 part() {  # part NAME SECONDS command...
   local name=$1 limit=$2; shift 2
   echo "## $name ($(date -u +%T), limit ${limit} s)"
-  timeout -k 5 "$limit" "$@" 2>&1 | grep -v "^WARNING: All log messages before absl" | tee -a "$OUT/$name.log"
+  timeout -k 5 "$limit" "$@" 2>&1 | grep -v "^WARNING: All log messages before absl" | tee -a "$OUT/all.log"
   echo "## $name exit ${PIPESTATUS[0]}"
 }
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
   "$PY" -c 'import jax, jaxlib, flax, optax, sys; print("python", sys.version.split()[0], "jax", jax.__version__,
 "jaxlib", jaxlib.__version__, "flax", flax.__version__, "optax", optax.__version__, jax.devices())'
-} 2>&1 | tee "$OUT/versions.log"
+} 2>&1 | tee -a "$OUT/all.log"
 part gpu_check 100 "$PY" benchmarks/gpu_check.py "$OUT/gpu_check.json"
 part lif_dense 150 "$PY" benchmarks/lif_dense.py --n 16384 --batch 16 --steps 500 --reps 10 \
   --variants floor_bf16,pallas_bf16,fused_bf16,floor_f32,pallas_f32,fused_f32 --out "$OUT/lif_dense.json"
