@@ -99,6 +99,7 @@ def run_jax(variant, args):
     out = {}
 
     def call():
+        out.pop("value", None)  # the previous call's gradients are not kept alive through this one
         out["value"] = jax.block_until_ready(compiled(params, x))
 
     _, times = _time(call, args.reps, args.warmup)
@@ -293,21 +294,22 @@ def main():
                               env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
         line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
         results[variant] = json.loads(line[-1][7:]) if line else {"status": f"failed: {proc.stderr[-500:]}"}
-    print("| variant | median ms | x floor | compile / first call s | XLA temp MiB | host max RSS MiB | "
-          "loss (spikes) | library |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print("| variant | median ms | x floor | compile / first call s | XLA temp MiB | device peak GiB | "
+          "host max RSS MiB | loss (spikes) | library |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     floors = {dtype: statistics.median(results[f"floor_{dtype}"]["times_s"]) for dtype in ("f32", "bf16")
               if "times_s" in results.get(f"floor_{dtype}", {})}
     for variant, r in results.items():
         if "times_s" not in r:
-            print(f"| {variant} | {r.get('status')} |||||||")
+            print(f"| {variant} | {r.get('status')} ||||||||")
             continue
         median = statistics.median(r["times_s"])
         r["median_s"] = median
         floor = floors.get("bf16" if variant.endswith("bf16") else "f32")
         ratio = f"{median / floor:.2f}" if floor else ""
         temp = f"{r['xla_temp_bytes'] / 2**20:.0f}" if r.get("xla_temp_bytes") is not None else ""
-        print(f"| {variant} | {median * 1e3:.1f} | {ratio} | {r['compile_s']:.2f} | {temp} | "
+        peak = f"{r['peak_device_bytes'] / 2**30:.2f}" if r.get("peak_device_bytes") else "n/a"
+        print(f"| {variant} | {median * 1e3:.1f} | {ratio} | {r['compile_s']:.2f} | {temp} | {peak} | "
               f"{r['host_max_rss_bytes'] / 2**20:.0f} | {r['loss']:.0f} | {r['library']} |")
     if args.out:
         json.dump({"args": vars(args), "results": results}, open(args.out, "w"), indent=1)

@@ -60,7 +60,7 @@ def measure(name, args):
         split = data.load(name, "train", data_dir=args.data_dir)
     else:
         split = synthetic_split(name, config, samples=max(4 * config.batch_size, 256))
-    iterator = data.TrainIterator(split, config.batch_size, seed=0)
+    iterator = data.TrainIterator(split, config.batch_size, seed=0, packed=split.packed)
     start = time.perf_counter()
     count = 0
     while time.perf_counter() - start < args.pipeline_seconds:
@@ -73,7 +73,8 @@ def measure(name, args):
     graphdef, params = nnx.split(model)
     tx = train.optimizer_from_config(config, 1000)
     state = train.init_state(params, tx, mesh)
-    step = train.parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=train.loss_from_config(config))
+    step = train.parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=train.loss_from_config(config),
+                                     frame_shape=tuple(split.frame_shape) if split.packed else None)
     batch = next(iterator)
     arrays = parallel.global_batch_arrays(mesh, batch)
     compile_start = time.perf_counter()

@@ -14,7 +14,7 @@ together.
 
 Memory: the forward keeps, besides the input currents, one f32 membrane state per neuron per chunk
 (4/chunk bytes per neuron-step); the backward recomputes each chunk's membrane from that state and the
-currents, then runs the chunk's adjoint in reverse.
+currents, then runs the chunk's adjoint in reverse, writing dL/dI over the spike cotangent.
 
 Off GPU the kernels run in Pallas' interpret mode (slow; for tests of the lowering-independent logic).
 """
@@ -142,7 +142,7 @@ def make_lif(beta: float, threshold: float, reset: str, name: str, frozen: tuple
             a = run(full, a, rest)
         jax.lax.fori_loop(0, full, lambda i, a: run(full - 1 - i, a, chunk), a)
 
-    def call(kernel, inputs, outputs):
+    def call(kernel, inputs, outputs, aliases=None):
         steps, neurons = inputs[0].shape
         block, _ = _block_size(neurons)
         spec = lambda rows: pl.BlockSpec((rows, block), lambda i: (0, i))
@@ -150,7 +150,7 @@ def make_lif(beta: float, threshold: float, reset: str, name: str, frozen: tuple
             kernel, grid=(neurons // block,),
             in_specs=[spec(a.shape[0]) for a in inputs], out_specs=[spec(o.shape[0]) for o in outputs],
             out_shape=outputs, interpret=_interpret(),
-            compiler_params=_compiler_params(block), name=kernel.__name__,
+            compiler_params=_compiler_params(block), name=kernel.__name__, input_output_aliases=aliases or {},
         )(*inputs)
 
     def flat(x):
@@ -179,7 +179,9 @@ def make_lif(beta: float, threshold: float, reset: str, name: str, frozen: tuple
     def lif_bwd(residual, grad_spikes):
         x, state = residual
         gs = flat(grad_spikes.astype(x.dtype))
-        (gx,) = call(backward_kernel, [x, state, gs], [_out_struct(gs, x.shape, x.dtype)])
+        # dL/dI overwrites the spike cotangent in place (each element is read before it is written, by the
+        # same thread): one [T, M] buffer less at the backward's peak
+        (gx,) = call(backward_kernel, [x, state, gs], [_out_struct(gs, x.shape, x.dtype)], aliases={2: 0})
         return (_unflatten(gx, grad_spikes.shape),)
 
     lif.defvjp(lif_fwd, lif_bwd)

@@ -127,20 +127,31 @@ def init_state(params, tx: optax.GradientTransformation, mesh, seed: int = 0) ->
 # Pure steps.
 
 
-def _apply(graphdef, params, inputs):
+def unpack_spikes(packed: jax.Array, frame_shape) -> jax.Array:
+    """uint8 [..., ceil(F/8)] bits in np.packbits order -> uint8 [..., *frame_shape], F = prod(frame_shape)."""
+    features = math.prod(frame_shape)
+    bits = (packed[..., None] >> jnp.arange(7, -1, -1, dtype=jnp.uint8)) & jnp.uint8(1)
+    bits = bits.reshape(packed.shape[:-1] + (packed.shape[-1] * 8,))[..., :features]
+    return bits.reshape(packed.shape[:-1] + tuple(frame_shape))
+
+
+def _apply(graphdef, params, inputs, frame_shape=None):
+    if frame_shape is not None:  # bit-packed batch (data pipeline packed=True)
+        inputs = unpack_spikes(inputs, frame_shape)
     return nnx.merge(graphdef, params)(inputs)
 
 
 def train_step(state, inputs, labels, mask, *, graphdef, tx, loss_fn, rate_penalty=0.0, target_rate=0.02,
-               axis_name=None):
-    """One optimizer step on a (shard of a) batch. inputs [T, b, ...], labels [b], mask [b].
+               axis_name=None, frame_shape=None):
+    """One optimizer step on a (shard of a) batch. inputs [T, b, ...], labels [b], mask [b]; with
+    `frame_shape`, inputs are bit-packed uint8 [T, b, ceil(F/8)] and are unpacked on the device.
 
     Returns (new state, metrics {loss, accuracy, output_rate}); with `axis_name`, gradients and metrics
     are averaged over that mesh axis.
     """
 
     def objective(params):
-        out, layers = _apply(graphdef, params, inputs)
+        out, layers = _apply(graphdef, params, inputs, frame_shape)
         loss = loss_fn(out, labels, mask=mask)
         if rate_penalty:
             loss = loss + rate_penalty * sum(losses.spike_rate_penalty(h, target_rate=target_rate, mask=mask)
@@ -160,11 +171,11 @@ def train_step(state, inputs, labels, mask, *, graphdef, tx, loss_fn, rate_penal
     return new_state, metrics
 
 
-def eval_step(params, inputs, labels, mask, *, graphdef, loss_fn, fan_out, axis_name=None):
+def eval_step(params, inputs, labels, mask, *, graphdef, loss_fn, fan_out, axis_name=None, frame_shape=None):
     """Sums over a (shard of a) padded batch: correct decisions over time, decision times and accuracy
     at each confidence threshold, spikes and SynOps per layer, and the loss. Padding (mask 0) counts
-    nowhere."""
-    out, layers = _apply(graphdef, params, inputs)
+    nowhere. `frame_shape`: as for `train_step`."""
+    out, layers = _apply(graphdef, params, inputs, frame_shape)
     weights = mask.astype(jnp.float32)
     sums = {
         "examples": jnp.sum(weights),
@@ -328,9 +339,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         log(f"resumed from {workdir}/checkpoints at step {latest} (epoch {iterator_state['epoch']}, "
             f"batch {iterator_state['position']})")
 
+    # bit-packed splits travel packed (8x fewer bytes to assemble and copy) and are unpacked on the device
+    frame_shape = tuple(train_data.frame_shape) if train_data.packed else None
     step_fn = parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=loss_from_config(config),
-                                  rate_penalty=config.loss.rate_penalty, target_rate=config.loss.target_rate)
-    iterator = data_lib.TrainIterator(train_data, config.batch_size, seed=config.seed,
+                                  rate_penalty=config.loss.rate_penalty, target_rate=config.loss.target_rate,
+                                  frame_shape=frame_shape)
+    iterator = data_lib.TrainIterator(train_data, config.batch_size, seed=config.seed, packed=train_data.packed,
                                       process_index=jax.process_index(), process_count=jax.process_count(),
                                       state=iterator_state)
     step = int(jax.device_get(state["step"]))
@@ -441,11 +455,14 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def evaluate_state(config, workdir, params, *, mesh, graphdef, model, test_data) -> dict:
-    fn = parallel_eval_step(mesh, graphdef=graphdef, loss_fn=loss_from_config(config), fan_out=model.fan_out)
+    frame_shape = tuple(test_data.frame_shape) if test_data.packed else None
+    fn = parallel_eval_step(mesh, graphdef=graphdef, loss_fn=loss_from_config(config), fan_out=model.fan_out,
+                            frame_shape=frame_shape)
     eval_batch = max(mesh.size, config.eval_batch_size - config.eval_batch_size % mesh.size)
     totals = None
     for batch in data_lib.prefetch(data_lib.eval_batches(test_data, eval_batch, process_index=jax.process_index(),
-                                                         process_count=jax.process_count())):
+                                                         process_count=jax.process_count(),
+                                                         packed=test_data.packed)):
         sums = fn(params, *parallel.global_batch_arrays(mesh, batch))
         sums = jax.device_get(sums)
         totals = sums if totals is None else jax.tree.map(np.add, totals, sums)

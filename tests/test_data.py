@@ -304,3 +304,28 @@ def test_prefetch_preserves_order_and_raises_errors(digits):
 
     with pytest.raises(RuntimeError, match="boom"):
         list(data.prefetch(broken()))
+
+
+def test_packed_batches_unpack_on_device_to_the_dense_batches(tmp_path):
+    import jax
+    import jax.numpy as jnp
+
+    from spikejax import train
+    from spikejax.data.cache import CachedSplit
+
+    rng = np.random.default_rng(0)
+    frame = (3, 5)  # 15 features: the last packed byte is partly padding
+    dense = (rng.random((40, 7, 15)) < 0.3).astype(np.uint8)
+    split = CachedSplit("toy", "train", np.packbits(dense, axis=-1), np.arange(40) % 4, np.zeros(40, np.int64),
+                        np.zeros(40, np.int64), frame, 7, True, ["a", "b", "c", "d"], str(tmp_path))
+    for state in [{"epoch": 0, "position": 1}, {"epoch": 2, "position": 0}]:
+        plain = next(data.TrainIterator(split, 8, seed=5, state=state))
+        packed = next(data.TrainIterator(split, 8, seed=5, state=state, packed=True))
+        assert packed.inputs.shape == (7, 8, 2) and plain.inputs.shape == (7, 8, 3, 5)
+        np.testing.assert_array_equal(np.asarray(jax.jit(train.unpack_spikes, static_argnums=1)(packed.inputs, frame)),
+                                      plain.inputs)
+        np.testing.assert_array_equal(packed.labels, plain.labels)
+    evals = zip(data.eval_batches(split, 16), data.eval_batches(split, 16, packed=True))
+    for plain, packed in evals:
+        np.testing.assert_array_equal(train.unpack_spikes(jnp.asarray(packed.inputs), frame), plain.inputs)
+        np.testing.assert_array_equal(packed.mask, plain.mask)

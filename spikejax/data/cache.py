@@ -58,6 +58,13 @@ class CachedSplit:
             rows = np.unpackbits(rows, axis=-1, count=self.num_features)
         return rows.reshape((len(rows), self.time_bins) + tuple(self.frame_shape))
 
+    def packed_rows(self, indices) -> np.ndarray:
+        """uint8 [len(indices), T, ceil(F/8)]: the stored bits (np.packbits, big-endian, over the flattened
+        frame of F features) of a packed split, not unpacked; decode with `unpack_spikes` on device."""
+        if not self.packed:
+            raise ValueError(f"{self.name}/{self.split} is stored as counts, not bits; use dense()")
+        return self.spikes[np.asarray(indices)]
+
 
 def cache_key(description: dict) -> str:
     blob = json.dumps({**description, "format_version": FORMAT_VERSION}, sort_keys=True, default=str)

@@ -2,6 +2,8 @@
 
 Batches are time-major: inputs uint8 [T, b, *frame_shape], labels int32 [b], mask float32 [b] (1 for a
 real sample, 0 for padding), where b = global_batch_size / process_count is this process's share.
+With `packed=True` (bit-packed splits only) inputs stay packed, uint8 [T, b, ceil(F/8)], 8x fewer bytes
+to assemble and to copy to the device; `spikejax.train.unpack_spikes` decodes them there.
 """
 from __future__ import annotations
 
@@ -30,11 +32,13 @@ def _local_slice(global_batch_size, process_index, process_count):
     return slice(process_index * local, (process_index + 1) * local)
 
 
-def _assemble(data: CachedSplit, indices: np.ndarray, mask: np.ndarray, next_state: dict) -> Batch:
+def _assemble(data: CachedSplit, indices: np.ndarray, mask: np.ndarray, next_state: dict,
+              packed: bool = False) -> Batch:
     order = np.argsort(indices)  # sorted reads from the memmap, then back to batch order
-    dense = np.empty((len(indices), data.time_bins) + tuple(data.frame_shape), np.uint8)
-    dense[order] = data.dense(indices[order])
-    inputs = np.ascontiguousarray(np.swapaxes(dense, 0, 1))
+    rows = data.packed_rows(indices[order]) if packed else data.dense(indices[order])
+    assembled = np.empty_like(rows)
+    assembled[order] = rows
+    inputs = np.ascontiguousarray(np.swapaxes(assembled, 0, 1))
     return Batch(inputs, np.asarray(data.labels[indices], np.int32), mask.astype(np.float32), next_state)
 
 
@@ -43,10 +47,12 @@ class TrainIterator:
     batch of an epoch is dropped so shapes stay static. State: {"epoch", "position"} (batch in epoch)."""
 
     def __init__(self, data: CachedSplit, global_batch_size: int, *, seed: int, shuffle: bool = True,
-                 process_index: int = 0, process_count: int = 1, state: dict | None = None):
+                 process_index: int = 0, process_count: int = 1, state: dict | None = None,
+                 packed: bool = False):
         if global_batch_size > len(data):
             raise ValueError(f"batch size {global_batch_size} exceeds the {len(data)} training samples")
         self.data, self.batch_size, self.seed, self.shuffle = data, global_batch_size, seed, shuffle
+        self.packed = packed
         self.local = _local_slice(global_batch_size, process_index, process_count)
         self.batches_per_epoch = len(data) // global_batch_size
         state = state or {"epoch": 0, "position": 0}
@@ -70,18 +76,18 @@ class TrainIterator:
         start = self.position * self.batch_size
         indices = self.order(self.epoch)[start:start + self.batch_size][self.local]
         self.position += 1
-        return _assemble(self.data, indices, np.ones(len(indices)), self.state)
+        return _assemble(self.data, indices, np.ones(len(indices)), self.state, self.packed)
 
 
 def eval_batches(data: CachedSplit, global_batch_size: int, *, process_index: int = 0,
-                 process_count: int = 1) -> Iterator[Batch]:
+                 process_count: int = 1, packed: bool = False) -> Iterator[Batch]:
     """One pass over every sample exactly once, in order; the last batch is padded (mask 0)."""
     local = _local_slice(global_batch_size, process_index, process_count)
     count = len(data)
     for start in range(0, count, global_batch_size):
         indices = np.arange(start, start + global_batch_size)[local]
         mask = indices < count
-        yield _assemble(data, np.where(mask, indices, 0), mask, {})
+        yield _assemble(data, np.where(mask, indices, 0), mask, {}, packed)
 
 
 def prefetch(iterator: Iterator[Batch], size: int = 2) -> Iterator[Batch]:
