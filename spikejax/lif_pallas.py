@@ -21,6 +21,7 @@ Off GPU the kernels run in Pallas' interpret mode (slow; for tests of the loweri
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -92,7 +93,7 @@ def make_lif(beta: float, threshold: float, reset: str, name: str, frozen: tuple
     step = functools.partial(_step, beta=beta, threshold=threshold, reset=reset)
 
     def spans(steps):
-        """Static (start, length) of the trailing partial chunk, after steps // chunk full ones."""
+        """(number of full chunks, length of the trailing partial chunk), both static."""
         full = steps // chunk
         return full, steps - full * chunk
 
@@ -190,7 +191,4 @@ def make_lif(beta: float, threshold: float, reset: str, name: str, frozen: tuple
 
 def _unflatten(y, shape):
     """[T, padded M] -> shape ([T, ...]), dropping the padding."""
-    neurons = 1
-    for d in shape[1:]:
-        neurons *= d
-    return y[:, :neurons].reshape(shape)
+    return y[:, :math.prod(shape[1:])].reshape(shape)
