@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure of BENCHMARKS.md in one run (about 6 minutes on one H100), from the repository root:
+# Every GPU figure of BENCHMARKS.md in one run (about 8 minutes on one H100), from the repository root:
 #
 #   OUT=/tmp/gpu bash benchmarks/run_gpu.sh
 #
@@ -33,7 +33,7 @@ part() {  # part NAME SECONDS command...
   "$PY" -c 'import jax, jaxlib, flax, optax, sys; print("python", sys.version.split()[0], "jax", jax.__version__,
 "jaxlib", jaxlib.__version__, "flax", flax.__version__, "optax", optax.__version__, jax.devices())'
 } 2>&1 | tee -a "$OUT/all.log"
-part gpu_check 100 "$PY" benchmarks/gpu_check.py "$OUT/gpu_check.json"
+part gpu_check 200 "$PY" benchmarks/gpu_check.py "$OUT/gpu_check.json" --timing
 part lif_dense 150 "$PY" benchmarks/lif_dense.py --n 16384 --batch 16 --steps 500 --reps 10 \
   --variants floor_bf16,pallas_bf16,fused_bf16,floor_f32,pallas_f32,fused_f32 --out "$OUT/lif_dense.json"
 part train_step 120 bash -c "$PY benchmarks/train_step.py --configs=dvs_gesture --reps=20 --pipeline_seconds=5 &&
