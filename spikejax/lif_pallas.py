@@ -26,6 +26,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from spikejax import neurons
 from spikejax import surrogate as surrogate_lib
 
 CHUNK = 16  # time steps per unrolled chunk (and per stored membrane state)
@@ -73,24 +74,17 @@ def _out_struct(like, shape, dtype):
     return jax.ShapeDtypeStruct(shape, dtype)
 
 
-def _step(v_prev, current, beta, threshold, reset):
-    """One forward step from the previous (pre-reset) membrane; f32 in and out."""
-    s_prev = (v_prev > threshold).astype(jnp.float32)
-    if reset == "subtract":
-        return beta * v_prev + current - threshold * s_prev
-    return beta * v_prev * (1.0 - s_prev) + current
-
-
 @functools.lru_cache(maxsize=None)
 def make_lif(beta: float, threshold: float, reset: str, name: str, frozen: tuple, detach_reset: bool,
              chunk: int | None = None):
     """Returns f(currents [T, ...]) -> spikes [T, ...] (currents' dtype) with a custom VJP, both Pallas."""
     from jax.experimental import pallas as pl
 
-    derivative, _ = surrogate_lib.SURROGATES[name]
-    params = dict(frozen)
+    derivative = functools.partial(surrogate_lib.SURROGATES[name][0], **dict(frozen))
     chunk = chunk or CHUNK
-    step = functools.partial(_step, beta=beta, threshold=threshold, reset=reset)
+    step = functools.partial(neurons.membrane_step, beta=beta, threshold=threshold, reset=reset)
+    adjoint = functools.partial(neurons.adjoint_step, beta=beta, threshold=threshold, reset=reset,
+                                detach_reset=detach_reset, derivative=derivative)
 
     def spans(steps):
         """(number of full chunks, length of the trailing partial chunk), both static."""
@@ -127,14 +121,7 @@ def make_lif(beta: float, threshold: float, reset: str, name: str, frozen: tuple
                 membrane.append(v)
             grads = [gs_ref[c * chunk + j].astype(jnp.float32) for j in range(length)]
             for j in reversed(range(length)):
-                v = membrane[j]
-                if reset == "subtract":
-                    carry_v, carry_s = beta, -threshold
-                else:
-                    carry_v = beta * (1.0 - (v > threshold).astype(jnp.float32))
-                    carry_s = -beta * v
-                through_spike = grads[j] if detach_reset else grads[j] + carry_s * a
-                a = derivative(v - threshold, **params) * through_spike + carry_v * a
+                a = adjoint(a, membrane[j], grads[j])
                 gx_ref[c * chunk + j] = a.astype(gx_ref.dtype)
             return a
 

@@ -204,21 +204,41 @@ def _lif_reference(currents, beta, threshold, reset, name, frozen, detach_reset,
 # Fused implementation: one custom_vjp over the whole sequence.
 
 
+def membrane_step(v_prev, current, *, beta, threshold, reset):
+    """v[t] from the previous pre-reset membrane v[t-1] and I[t] (s[t-1] = v[t-1] > threshold), in the
+    dtype of v_prev. One step of the forward of the "fused" and "pallas" implementations."""
+    s_prev = (v_prev > threshold).astype(v_prev.dtype)
+    if reset == "subtract":
+        return beta * v_prev + current - threshold * s_prev
+    return beta * v_prev * (1.0 - s_prev) + current
+
+
+def adjoint_step(a_next, v, grad_spike, *, beta, threshold, reset, detach_reset, derivative,
+                 grad_membrane=None):
+    """a[t] = dL/dv[t] = dL/dI[t] from a[t+1], v[t] and the cotangents of s[t] (and of v[t] when given):
+    the reverse-time step of the "fused" and "pallas" backward (equation in the module docstring).
+    `derivative`: the surrogate derivative as a function of v - threshold."""
+    if reset == "subtract":
+        carry_v, carry_s = beta, -threshold
+    else:
+        carry_v, carry_s = beta * (1.0 - (v > threshold).astype(v.dtype)), -beta * v
+    through_spike = grad_spike if detach_reset else grad_spike + carry_s * a_next
+    a = derivative(v - threshold) * through_spike
+    if grad_membrane is not None:
+        a = grad_membrane + a
+    return a + carry_v * a_next
+
+
 @functools.lru_cache(maxsize=None)
 def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_name, checkpoint_every):
     state_dtype = jnp.dtype(state_dtype_name)
-    derivative, _ = surrogate_lib.SURROGATES[name]
-    params = dict(frozen)
+    derivative = functools.partial(surrogate_lib.SURROGATES[name][0], **dict(frozen))
 
     def integrate(currents, v0):
         """Forward recurrence from state v0 (before step 0): returns v [T, ...] in state_dtype."""
 
         def step(v_prev, current):
-            s_prev = (v_prev > threshold).astype(state_dtype)
-            if reset == "subtract":
-                v = beta * v_prev + current.astype(state_dtype) - threshold * s_prev
-            else:
-                v = beta * v_prev * (1.0 - s_prev) + current.astype(state_dtype)
+            v = membrane_step(v_prev, current.astype(state_dtype), beta=beta, threshold=threshold, reset=reset)
             return v, v
 
         # v[-1] = 0 gives s[-1] = 0, matching the initial condition.
@@ -229,16 +249,9 @@ def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_n
 
         def step(a, xs):
             v, gs, gv = xs
-            sg = derivative(v - threshold, **params)
-            s = (v > threshold).astype(state_dtype)
-            if reset == "subtract":
-                carry_v, carry_s = beta, -threshold
-            else:
-                carry_v, carry_s = beta * (1.0 - s), -beta * v
-            through_spike = gs.astype(state_dtype)
-            if not detach_reset:
-                through_spike = through_spike + carry_s * a
-            a_here = gv.astype(state_dtype) + sg * through_spike + carry_v * a
+            a_here = adjoint_step(a, v, gs.astype(state_dtype), beta=beta, threshold=threshold, reset=reset,
+                                  detach_reset=detach_reset, derivative=derivative,
+                                  grad_membrane=gv.astype(state_dtype))
             return a_here, a_here
 
         return jax.lax.scan(step, a_next, (membrane, grad_spikes, grad_membrane), reverse=True)
