@@ -74,7 +74,7 @@ def measure(name, args):
     tx = train.optimizer_from_config(config, 1000)
     state = train.init_state(params, tx, mesh)
     step = train.parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=train.loss_from_config(config),
-                                     frame_shape=tuple(split.frame_shape) if split.packed else None)
+                                     frame_shape=train.packed_frame_shape(split))
     batch = next(iterator)
     arrays = parallel.global_batch_arrays(mesh, batch)
     compile_start = time.perf_counter()

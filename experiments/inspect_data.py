@@ -16,12 +16,11 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     common.quiet_logging()
-    from spikejax import data, plots, train
+    from spikejax import plots, train
 
     config = common.build_config()
     FLAGS = common.FLAGS
-    split = data.load(config.dataset, FLAGS.split, data_dir=config.data_dir,
-                      binning=train.binning_from_config(config), **dict(config.data.options))
+    split = train.load_split(config, FLAGS.split)
     labels = np.asarray(split.labels)
     counts = np.bincount(labels, minlength=len(split.classes))
     sample = split.dense([FLAGS.index])[0]

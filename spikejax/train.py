@@ -295,16 +295,25 @@ class _StopSignal:
             signal.signal(sig, handler)
 
 
-def _setup(config, workdir):
+def load_split(config, split: str) -> data_lib.CachedSplit:
+    """The config's dataset split, binned and cached as the config says."""
+    return data_lib.load(config.dataset, split, data_dir=config.data_dir, binning=binning_from_config(config),
+                         **dict(config.data.options))
+
+
+def packed_frame_shape(split: data_lib.CachedSplit) -> tuple[int, ...] | None:
+    """`frame_shape` for train_step / eval_step: the split's frame when its batches travel bit-packed
+    (TrainIterator / eval_batches with packed=split.packed), else None."""
+    return tuple(split.frame_shape) if split.packed else None
+
+
+def _setup(config):
     mesh = parallel.data_mesh()
     info = data_lib.get_info(config.dataset)
-    options = dict(config.data.options)
-    load = lambda split: data_lib.load(config.dataset, split, data_dir=config.data_dir,
-                                       binning=binning_from_config(config), **options)
     model = build_model(config, tuple(data_lib.frame_shape(info.sensor_size, binning_from_config(config))),
                         info.num_classes)
     graphdef, params = nnx.split(model)
-    return mesh, info, load, model, graphdef, params
+    return mesh, model, graphdef, params
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -318,10 +327,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if jax.process_index() == 0:  # for people; resuming reads the copy inside each checkpoint
         with open(os.path.join(workdir, "config.json"), "w") as f:
             json.dump(config_json, f, indent=1)
-    mesh, info, load, model, graphdef, params = _setup(config, workdir)
+    mesh, model, graphdef, params = _setup(config)
     if config.batch_size % mesh.size:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the {mesh.size} devices")
-    train_data = load("train")
+    train_data = load_split(config, "train")
     batches_per_epoch = len(train_data) // config.batch_size
     total_steps = config.epochs * batches_per_epoch
     stop_at = min(total_steps, config.max_steps) if config.max_steps else total_steps
@@ -340,10 +349,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             f"batch {iterator_state['position']})")
 
     # bit-packed splits travel packed (8x fewer bytes to assemble and copy) and are unpacked on the device
-    frame_shape = tuple(train_data.frame_shape) if train_data.packed else None
     step_fn = parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=loss_from_config(config),
                                   rate_penalty=config.loss.rate_penalty, target_rate=config.loss.target_rate,
-                                  frame_shape=frame_shape)
+                                  frame_shape=packed_frame_shape(train_data))
     iterator = data_lib.TrainIterator(train_data, config.batch_size, seed=config.seed, packed=train_data.packed,
                                       process_index=jax.process_index(), process_count=jax.process_count(),
                                       state=iterator_state)
@@ -413,7 +421,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     finally:
         writers.close()
     result = evaluate_state(config, workdir, state["params"], mesh=mesh, graphdef=graphdef, model=model,
-                            test_data=load("test"))
+                            test_data=load_split(config, "test"))
     checkpointer.close()
     return result
 
@@ -437,7 +445,7 @@ def restore(config: ml_collections.ConfigDict, workdir: str, step: int | None = 
     step = checkpointer.latest_step() if step is None else step
     if step is None:
         raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first")
-    mesh, _, _, model, graphdef, params = _setup(config, workdir)
+    mesh, model, graphdef, params = _setup(config)
     tx = optimizer_from_config(config, 1)
     state = checkpointer.restore_state(step, init_state(params, tx, mesh))
     checkpointer.close()
@@ -448,16 +456,13 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Evaluates the latest checkpoint in `workdir` -> eval.json."""
     state, step, mesh, graphdef, model = restore(config, workdir)
     log(f"evaluating checkpoint step {step} from {workdir}")
-    test_data = data_lib.load(config.dataset, "test", data_dir=config.data_dir, binning=binning_from_config(config),
-                              **dict(config.data.options))
     return evaluate_state(config, os.path.abspath(os.path.expanduser(workdir)), state["params"], mesh=mesh,
-                          graphdef=graphdef, model=model, test_data=test_data)
+                          graphdef=graphdef, model=model, test_data=load_split(config, "test"))
 
 
 def evaluate_state(config, workdir, params, *, mesh, graphdef, model, test_data) -> dict:
-    frame_shape = tuple(test_data.frame_shape) if test_data.packed else None
     fn = parallel_eval_step(mesh, graphdef=graphdef, loss_fn=loss_from_config(config), fan_out=model.fan_out,
-                            frame_shape=frame_shape)
+                            frame_shape=packed_frame_shape(test_data))
     eval_batch = max(mesh.size, config.eval_batch_size - config.eval_batch_size % mesh.size)
     totals = None
     for batch in data_lib.prefetch(data_lib.eval_batches(test_data, eval_batch, process_index=jax.process_index(),
