@@ -14,6 +14,7 @@ least (read I twice, write spikes, read the spike cotangent, write the input gra
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import sys
 import time
@@ -62,11 +63,11 @@ def check_shard_map():
     return {"case": "jit(shard_map(grad)), 1-device mesh, check_vma on", "grad_rel_l2": rel, "ok": rel < 1e-5}
 
 
-def time_layer(shape, dtype, implementation, reps=20):
+def _time_fwd_bwd(lif, shape, dtype, reps):
+    """(first call s, median ms) of value_and_grad of sum(w * lif(I)) on fresh currents [shape]."""
     currents = (0.3 + 0.8 * jax.random.normal(jax.random.key(3), shape)).astype(dtype)
     weights = jax.random.normal(jax.random.key(4), shape).astype(dtype)
-    fn = jax.jit(jax.value_and_grad(lambda c: jnp.sum(
-        (neurons.lif(c, beta=0.9, implementation=implementation) * weights).astype(jnp.float32))))
+    fn = jax.jit(jax.value_and_grad(lambda c: jnp.sum((lif(c) * weights).astype(jnp.float32))))
     start = time.perf_counter()
     jax.block_until_ready(fn(currents))
     first = time.perf_counter() - start
@@ -75,10 +76,16 @@ def time_layer(shape, dtype, implementation, reps=20):
         start = time.perf_counter()
         jax.block_until_ready(fn(currents))
         times.append(time.perf_counter() - start)
-    itemsize = jnp.dtype(dtype).itemsize
-    min_bytes = currents.size * itemsize * 5  # I read twice, spikes written, cotangent read, gradient written
+    return first, statistics.median(times) * 1e3
+
+
+def time_layer(shape, dtype, implementation, reps=20):
+    first, median_ms = _time_fwd_bwd(lambda c: neurons.lif(c, beta=0.9, implementation=implementation),
+                                     shape, dtype, reps)
+    # I read twice, spikes written, cotangent read, gradient written
+    min_bytes = math.prod(shape) * jnp.dtype(dtype).itemsize * 5
     return {"shape": list(shape), "dtype": jnp.dtype(dtype).name, "implementation": implementation,
-            "median_ms": statistics.median(times) * 1e3, "first_call_s": first, "min_bytes": min_bytes}
+            "median_ms": median_ms, "first_call_s": first, "min_bytes": min_bytes}
 
 
 def sweep_kernel(shape, dtype, chunk, max_block, elements_per_thread, reps=20):
@@ -89,19 +96,11 @@ def sweep_kernel(shape, dtype, chunk, max_block, elements_per_thread, reps=20):
     lif_pallas.MAX_BLOCK, lif_pallas.ELEMENTS_PER_THREAD = max_block, elements_per_thread
     try:
         lif = lif_pallas.make_lif(0.9, 1.0, "subtract", *surrogate.resolve("fast_sigmoid"), True, chunk=chunk)
-        currents = (0.3 + 0.8 * jax.random.normal(jax.random.key(3), shape)).astype(dtype)
-        weights = jax.random.normal(jax.random.key(4), shape).astype(dtype)
-        fn = jax.jit(jax.value_and_grad(lambda c: jnp.sum((lif(c) * weights).astype(jnp.float32))))
-        jax.block_until_ready(fn(currents))
-        times = []
-        for _ in range(reps):
-            start = time.perf_counter()
-            jax.block_until_ready(fn(currents))
-            times.append(time.perf_counter() - start)
+        _, median_ms = _time_fwd_bwd(lif, shape, dtype, reps)
     finally:
         lif_pallas.MAX_BLOCK, lif_pallas.ELEMENTS_PER_THREAD = saved
     return {"shape": list(shape), "dtype": jnp.dtype(dtype).name, "chunk": chunk, "max_block": max_block,
-            "elements_per_thread": elements_per_thread, "median_ms": statistics.median(times) * 1e3}
+            "elements_per_thread": elements_per_thread, "median_ms": median_ms}
 
 
 def main():
