@@ -1,7 +1,7 @@
 """The LIF recurrence as two Pallas kernels (forward, backward) that each run the whole time loop.
 
 `neurons.lif(..., implementation="pallas")` calls this module; it computes the same function as the
-"fused" implementation (equations and adjoint in `spikejax.neurons`), spike for spike.
+"fused" implementation (equations and adjoint in `spikejax.lif_step`), spike for spike.
 
 Why a kernel: under XLA every `lax.scan` step is a loop iteration with its own kernel launches, which on a
 GPU costs microseconds per step whatever the layer's size (3 layers x 300 steps x forward and backward in
@@ -26,7 +26,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from spikejax import neurons
+from spikejax import lif_step
 from spikejax import surrogate as surrogate_lib
 
 CHUNK = 16  # time steps per unrolled chunk (and per stored membrane state)
@@ -74,7 +74,7 @@ def _out_struct(like, shape, dtype):
     return jax.ShapeDtypeStruct(shape, dtype)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def make_lif(beta: float, threshold: float, reset: str, name: str, frozen: tuple, detach_reset: bool,
              chunk: int | None = None):
     """Returns f(currents [T, ...]) -> spikes [T, ...] (currents' dtype) with a custom VJP, both Pallas."""
@@ -82,8 +82,8 @@ def make_lif(beta: float, threshold: float, reset: str, name: str, frozen: tuple
 
     derivative = functools.partial(surrogate_lib.SURROGATES[name][0], **dict(frozen))
     chunk = chunk or CHUNK
-    step = functools.partial(neurons.membrane_step, beta=beta, threshold=threshold, reset=reset)
-    adjoint = functools.partial(neurons.adjoint_step, beta=beta, threshold=threshold, reset=reset,
+    step = functools.partial(lif_step.membrane_step, beta=beta, threshold=threshold, reset=reset)
+    adjoint = functools.partial(lif_step.adjoint_step, beta=beta, threshold=threshold, reset=reset,
                                 detach_reset=detach_reset, derivative=derivative)
 
     def spans(steps):

@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 
 from spikejax import surrogate as surrogate_lib
+from spikejax.lif_step import adjoint_step, membrane_step
 
 RESETS = ("subtract", "zero")
 IMPLEMENTATIONS = ("auto", "fused", "pallas", "reference")
@@ -120,7 +121,7 @@ def lif(
     if implementation == "auto" and static and kernel_ok and jax.default_backend() == "gpu":
         implementation = "pallas"
     if implementation == "pallas":
-        from spikejax import lif_pallas
+        from spikejax import lif_pallas  # imported on use: it needs jax.experimental.pallas
 
         return lif_pallas.make_lif(float(beta), float(threshold), reset, name, frozen, bool(detach_reset))(currents)
     if implementation == "reference" or not static:
@@ -204,32 +205,7 @@ def _lif_reference(currents, beta, threshold, reset, name, frozen, detach_reset,
 # Fused implementation: one custom_vjp over the whole sequence.
 
 
-def membrane_step(v_prev, current, *, beta, threshold, reset):
-    """v[t] from the previous pre-reset membrane v[t-1] and I[t] (s[t-1] = v[t-1] > threshold), in the
-    dtype of v_prev. One step of the forward of the "fused" and "pallas" implementations."""
-    s_prev = (v_prev > threshold).astype(v_prev.dtype)
-    if reset == "subtract":
-        return beta * v_prev + current - threshold * s_prev
-    return beta * v_prev * (1.0 - s_prev) + current
-
-
-def adjoint_step(a_next, v, grad_spike, *, beta, threshold, reset, detach_reset, derivative,
-                 grad_membrane=None):
-    """a[t] = dL/dv[t] = dL/dI[t] from a[t+1], v[t] and the cotangents of s[t] (and of v[t] when given):
-    the reverse-time step of the "fused" and "pallas" backward (equation in the module docstring).
-    `derivative`: the surrogate derivative as a function of v - threshold."""
-    if reset == "subtract":
-        carry_v, carry_s = beta, -threshold
-    else:
-        carry_v, carry_s = beta * (1.0 - (v > threshold).astype(v.dtype)), -beta * v
-    through_spike = grad_spike if detach_reset else grad_spike + carry_s * a_next
-    a = derivative(v - threshold) * through_spike
-    if grad_membrane is not None:
-        a = grad_membrane + a
-    return a + carry_v * a_next
-
-
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_name, checkpoint_every):
     state_dtype = jnp.dtype(state_dtype_name)
     derivative = functools.partial(surrogate_lib.SURROGATES[name][0], **dict(frozen))
