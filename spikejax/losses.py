@@ -8,6 +8,11 @@ padded batch only. With n = sum over time of the spikes ([B, C]):
   count_softmax  mean_b -log softmax(n_b / temperature)[label_b]
   spike_nll      mean_b -log p_b,label,  p_bi = m_bi / sum_j m_bj,  m = max(n, min_count)  ("spikemax")
 
+Labels must lie in [0, C). Concrete (non-traced) labels outside it raise a ValueError naming them; under
+jit, where they cannot be inspected, such an example's loss is NaN, never a finite wrong value (one_hot and
+take_along_axis do not check ranges: label -1 would silently read class C-1). Examples with mask 0 are
+not checked and count nowhere.
+
 In `spike_nll` the clamp passes the gradient straight through, so dloss/dn_bi = (p_bi - y_bi) / m_bi / B
 exactly, also for a silent true class (which is then pushed to fire). With `window=W` the counts are
 taken over the sliding window t-W+1..t (the first W-1 windows are shorter: causal zero padding) and the
@@ -17,10 +22,11 @@ This module imports only jax and numpy.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def _check(spikes, labels, mask, name):
@@ -39,7 +45,34 @@ def _check(spikes, labels, mask, name):
         mask = jnp.asarray(mask)
         if mask.shape != labels.shape:
             raise ValueError(f"{name}: mask must have shape {labels.shape}, got {mask.shape}")
+    _check_label_range(labels, mask, spikes.shape[2], name)
     return spikes, labels, mask
+
+
+def _concrete(x):
+    """x as a numpy array, or None when it is traced (inside jit/grad/vmap)."""
+    try:
+        return np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def _check_label_range(labels, mask, num_classes, name):
+    labels = _concrete(labels)
+    if labels is None:
+        return
+    mask = None if mask is None else _concrete(mask)
+    counted = np.ones(labels.shape, bool) if mask is None else mask != 0
+    bad = counted & ((labels < 0) | (labels >= num_classes))
+    if np.any(bad):
+        raise ValueError(f"{name}: labels must lie in [0, {num_classes}), got {sorted(set(labels[bad].tolist()))} "
+                         f"at batch positions {np.flatnonzero(bad)[:10].tolist()}")
+
+
+def _nan_if_invalid(per_example, labels, num_classes):
+    """per_example [B] with NaN where labels[b] is outside [0, num_classes) (the traced case)."""
+    valid = (labels >= 0) & (labels < num_classes)
+    return jnp.where(valid, per_example, jnp.nan)
 
 
 def _batch_mean(per_example, mask):
@@ -47,7 +80,8 @@ def _batch_mean(per_example, mask):
     if mask is None:
         return jnp.mean(per_example)
     mask = mask.astype(jnp.float32)
-    return jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+    # where, not a product: a padding example (mask 0) with a NaN loss must not make the sum NaN
+    return jnp.sum(jnp.where(mask != 0, per_example * mask, 0.0)) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
 def _counts(spikes):
@@ -60,7 +94,8 @@ def count_mse(spikes, labels, *, true_rate: float = 0.2, false_rate: float = 0.0
     rates = _counts(spikes) / spikes.shape[0]
     onehot = jax.nn.one_hot(labels, spikes.shape[2], dtype=jnp.float32)
     target = false_rate + (true_rate - false_rate) * onehot
-    return _batch_mean(0.5 * jnp.sum((rates - target) ** 2, axis=-1), mask)
+    per_example = 0.5 * jnp.sum((rates - target) ** 2, axis=-1)
+    return _batch_mean(_nan_if_invalid(per_example, labels, spikes.shape[2]), mask)
 
 
 def count_softmax(spikes, labels, *, temperature: float = 1.0, mask=None):
@@ -70,7 +105,8 @@ def count_softmax(spikes, labels, *, temperature: float = 1.0, mask=None):
         raise ValueError(f"count_softmax: temperature must be > 0, got {temperature}")
     logits = _counts(spikes) / temperature
     logp = jax.nn.log_softmax(logits, axis=-1)
-    return _batch_mean(-jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0], mask)
+    per_example = -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
+    return _batch_mean(_nan_if_invalid(per_example, labels, spikes.shape[2]), mask)
 
 
 def _clamp_straight_through(counts, min_count):
@@ -99,7 +135,8 @@ def spike_nll(spikes, labels, *, window: int | None = None, min_count: float = 1
     if not min_count > 0:
         raise ValueError(f"spike_nll: min_count must be > 0, got {min_count}")
     if window is None:
-        return _batch_mean(_spikemax_nll(_counts(spikes), labels, min_count), mask)
+        per_example = _spikemax_nll(_counts(spikes), labels, min_count)
+        return _batch_mean(_nan_if_invalid(per_example, labels, spikes.shape[2]), mask)
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"spike_nll: window must be a positive int or None, got {window!r}")
     cumulative = jnp.cumsum(spikes.astype(jnp.float32), axis=0)  # [T, B, C]; exact for integer counts
@@ -109,7 +146,7 @@ def spike_nll(spikes, labels, *, window: int | None = None, min_count: float = 1
     else:
         windowed = cumulative
     per_step = _spikemax_nll(windowed, jnp.broadcast_to(labels, windowed.shape[:2]), min_count)  # [T, B]
-    return _batch_mean(jnp.mean(per_step, axis=0), mask)
+    return _batch_mean(_nan_if_invalid(jnp.mean(per_step, axis=0), labels, spikes.shape[2]), mask)
 
 
 def spike_rate_penalty(spikes, *, target_rate: float = 0.02, mask=None):

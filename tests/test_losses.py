@@ -1,4 +1,5 @@
 """Losses against numpy formulas and closed-form gradients."""
+import functools
 import subprocess
 import sys
 
@@ -119,3 +120,21 @@ def test_import_pulls_in_only_jax_and_numpy():
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("loss", [losses.count_mse, losses.count_softmax, losses.spike_nll,
+                                  functools.partial(losses.spike_nll, window=3)])
+def test_labels_outside_the_classes_are_refused_or_nan_never_a_wrong_number(loss):
+    spikes = (jax.random.uniform(jax.random.key(0), (6, 4, 5)) < 0.4).astype(jnp.float32)
+    for bad in (-1, 5):
+        labels = jnp.array([0, bad, 2, 3])
+        with pytest.raises(ValueError, match=rf"labels must lie in \[0, 5\), got \[{bad}\] at batch positions \[1\]"):
+            loss(spikes, labels)
+        # under jit the labels cannot be inspected: the loss is NaN (a finite wrong value would train silently)
+        assert np.isnan(float(jax.jit(loss)(spikes, labels)))
+        # a padding example (mask 0) is neither checked nor counted
+        mask = jnp.array([1.0, 0.0, 1.0, 1.0])
+        good = jnp.array([0, 0, 2, 3])
+        expected = float(loss(spikes, good, mask=mask))
+        assert float(loss(spikes, labels, mask=mask)) == pytest.approx(expected)
+        assert float(jax.jit(loss)(spikes, labels, mask=mask)) == pytest.approx(expected)
