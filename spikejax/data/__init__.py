@@ -12,14 +12,19 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from spikejax.data import digits_events
 from spikejax.data.cache import CachedSplit, load_or_build
 from spikejax.data.events import Binning, frame_shape
 from spikejax.data.pipeline import Batch, TrainIterator, eval_batches, prefetch
 
-DEFAULT_DATA_DIR = os.environ.get("SPIKEJAX_DATA_DIR", "~/.cache/spikejax")
+FALLBACK_DATA_DIR = "~/.cache/spikejax"
+
+
+def default_data_dir() -> str:
+    """$SPIKEJAX_DATA_DIR if set (read at each call, not at import), else ~/.cache/spikejax."""
+    return os.environ.get("SPIKEJAX_DATA_DIR") or FALLBACK_DATA_DIR
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,9 +84,10 @@ def get_info(name: str) -> DatasetInfo:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}") from None
 
 
-def load(name: str, split: str, *, data_dir: str = DEFAULT_DATA_DIR, binning: Binning | None = None,
+def load(name: str, split: str, *, data_dir: str | None = None, binning: Binning | None = None,
          cache_dir: str | None = None, **options) -> CachedSplit:
-    """The binned split of dataset `name`, from the cache or built (and downloaded) on first use."""
+    """The binned split of dataset `name`, from the cache or built (and downloaded) on first use.
+    `data_dir` None: `default_data_dir()`."""
     info = get_info(name)
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -89,7 +95,7 @@ def load(name: str, split: str, *, data_dir: str = DEFAULT_DATA_DIR, binning: Bi
     if unknown:
         raise ValueError(f"dataset {name!r} takes options {list(info.options)}, got {sorted(unknown)}")
     binning = binning or info.default_binning
-    data_dir = os.path.expanduser(data_dir)
+    data_dir = os.path.expanduser(data_dir or default_data_dir())
     return load_or_build(
         name=name, split=split, cache_dir=cache_dir or os.path.join(data_dir, "cache"),
         sensor_size=info.sensor_size, binning=binning, classes=list(info.classes),
@@ -98,5 +104,5 @@ def load(name: str, split: str, *, data_dir: str = DEFAULT_DATA_DIR, binning: Bi
         num_samples=(lambda: info.count(data_dir, split)) if info.count else None)
 
 
-__all__ = ["Batch", "Binning", "CachedSplit", "DATASETS", "DatasetInfo", "TrainIterator", "eval_batches",
-           "frame_shape", "get_info", "load", "prefetch"]
+__all__ = ["Batch", "Binning", "CachedSplit", "DATASETS", "DatasetInfo", "TrainIterator", "default_data_dir",
+           "eval_batches", "frame_shape", "get_info", "load", "prefetch"]

@@ -3,7 +3,8 @@
 An offline stand-in for NMNIST (it is no benchmark). Each digit is upscaled to 27x27 and moved over a
 34x34 event sensor along NMNIST's three saccades, (0,0) -> (3.5,7) -> (7,0) -> (0,0) pixels, 100 ms each,
 simulated in 1 ms steps. A pixel fires an ON (p=1) or OFF (p=0) event when its log intensity moves by
-more than its contrast threshold (0.3, with a fixed per-pixel mismatch of sigma 0.03; intensity = 0.25 + ink) from the level
+more than its contrast threshold (0.3, with a fixed per-pixel mismatch of sigma 0.03; intensity = 0.25 + ink)
+from the level
 at its last event, which then moves one threshold towards the new level; timestamps are jittered within
 the step and a little background noise is added. Everything is deterministic given `seed`; the
 train/test split (1,437 / 360 samples) is fixed and does not depend on the seed.

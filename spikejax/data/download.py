@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from spikejax.errors import DataError
+
 
 def has_files(folder: str, suffix: str) -> bool:
     """Whether any file under `folder` ends with `suffix` (an extracted copy is present)."""
@@ -20,7 +22,7 @@ def train_flag(split: str) -> bool:
     return split == "train"
 
 
-class DatasetDownloadError(RuntimeError):
+class DatasetDownloadError(DataError):
     """A dataset archive could not be fetched or verified."""
 
 

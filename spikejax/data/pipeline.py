@@ -3,14 +3,14 @@
 Batches are time-major: inputs uint8 [T, b, *frame_shape], labels int32 [b], mask float32 [b] (1 for a
 real sample, 0 for padding), where b = global_batch_size / process_count is this process's share.
 With `packed=True` (bit-packed splits only) inputs stay packed, uint8 [T, b, ceil(F/8)], 8x fewer bytes
-to assemble and to copy to the device; `spikejax.train.unpack_spikes` decodes them there.
+to assemble and to copy to the device; `spikejax.data.device.unpack_spikes` decodes them there.
 """
 from __future__ import annotations
 
 import dataclasses
 import queue
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
