@@ -3,12 +3,13 @@
   python -m experiments.train --config=configs/default.py
 """
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.dataset = "digits_events"
-    c.data_dir = "~/.cache/spikejax"
+    c.data_dir = placeholder(str)  # None: $SPIKEJAX_DATA_DIR, else ~/.cache/spikejax
     c.seed = 0
 
     c.data = ml_collections.ConfigDict()
@@ -34,12 +35,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.neuron.surrogate = "fast_sigmoid"
     c.model.neuron.surrogate_params = ml_collections.ConfigDict()
     c.model.neuron.detach_reset = True
-    c.model.neuron.checkpoint_every = 0  # 0: keep the membrane; K: recompute K-step chunks (long T)
-    c.model.neuron.implementation = "auto"  # auto (Pallas kernel on GPU, XLA scan elsewhere) | fused | pallas | reference
+    c.model.neuron.recompute_chunk = placeholder(int)  # None: keep the membrane; K: keep one state per K
+    # steps and recompute each K-step chunk in the backward (less memory for long T; fused LIF only)
+    # auto (Pallas kernels on GPU, XLA scans elsewhere) | fused | pallas | reference
+    c.model.neuron.implementation = "auto"
 
     c.loss = ml_collections.ConfigDict()
     c.loss.name = "nll"  # mse | softmax | nll
-    c.loss.window = 0  # nll only: 0 = whole sample, W = sliding window of W steps
+    c.loss.window = placeholder(int)  # nll only: None = whole sample, W = sliding window of W steps
     c.loss.min_count = 1.0
     c.loss.true_rate = 0.2
     c.loss.false_rate = 0.03
@@ -53,13 +56,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.optimizer.momentum = 0.9  # sgd only
     c.optimizer.schedule = "cosine"
     c.optimizer.warmup_steps = 20
-    c.optimizer.grad_clip = 1.0
+    c.optimizer.grad_clip = 1.0  # global-norm clip; inf: none
     c.optimizer.weight_decay = 0.0
 
     c.batch_size = 64
     c.eval_batch_size = 256
     c.epochs = 20
-    c.max_steps = 0  # 0: no limit; N: stop after N steps (smoke runs)
+    c.max_steps = placeholder(int)  # None: no limit; N: stop after N steps (smoke runs)
     c.log_every = 10
     c.checkpoint_every_steps = 200
     c.keep_checkpoints = 2

@@ -1,13 +1,27 @@
-"""Flags shared by the entry points, and config assembly from --config plus the short flags."""
+"""What the entry points share: flags, the one path from flags to a config, and `run`, which turns
+spikejax's errors into one line and an exit code.
+
+Config path: `--config=FILE` if given, else `configs/<--dataset>.py` (default digits_events), so
+`--config.a.b=v` works with or without `--config`. The short flags (--loss, --epochs, ...) are applied on
+top. `--dataset` that disagrees with the config file's dataset is refused, not silently mixed.
+
+Exit codes: 0 done; 2 a usage or config mistake (one line on stderr); 1 the run could not go on (one
+line); 128+n stopped by signal n after saving. `--verbosity=1` (or SPIKEJAX_TRACEBACK=1) shows tracebacks.
+"""
 from __future__ import annotations
 
-import importlib
+import os
+import re
+import sys
+import traceback
 
 import ml_collections
-from absl import flags
+from absl import app, flags
 from ml_collections import config_flags
 
+import configs
 from spikejax.data import DATASETS
+from spikejax.errors import ConfigError, SpikejaxError, is_disk_full
 from spikejax.losses import LOSSES
 
 config_flags.DEFINE_config_file(
@@ -15,48 +29,153 @@ config_flags.DEFINE_config_file(
     "Default: configs/<dataset>.py.", lock_config=True)
 flags.DEFINE_enum("dataset", None, sorted(DATASETS), "Dataset (default: the config's, digits_events).")
 flags.DEFINE_enum("loss", None, sorted(LOSSES), "Loss (default: the config's, nll).")
-flags.DEFINE_integer("window", None, "Sliding window in steps for --loss=nll (0: whole sample).")
+flags.DEFINE_integer("window", None, "Sliding window in steps for --loss=nll (default: whole sample).")
 flags.DEFINE_string("workdir", None, "Run directory (default: runs/<dataset>-<loss>); reused to resume.")
-flags.DEFINE_string("data_dir", None, "Where datasets are downloaded and cached.")
+flags.DEFINE_string("data_dir", None, "Where datasets are downloaded and cached (default: $SPIKEJAX_DATA_DIR, "
+                    "else ~/.cache/spikejax).")
 flags.DEFINE_integer("epochs", None, "Training epochs.")
 flags.DEFINE_integer("batch_size", None, "Global batch size (all devices and hosts together).")
 flags.DEFINE_integer("seed", None, "Seed of the initialisation and data order.")
-flags.DEFINE_integer("max_steps", None, "Stop after this many steps (smoke runs; 0: no limit).")
+flags.DEFINE_integer("max_steps", None, "Stop after this many steps (smoke runs).")
 flags.DEFINE_string("coordinator_address", None, "Multi-process: host:port of process 0.")
 flags.DEFINE_integer("num_processes", None, "Multi-process: number of processes.")
 flags.DEFINE_integer("process_id", None, "Multi-process: this process's index.")
 flags.DEFINE_bool("distributed", False, "Multi-process with auto-detection (TPU pods, Slurm, ...).")
 
 FLAGS = flags.FLAGS
+DEFAULT_DATASET = "digits_events"
+
+
+def config_path(dataset: str) -> str:
+    """configs/<dataset>.py, relative to the working directory when it lies below it."""
+    path = os.path.join(os.path.dirname(os.path.abspath(configs.__file__)), f"{dataset}.py")
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def _flag_value(argv: list[str], name: str) -> str | None:
+    """The last value given to --name in argv (forms --name=v and --name v), else None."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg.startswith(f"--{name}="):
+            value = arg.split("=", 1)[1]
+        elif arg == f"--{name}" and i + 1 < len(argv):
+            value = argv[i + 1]
+    return value
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with configs/<dataset>.py as the --config default and one-line errors
+    (exit 2) instead of tracebacks."""
+    argv = list(argv)
+    if _flag_value(argv[1:], "config") is None:
+        dataset = _flag_value(argv[1:], "dataset") or DEFAULT_DATASET
+        if dataset in DATASETS:  # an unknown name is reported by the --dataset enum below
+            argv.insert(1, f"--config={config_path(dataset)}")
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        _fail(f"{error}", 2)
+    except (AttributeError, KeyError) as error:  # ml_collections: an unknown --config.a.b field
+        text = str(error).replace("\\'", "'").replace("\\n", " ")
+        name = re.search(r"'([^']+)'", text)
+        hint = re.search(r'Did you mean "([^"]+)"', text)
+        _fail(f"unknown config field {name.group(1) if name else text!r}"
+              + (f" (did you mean {hint.group(1)!r}?)" if hint else ""), 2)
+
+
+def _verbose() -> bool:
+    return bool(os.environ.get("SPIKEJAX_TRACEBACK")) or (FLAGS.is_parsed() and FLAGS["verbosity"].present)
+
+
+def _fail(message: str, code: int):
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def _is_closed_loop_noise(error) -> bool:
+    return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+
+
+def _is_orbax_coroutine(obj) -> bool:
+    code = getattr(obj, "cr_code", None)
+    return code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename
+
+
+def silence_orbax_shutdown_noise() -> None:
+    """After a failed orbax write (a full disk) or read (a damaged checkpoint), the other shards' I/O
+    coroutines are abandoned and tensorstore still calls back into orbax's closed event loop: each prints a
+    traceback ("Exception ignored in <coroutine ...>", "Event loop is closed") that carries nothing the
+    one-line error does not say. Drop only those; spikejax reports the failure itself."""
+    import threading
+
+    unraisable, thread_hook = sys.unraisablehook, threading.excepthook
+
+    def on_unraisable(u):
+        if not (_is_closed_loop_noise(u.exc_value) or _is_orbax_coroutine(u.object)):
+            unraisable(u)
+
+    sys.unraisablehook = on_unraisable
+    threading.excepthook = lambda a: None if _is_closed_loop_noise(a.exc_value) else thread_hook(a)
+
+
+def run(main) -> None:
+    """app.run(main) with the flags above; SpikejaxError, a full disk and app.UsageError end the process
+    with one line on stderr and the error's exit code."""
+
+    def guarded(argv):
+        if len(argv) > 1:
+            _fail(f"unexpected arguments: {argv[1:]}", 2)
+        quiet_logging()
+        if not _verbose():
+            silence_orbax_shutdown_noise()
+        try:
+            main(argv)
+        except SpikejaxError as error:
+            if _verbose():
+                traceback.print_exc()
+            stream = sys.stdout if error.exit_code > 2 else sys.stderr  # a stop by signal is no error
+            print(f"{'' if error.exit_code > 2 else 'error: '}{error}", file=stream, flush=True)
+            sys.exit(error.exit_code)
+        except app.UsageError as error:
+            _fail(str(error), 2)
+        except OSError as error:
+            if not is_disk_full(error):
+                raise
+            if _verbose():
+                traceback.print_exc()
+            _fail(f"no space left on the device ({getattr(error, 'filename', None) or error}); free space and rerun "
+                  "the same command to resume", 1)
+
+    app.run(guarded, flags_parser=parse_flags)
 
 
 def quiet_logging() -> None:
-    """Library INFO logs (orbax prints several lines per checkpoint) only with an explicit --verbosity."""
+    """Library logs (orbax prints several lines per checkpoint and a screenful per failed write) only with
+    an explicit --verbosity; spikejax reports what matters itself."""
     from absl import logging
 
     if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
+        logging.set_verbosity(logging.FATAL)
 
 
 def initialize_distributed() -> None:
     from spikejax import parallel
 
-    quiet_logging()
-
     parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
                                     auto=FLAGS.distributed)
 
 
-def dataset_config(name: str) -> ml_collections.ConfigDict:
-    return importlib.import_module(f"configs.{name}").get_config()
-
-
 def build_config() -> ml_collections.ConfigDict:
-    """--config (or configs/<--dataset>.py), then the short flags on top."""
-    config = FLAGS.config if FLAGS.config is not None else dataset_config(FLAGS.dataset or "digits_events")
-    config = ml_collections.ConfigDict(config.to_dict())  # unlocked copy
-    overrides = {"dataset": FLAGS.dataset, "data_dir": FLAGS.data_dir, "epochs": FLAGS.epochs,
-                 "batch_size": FLAGS.batch_size, "seed": FLAGS.seed, "max_steps": FLAGS.max_steps}
+    """The --config file (default configs/<--dataset>.py) with its --config.* overrides, then the short
+    flags on top. Refuses a --dataset that contradicts the config file."""
+    config = ml_collections.ConfigDict(FLAGS.config.to_dict())  # unlocked copy
+    if FLAGS.dataset is not None and FLAGS.dataset != config.dataset:
+        raise ConfigError(f"--dataset={FLAGS.dataset} conflicts with dataset {config.dataset!r} of "
+                          f"--config={config_flags.get_config_filename(FLAGS['config'])}; drop one of the two "
+                          f"flags, or use --config={config_path(FLAGS.dataset)}")
+    overrides = {"data_dir": FLAGS.data_dir, "epochs": FLAGS.epochs, "batch_size": FLAGS.batch_size,
+                 "seed": FLAGS.seed, "max_steps": FLAGS.max_steps}
     for key, value in overrides.items():
         if value is not None:
             config[key] = value
@@ -64,12 +183,9 @@ def build_config() -> ml_collections.ConfigDict:
         config.loss.name = FLAGS.loss
     if FLAGS.window is not None:
         config.loss.window = FLAGS.window
-    if config.dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {config.dataset!r}; choose one of {sorted(DATASETS)}")
     return config
 
 
 def default_workdir(config) -> str:
     suffix = f"-w{config.loss.window}" if config.loss.window else ""
     return f"runs/{config.dataset}-{config.loss.name}{suffix}"
-

@@ -3,7 +3,7 @@
   python -m experiments.inspect_data --dataset=digits_events --out=sample.png
 """
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from experiments import common
 
@@ -13,14 +13,16 @@ flags.DEFINE_string("out", None, "PNG path (default: <dataset>_<split>_<index>.p
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    common.quiet_logging()
-    from spikejax import plots, train
+    from spikejax import build, plots
+    from spikejax import config as config_lib
+    from spikejax.errors import ConfigError
 
     config = common.build_config()
+    config_lib.validate(config)
     FLAGS = common.FLAGS
-    split = train.load_split(config, FLAGS.split)
+    split = build.load_split(config, FLAGS.split)
+    if not 0 <= FLAGS.index < len(split):
+        raise ConfigError(f"--index={FLAGS.index}: the {FLAGS.split} split has samples 0..{len(split) - 1}")
     labels = np.asarray(split.labels)
     counts = np.bincount(labels, minlength=len(split.classes))
     sample = split.dense([FLAGS.index])[0]
@@ -40,4 +42,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

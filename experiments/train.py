@@ -2,24 +2,23 @@
 
   python -m experiments.train                                   # digits_events, spikemax NLL, offline
   python -m experiments.train --dataset=dvs_gesture --loss=nll --data_dir=/data
-  python -m experiments.train --config=configs/nmnist.py --config.optimizer.learning_rate=3e-4
+  python -m experiments.train --dataset=nmnist --config.optimizer.learning_rate=3e-4
 
-Rerunning with the same --workdir resumes from its latest checkpoint.
+Rerunning with the same --workdir resumes from its newest intact checkpoint. SIGTERM/SIGINT save a
+checkpoint and exit with 128 + the signal number. This file is intentionally short: the logic lives in
+`spikejax.train`, which can be imported and tested.
 """
-from absl import app
-
 from experiments import common
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     common.initialize_distributed()
-    from spikejax import train
+    from spikejax import loop, train
 
     config = common.build_config()
-    train.train_and_evaluate(config, common.FLAGS.workdir or common.default_workdir(config))
+    with loop.StopSignal() as stop:
+        train.train_and_evaluate(config, common.FLAGS.workdir or common.default_workdir(config), stop=stop)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

@@ -1,36 +1,126 @@
-"""Orbax checkpoints of everything needed to resume exactly.
+"""Orbax checkpoints of everything needed to resume exactly, and the resume policy.
 
 A checkpoint at step N holds two items:
   state  the train state pytree (params, optimizer state, step, PRNG key), restored onto the shardings
          of a template state
-  meta   JSON: the data-iterator state ({"epoch", "position"}) after step N and the run's config
-Orbax writes each step to a temporary directory and renames it when complete, so an interrupted save
-never replaces the last good checkpoint; `max_to_keep` bounds disk use.
+  meta   JSON: the data-iterator state ({"epoch", "position"}) after step N, the run's config, and the
+         training wall time so far (seconds)
+
+Guarantees:
+- Never saves a non-finite state: `save` checks every parameter and optimizer leaf first and raises
+  NonFiniteError instead, so the last good checkpoint survives.
+- Orbax writes each step into a temporary folder and renames it when complete. When the disk fills up,
+  `save` removes that partial folder and raises a one-line DiskFullError; earlier checkpoints are intact.
+- `restore_latest` falls back from a damaged checkpoint (truncated or missing file) to the newest intact
+  one, with a warning naming the damaged folder; a training run moves damaged folders aside
+  (<step>.damaged-<time>) so that it can save that step again.
+- Resume policy: a checkpoint's config may differ from the run's only in RESUMABLE_FIELDS.
 """
 from __future__ import annotations
 
+import dataclasses
+import glob
+import os
+import shutil
+import sys
+import time
+
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
+
+from spikejax import config as config_lib
+from spikejax.errors import ConfigMismatchError, DiskFullError, NoCheckpointError, NonFiniteError, is_disk_full
+
+# Config fields that may change when a run resumes; any other difference is refused.
+RESUMABLE_FIELDS = ("epochs", "max_steps", "log_every", "checkpoint_every_steps", "keep_checkpoints", "data_dir",
+                    "eval_batch_size",
+                    # the same function, computed another way:
+                    "model.neuron.implementation", "model.neuron.recompute_chunk")
+
+
+def check_resumable(saved: dict, current: dict) -> None:
+    """Raises ConfigMismatchError listing every field (outside RESUMABLE_FIELDS) that differs."""
+    a, b = config_lib.flatten(config_lib.upgrade(saved)), config_lib.flatten(config_lib.to_dict(current))
+    diffs = [f"  {k}: checkpoint {a.get(k)!r} != now {b.get(k)!r}" for k in sorted(set(a) | set(b))
+             if k not in RESUMABLE_FIELDS and a.get(k) != b.get(k)]
+    if diffs:
+        raise ConfigMismatchError(
+            "the workdir holds a checkpoint of a run with a different config; refusing to mix them:\n"
+            + "\n".join(diffs) + "\nUse a new --workdir, or rerun with the checkpoint's settings.")
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def all_finite(tree) -> bool:
+    """Whether every floating leaf of `tree` is finite."""
+    return bool(_all_finite(tree))
+
+
+@dataclasses.dataclass
+class Restored:
+    step: int
+    state: object
+    meta: dict
 
 
 class Checkpointer:
-    def __init__(self, directory: str, *, max_to_keep: int = 2):
+    """Save/restore of {state, meta} per step under `directory`.
+
+    `create=False` (evaluation) never creates the directory: a missing one raises NoCheckpointError.
+    """
+
+    def __init__(self, directory: str, *, max_to_keep: int = 2, create: bool = True):
+        if not create and not os.path.isdir(directory):
+            raise NoCheckpointError(f"no checkpoint in {directory}: the folder does not exist; train first")
+        self.directory = directory
         self.manager = ocp.CheckpointManager(
             directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create,
                                                  enable_async_checkpointing=False),
             item_names=("state", "meta"))
+
+    def all_steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def all_steps(self) -> list[int]:
-        return list(self.manager.all_steps())
-
     def save(self, step: int, state, meta: dict) -> None:
-        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                        meta=ocp.args.JsonSave(meta)), force=True)
-        self.manager.wait_until_finished()
+        """Saves `state` and `meta` as step `step`, unless the state holds a non-finite value."""
+        if not all_finite({"params": state["params"], "opt_state": state["opt_state"]}):
+            raise NonFiniteError(
+                f"refusing to save step {step}: the parameters or optimizer state hold NaN or inf; "
+                f"{_last_good(self.latest_step())} in {self.directory} is kept. Lower optimizer.learning_rate or "
+                "check the inputs.")
+        try:
+            self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                            meta=ocp.args.JsonSave(meta)), force=True)
+            self.manager.wait_until_finished()
+        except Exception as error:
+            if not is_disk_full(error):
+                raise
+            self._remove_partial(step)
+            self.manager.reload()
+            raise DiskFullError(
+                f"no space left on the device while saving checkpoint step {step} to {self.directory}; the partial "
+                f"checkpoint was removed; {_last_good(self.latest_step())} is intact. Free space and rerun the "
+                "same command to resume.") from None
+
+    def _remove_partial(self, step: int) -> None:
+        for path in glob.glob(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*")):
+            shutil.rmtree(path, ignore_errors=True)
+        final = os.path.join(self.directory, str(step))
+        if os.path.isdir(final) and step not in self._complete_steps():
+            shutil.rmtree(final, ignore_errors=True)
+
+    def _complete_steps(self) -> set[int]:
+        return {s for s in self.manager.all_steps()
+                if os.path.exists(os.path.join(self.directory, str(s), "commit_success.txt"))}
 
     def restore_meta(self, step: int) -> dict:
         return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
@@ -41,5 +131,83 @@ class Checkpointer:
         restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
         return restored["state"]
 
+    def restore_latest(self, template, *, check_meta=None, set_aside_damaged: bool = False) -> Restored | None:
+        """The newest checkpoint that restores completely, or None when there is none at all.
+
+        `check_meta(meta)` runs on the newest readable meta before its state is restored (the resume policy:
+        a refusal propagates and nothing is touched). A checkpoint whose meta or state fails to restore (a
+        truncated, missing or unreadable file) is reported on stderr by name and skipped; with
+        `set_aside_damaged` it is renamed to <step>.damaged-<unix time>. Raises NoCheckpointError when
+        checkpoints exist but none is intact.
+        """
+        steps = self.all_steps()
+        damaged = []
+        for step in reversed(steps):
+            try:
+                meta = self.restore_meta(step)
+            except Exception as error:  # orbax/tensorstore raise many types for a damaged file
+                self._report_damaged(step, error)
+                damaged.append(step)
+                continue
+            if check_meta is not None:
+                check_meta(meta)
+            try:
+                state = self.restore_state(step, template)
+            except Exception as error:
+                self._report_damaged(step, error)
+                damaged.append(step)
+                continue
+            if set_aside_damaged:
+                self._set_aside(damaged)
+            if damaged:
+                _warn(f"using the newest intact checkpoint, step {step}")
+            return Restored(step, state, meta)
+        if steps:
+            raise NoCheckpointError(f"every checkpoint in {self.directory} is damaged (steps {steps}); move the "
+                                    "folder away to start afresh")
+        return None
+
+    def _report_damaged(self, step: int, error: BaseException) -> None:
+        _warn(f"checkpoint {os.path.join(self.directory, str(step))} is damaged and is skipped "
+              f"({_root_cause(error)})")
+
+    def _set_aside(self, steps: list[int]) -> None:
+        if not steps:
+            return
+        if jax.process_index() == 0:
+            for step in steps:
+                path = os.path.join(self.directory, str(step))
+                target = f"{path}.damaged-{int(time.time())}"
+                os.rename(path, target)
+                _warn(f"moved the damaged checkpoint to {target}")
+        if jax.process_count() > 1:  # the others see the folder only after process 0 has moved it
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("spikejax_set_aside_damaged")
+        self.manager.reload()
+
     def close(self) -> None:
         self.manager.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _root_cause(error: BaseException) -> str:
+    """The innermost cause's type and first line (orbax wraps tensorstore's message several times)."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:300] if text else ''}"
+
+
+def _last_good(step: int | None) -> str:
+    return f"the last good checkpoint (step {step})" if step is not None else "no earlier checkpoint exists"
+
+
+def _warn(message: str) -> None:
+    if jax.process_index() == 0:
+        print(f"WARNING: {message}", file=sys.stderr, flush=True)

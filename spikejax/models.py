@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 from flax import nnx
@@ -34,7 +34,7 @@ class Neuron:
     surrogate: str = "fast_sigmoid"
     surrogate_params: tuple[tuple[str, float], ...] = ()
     detach_reset: bool = True
-    checkpoint_every: int | None = None
+    recompute_chunk: int | None = None  # fused LIF: keep one state per this many steps (neurons.lif checkpoint_every)
     implementation: str = "auto"  # see neurons.lif
 
     def __post_init__(self):
@@ -44,7 +44,7 @@ class Neuron:
     def __call__(self, currents):
         kwargs = dict(beta=self.beta, threshold=self.threshold, reset=self.reset, surrogate=self.surrogate,
                       surrogate_params=dict(self.surrogate_params), detach_reset=self.detach_reset,
-                      checkpoint_every=self.checkpoint_every, implementation=self.implementation)
+                      checkpoint_every=self.recompute_chunk, implementation=self.implementation)
         if self.kind == "cuba_lif":
             return neurons.cuba_lif(currents, alpha=self.alpha, **kwargs)
         return neurons.lif(currents, **kwargs)
@@ -67,8 +67,9 @@ class SpikingMLP(nnx.Module):
     def __init__(self, in_features: int, hidden: Sequence[int], num_classes: int, neuron: Neuron, *,
                  rngs: nnx.Rngs, dtype=jnp.float32, init_scale: float = 1.0):
         sizes = [in_features, *hidden, num_classes]
-        self.layers = nnx.List([nnx.Linear(a, b, dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
-                                           kernel_init=_kernel_init(init_scale)) for a, b in zip(sizes[:-1], sizes[1:])])
+        init = _kernel_init(init_scale)
+        self.layers = nnx.List([nnx.Linear(a, b, dtype=dtype, param_dtype=jnp.float32, rngs=rngs, kernel_init=init)
+                                for a, b in zip(sizes[:-1], sizes[1:])])
         self.neuron, self.dtype = neuron, dtype
         self.fan_out = tuple(sizes[1:]) + (0,)  # synapses driven by one spike of each spiking layer
 

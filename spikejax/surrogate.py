@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -83,7 +83,7 @@ def surrogate_derivative(x: jax.Array, surrogate: str = "fast_sigmoid", **params
     return fn(jnp.asarray(x, jnp.float32), **dict(frozen))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _spike_fn(name: str, frozen: tuple[tuple[str, float], ...]) -> Callable[[jax.Array], jax.Array]:
     derivative, _ = SURROGATES[name]
     kwargs = dict(frozen)

@@ -310,8 +310,8 @@ def test_packed_batches_unpack_on_device_to_the_dense_batches(tmp_path):
     import jax
     import jax.numpy as jnp
 
-    from spikejax import train
     from spikejax.data.cache import CachedSplit
+    from spikejax.data.device import unpack_spikes
 
     rng = np.random.default_rng(0)
     frame = (3, 5)  # 15 features: the last packed byte is partly padding
@@ -322,10 +322,10 @@ def test_packed_batches_unpack_on_device_to_the_dense_batches(tmp_path):
         plain = next(data.TrainIterator(split, 8, seed=5, state=state))
         packed = next(data.TrainIterator(split, 8, seed=5, state=state, packed=True))
         assert packed.inputs.shape == (7, 8, 2) and plain.inputs.shape == (7, 8, 3, 5)
-        np.testing.assert_array_equal(np.asarray(jax.jit(train.unpack_spikes, static_argnums=1)(packed.inputs, frame)),
+        np.testing.assert_array_equal(np.asarray(jax.jit(unpack_spikes, static_argnums=1)(packed.inputs, frame)),
                                       plain.inputs)
         np.testing.assert_array_equal(packed.labels, plain.labels)
     evals = zip(data.eval_batches(split, 16), data.eval_batches(split, 16, packed=True))
     for plain, packed in evals:
-        np.testing.assert_array_equal(train.unpack_spikes(jnp.asarray(packed.inputs), frame), plain.inputs)
+        np.testing.assert_array_equal(unpack_spikes(jnp.asarray(packed.inputs), frame), plain.inputs)
         np.testing.assert_array_equal(packed.mask, plain.mask)

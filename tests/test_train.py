@@ -2,6 +2,7 @@
 SIGTERM, non-finite loss handling, refusing a conflicting config, and the command lines."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from spikejax import losses, parallel, train
+from spikejax import build, errors, evaluate, losses, parallel, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,7 +40,7 @@ def small_config(data_dir, **overrides):
 
 
 def _params(config, workdir):
-    state, step, *_ = train.restore(config, workdir)
+    state, step, *_ = evaluate.restore(config, workdir)
     return step, jax.tree.map(np.asarray, jax.device_get(state["params"]))
 
 
@@ -67,11 +68,11 @@ def test_four_devices_match_one_device(digits_data_dir):
                for i in range(1)]
     for devices in (jax.devices()[:1], jax.devices()[:4]):
         mesh = parallel.data_mesh(devices)
-        model = train.build_model(config, (2, 34, 34), 10)
+        model = build.model(config, (2, 34, 34), 10)
         graphdef, params = nnx.split(model)
-        tx = train.optimizer_from_config(config, 20)
-        state = train.init_state(params, tx, mesh)
-        step = train.parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=train.loss_from_config(config))
+        tx = build.optimizer(config, 20)
+        state = build.init_state(params, tx, mesh)
+        step = train.parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=build.loss(config))
         for b in batches:
             state, metrics = step(state, *parallel.global_batch_arrays(mesh, b))
         assert len(state["params"]["layers"][0]["kernel"][...].sharding.device_set) == len(devices)
@@ -92,6 +93,7 @@ def _start_two_processes(data_dir, workdir, *extra):
                              text=True) for i in range(2)]
 
 
+@pytest.mark.slow
 def test_two_processes_match_single_process(digits_data_dir, tmp_path):
     shared = str(tmp_path / "multi")
     procs = _start_two_processes(digits_data_dir, shared)
@@ -110,6 +112,7 @@ def test_two_processes_match_single_process(digits_data_dir, tmp_path):
         assert json.load(f)["num_examples"] == result["num_examples"] == 360
 
 
+@pytest.mark.slow
 def test_signal_to_one_of_two_processes_stops_both_with_a_checkpoint(digits_data_dir, tmp_path):
     shared = str(tmp_path / "multi")
     procs = _start_two_processes(digits_data_dir, shared, "long")
@@ -124,7 +127,7 @@ def test_signal_to_one_of_two_processes_stops_both_with_a_checkpoint(digits_data
     for p, out in zip(procs, outputs):
         assert p.returncode == 128 + signal.SIGTERM, out[-3000:]
     assert "stopped by SIGTERM" in outputs[0]
-    config = small_config(digits_data_dir, epochs=2, max_steps=0, checkpoint_every_steps=1000)
+    config = small_config(digits_data_dir, epochs=2, max_steps=None, checkpoint_every_steps=1000)
     stopped_at, _ = _params(config, shared)
     assert 3 <= stopped_at < 44
     procs = _start_two_processes(digits_data_dir, shared, "long")  # resume to the end
@@ -135,6 +138,7 @@ def test_signal_to_one_of_two_processes_stops_both_with_a_checkpoint(digits_data
     assert _params(config, shared)[0] == 44
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_matches_uninterrupted_run(digits_data_dir, tmp_path):
     overrides = ["--config.model.hidden=(32,)", "--config.log_every=1", "--config.checkpoint_every_steps=1000",
                  "--config.epochs=2"]
@@ -152,7 +156,7 @@ def test_sigterm_then_resume_matches_uninterrupted_run(digits_data_dir, tmp_path
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
     assert "received SIGTERM" in out and "rerun the same command to resume" in out
-    config = small_config(digits_data_dir, epochs=2, max_steps=0, checkpoint_every_steps=1000)
+    config = small_config(digits_data_dir, epochs=2, max_steps=None, checkpoint_every_steps=1000)
     stopped_at, _ = _params(config, workdir)
     assert 5 <= stopped_at < 44  # mid-run (22 steps per epoch)
     out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -175,7 +179,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(digits_data_dir, t
     monkeypatch.setitem(losses.LOSSES, "nll", lambda spikes, labels, **kw: nll(spikes, labels, **kw) * jnp.nan)
     # step 4 is a checkpoint step but not a logging step: the save itself must refuse the state
     nan_config = small_config(digits_data_dir, max_steps=6, log_every=100, checkpoint_every_steps=2)
-    with pytest.raises(train.NonFiniteLossError, match="non-finite training metrics at step 4.*step 3"):
+    with pytest.raises(errors.NonFiniteError, match="refusing to save step 4.*step 3"):
         train.train_and_evaluate(nan_config, workdir)
     step, kept = _params(config, workdir)
     assert step == 3
@@ -185,7 +189,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(digits_data_dir, t
 def test_conflicting_config_is_refused(digits_data_dir, tmp_path):
     workdir = str(tmp_path / "run")
     train.train_and_evaluate(small_config(digits_data_dir, max_steps=2), workdir)
-    with pytest.raises(train.ConfigMismatchError, match=r"model.hidden: checkpoint \[32\] != now \[48\]"):
+    with pytest.raises(errors.ConfigMismatchError, match=r"model.hidden: checkpoint \[32\] != now \[48\]"):
         train.train_and_evaluate(small_config(digits_data_dir, max_steps=4, **{"model.hidden": (48,)}), workdir)
     # fields that may change on resume (here max_steps) are accepted
     train.train_and_evaluate(small_config(digits_data_dir, max_steps=4), workdir)
@@ -196,9 +200,10 @@ def _run(args, **kwargs):
                           **kwargs)
 
 
+@pytest.mark.slow
 def test_command_line_errors_name_the_choices():
     out = _run(["experiments.train", "--dataset=mnist"])
-    assert out.returncode != 0 and "digits_events" in out.stderr and "dvs_gesture" in out.stderr
+    assert out.returncode == 2 and "digits_events" in out.stderr and "dvs_gesture" in out.stderr
     out = _run(["experiments.train", "--loss=nl"])
     assert out.returncode != 0 and "softmax" in out.stderr
     out = _run(["experiments.train", "--epoch=1"])
@@ -207,6 +212,7 @@ def test_command_line_errors_name_the_choices():
     assert out.returncode != 0 and "learnin_rate" in out.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_compare_and_inspect_commands(digits_data_dir, tmp_path):
     workdir = str(tmp_path / "compare")
     out = _run(["experiments.compare_losses", "--dataset=digits_events", "--epochs=1", "--max_steps=4",
@@ -214,6 +220,17 @@ def test_evaluate_compare_and_inspect_commands(digits_data_dir, tmp_path):
                 f"--workdir={workdir}"])
     assert out.returncode == 0, out.stderr[-3000:]
     table = open(os.path.join(workdir, "comparison.md")).read()
+    walls = re.findall(r"\| (\d+) \|$", table, re.M)
+    assert len(walls) == 4
+    # a rerun re-evaluates the finished runs and reports their recorded training time, not the evaluation's
+    out = _run(["experiments.compare_losses", "--dataset=digits_events", "--epochs=1", "--max_steps=4",
+                "--batch_size=64", f"--data_dir={digits_data_dir}", f"--workdir={workdir}"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert re.findall(r"\| (\d+) \|$", open(os.path.join(workdir, "comparison.md")).read(), re.M) == walls
+    trained = [json.load(open(os.path.join(workdir, n, "eval.json")))["train_seconds"] for n in ("mse", "nll")]
+    assert all(t > 0 for t in trained)
+    out = _run(["experiments.compare_losses", "--loss=nll", f"--workdir={workdir}"])
+    assert out.returncode == 2 and "compare_losses trains every loss" in out.stderr
     for name in ("mse", "softmax", "nll", "nll_window10"):
         assert f"| {name} |" in table
         assert os.path.exists(os.path.join(workdir, name, "eval.json"))
@@ -238,12 +255,13 @@ def test_evaluate_compare_and_inspect_commands(digits_data_dir, tmp_path):
     assert os.path.getsize(png) > 1000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,bin_width_us,test_samples", [("nmnist", 5_000, 6), ("dvs_gesture", 25_000, 6),
                                                             ("ntidigits18", 40_000, 4)])
 def test_real_dataset_configs_train_end_to_end_on_fixtures(name, bin_width_us, test_samples, tmp_path):
     """Each real dataset's own config (model, binning, downsampling) trains and evaluates on byte-exact
     fixture files, with T shortened to 8 steps."""
-    from experiments.common import dataset_config
+    from configs import for_dataset
     from tests import fixtures
 
     root = str(tmp_path / "data")
@@ -255,7 +273,7 @@ def test_real_dataset_configs_train_end_to_end_on_fixtures(name, bin_width_us, t
         fixtures.write_dvs_gesture(root, "test", seed=1)
     else:
         fixtures.write_ntidigits(root)
-    config = dataset_config(name)
+    config = for_dataset(name)
     config.data_dir, config.data.time_bins, config.data.bin_width_us = root, 8, bin_width_us
     config.batch_size, config.eval_batch_size, config.max_steps, config.log_every = 4, 4, 2, 1
     result = train.train_and_evaluate(config, str(tmp_path / "run"))

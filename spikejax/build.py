@@ -1,0 +1,108 @@
+"""Config -> objects: the neuron, binning, model, loss, optimizer, initial train state and data splits.
+
+Every function reads a (validated, see `spikejax.config.validate`) run config and returns one object;
+`train` and `evaluate` both build through here, so a run and its evaluation cannot disagree.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from spikejax import data as data_lib
+from spikejax import losses, models, parallel
+
+
+def neuron(config) -> models.Neuron:
+    n = config.model.neuron
+    return models.Neuron(kind=n.kind, beta=float(n.beta), alpha=float(n.alpha), threshold=float(n.threshold),
+                         reset=n.reset, surrogate=n.surrogate,
+                         surrogate_params=tuple(sorted((k, float(v)) for k, v in dict(n.surrogate_params).items())),
+                         detach_reset=bool(n.detach_reset), recompute_chunk=n.recompute_chunk,
+                         implementation=n.implementation)
+
+
+def binning(config) -> data_lib.Binning:
+    d = config.data
+    return data_lib.Binning(time_bins=d.time_bins, bin_width_us=d.bin_width_us, downsample=d.downsample,
+                            polarity=d.polarity, binarize=d.binarize)
+
+
+def compute_dtype(name: str) -> str:
+    """"auto" is bfloat16 on GPU/TPU (f32 parameters and membrane) and float32 on CPU, where bf16
+    matmuls and convolutions are emulated and several times slower (BENCHMARKS.md)."""
+    if name == "auto":
+        return "bfloat16" if jax.default_backend() in ("gpu", "tpu") else "float32"
+    return name
+
+
+def frame_shape(config) -> tuple[int, ...]:
+    """Per-step input shape of the config's dataset and binning, e.g. (2, 34, 34)."""
+    return tuple(data_lib.frame_shape(data_lib.get_info(config.dataset).sensor_size, binning(config)))
+
+
+def model(config, frame=None, num_classes=None) -> nnx.Module:
+    """The config's model for inputs [T, B, *frame] (default: the dataset's frame and classes)."""
+    m = config.model
+    frame = frame_shape(config) if frame is None else tuple(frame)
+    num_classes = data_lib.get_info(config.dataset).num_classes if num_classes is None else num_classes
+    return models.build(m.name, frame, num_classes, neuron(config), seed=config.seed, hidden=tuple(m.hidden),
+                        dtype=compute_dtype(m.dtype), init_scale=m.init_scale)
+
+
+def loss(config) -> Callable:
+    """(spikes [T, B, C], labels [B], mask [B]) -> scalar, the configured loss with its parameters."""
+    c = config.loss
+    fn = losses.get_loss(c.name)
+    if fn is losses.count_mse:
+        kwargs = dict(true_rate=c.true_rate, false_rate=c.false_rate)
+    elif fn is losses.count_softmax:
+        kwargs = dict(temperature=c.temperature)
+    else:
+        kwargs = dict(window=c.window, min_count=c.min_count)
+    return functools.partial(fn, **kwargs)
+
+
+def loss_label(config) -> str:
+    """The loss's name as reports show it, e.g. "nll(window=10)"."""
+    fn = losses.get_loss(config.loss.name)
+    window = config.loss.window if fn is losses.spike_nll else None
+    return config.loss.name + (f"(window={window})" if window else "")
+
+
+def optimizer(config, total_steps: int) -> optax.GradientTransformation:
+    o = config.optimizer
+    warmup = min(o.warmup_steps, max(total_steps - 1, 0))
+    if o.schedule == "cosine":
+        lr = optax.warmup_cosine_decay_schedule(0.0, o.learning_rate, warmup, max(total_steps, warmup + 1))
+    else:
+        lr = optax.join_schedules([optax.linear_schedule(0.0, o.learning_rate, warmup),
+                                   optax.constant_schedule(o.learning_rate)], [warmup])
+    if o.name == "adamw":
+        update = optax.adamw(lr, weight_decay=o.weight_decay)
+    else:
+        update = optax.chain(optax.add_decayed_weights(o.weight_decay), optax.sgd(lr, momentum=o.momentum or None))
+    return optax.chain(optax.clip_by_global_norm(o.grad_clip), update)
+
+
+def init_state(params, tx: optax.GradientTransformation, mesh, seed: int = 0) -> dict:
+    """The train state {params, opt_state, step, rng}, replicated on every device of `mesh`."""
+    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
+             "rng": jax.random.PRNGKey(seed)}
+    return parallel.replicate(state, mesh)
+
+
+def load_split(config, split: str) -> data_lib.CachedSplit:
+    """The config's dataset split, binned and cached as the config says."""
+    return data_lib.load(config.dataset, split, data_dir=config.data_dir, binning=binning(config),
+                         **dict(config.data.options))
+
+
+def packed_frame_shape(split: data_lib.CachedSplit) -> tuple[int, ...] | None:
+    """`frame_shape` for the train / eval steps: the split's frame when its batches travel bit-packed
+    (TrainIterator / eval_batches with packed=split.packed), else None."""
+    return tuple(split.frame_shape) if split.packed else None

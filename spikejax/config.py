@@ -1,0 +1,226 @@
+"""Run configs: validation of every field before any work, flattening, and reading older saved configs.
+
+A run config is an `ml_collections.ConfigDict` (see `configs/default.py`) or the plain dict saved with a
+checkpoint. `validate(config)` checks every field against `RULES` and raises a `ConfigError` whose one
+line names the field, the value and what is allowed. A field with no rule, or a rule with no field, is
+itself an error, so a new config field cannot skip validation.
+
+Optional values are `None` (ml_collections placeholders in the config files), never 0 or "" sentinels:
+`max_steps`, `loss.window`, `model.neuron.recompute_chunk`, `data_dir` (None: $SPIKEJAX_DATA_DIR, else
+~/.cache/spikejax).
+"""
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+from spikejax.errors import ConfigError
+
+# ---------------------------------------------------------------------------------------------------------
+# Rules: each returns None when the value is allowed, else a description of what is allowed.
+
+Rule = Callable[[Any], "str | None"]
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def integer(low: int | None = None, high: int | None = None) -> Rule:
+    text = "an integer" + (f" >= {low}" if low is not None else "") + (f" <= {high}" if high is not None else "")
+    return lambda v: None if _is_int(v) and (low is None or v >= low) and (high is None or v <= high) else text
+
+
+def number(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+           finite: bool = True) -> Rule:
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        parts.append(f"<= {high:g}")
+    text = "a " + ("finite " if finite else "") + "number" + (" " + " and ".join(parts) if parts else "")
+
+    def rule(v):
+        if not _is_number(v) or math.isnan(v) or (finite and math.isinf(v)):
+            return text
+        if low is not None and (v <= low if low_open else v < low):
+            return text
+        if high is not None and v > high:
+            return text
+        return None
+
+    return rule
+
+
+def choice(options) -> Rule:
+    options = tuple(options)
+    return lambda v: None if isinstance(v, str) and v in options else f"one of {list(options)}"
+
+
+def boolean(v):
+    return None if isinstance(v, bool) else "true or false"
+
+
+def optional(rule: Rule) -> Rule:
+    return lambda v: None if v is None else (None if rule(v) is None else f"None or {rule(v)}")
+
+
+def string(v):
+    return None if isinstance(v, str) and v else "a non-empty string"
+
+
+def int_sequence(min_length: int = 0) -> Rule:
+    def rule(v):
+        ok = isinstance(v, (list, tuple)) and len(v) >= min_length and all(_is_int(x) and x >= 1 for x in v)
+        return None if ok else f"a tuple of at least {min_length} positive integers, e.g. (256,)"
+
+    return rule
+
+
+def mapping(v):
+    return None if isinstance(v, dict) else "a mapping of names to values"
+
+
+def _rules() -> dict[str, Rule]:
+    # the registries are imported here, not at module import, so `spikejax.config` stays cheap
+    from spikejax.data import DATASETS
+    from spikejax.losses import LOSSES
+    from spikejax.neurons import IMPLEMENTATIONS, RESETS
+    from spikejax.surrogate import SURROGATES
+
+    rate = number(0.0, 1.0)
+    return {
+        "dataset": choice(sorted(DATASETS)),
+        "data_dir": optional(string),
+        "seed": integer(0, 2**31 - 1),
+        "data.time_bins": integer(1),
+        "data.bin_width_us": integer(1),
+        "data.downsample": integer(1),
+        "data.polarity": boolean,
+        "data.binarize": boolean,
+        "data.options": mapping,
+        "model.name": choice(["mlp", "conv"]),
+        "model.hidden": int_sequence(),
+        "model.dtype": choice(["auto", "float32", "bfloat16"]),
+        "model.init_scale": number(0.0, low_open=True),
+        "model.neuron.kind": choice(["lif", "cuba_lif"]),
+        "model.neuron.beta": rate,
+        "model.neuron.alpha": rate,
+        "model.neuron.threshold": number(0.0, low_open=True),
+        "model.neuron.reset": choice(RESETS),
+        "model.neuron.surrogate": choice(sorted(SURROGATES)),
+        "model.neuron.surrogate_params": mapping,
+        "model.neuron.detach_reset": boolean,
+        "model.neuron.recompute_chunk": optional(integer(1)),
+        "model.neuron.implementation": choice(IMPLEMENTATIONS),
+        "loss.name": choice(sorted(LOSSES)),
+        "loss.window": optional(integer(1)),
+        "loss.min_count": number(0.0, low_open=True),
+        "loss.true_rate": rate,
+        "loss.false_rate": rate,
+        "loss.temperature": number(0.0, low_open=True),
+        "loss.rate_penalty": number(0.0),
+        "loss.target_rate": rate,
+        "optimizer.name": choice(["adamw", "sgd"]),
+        "optimizer.learning_rate": number(0.0, low_open=True),
+        "optimizer.momentum": number(0.0, 1.0),
+        "optimizer.schedule": choice(["cosine", "constant"]),
+        "optimizer.warmup_steps": integer(0),
+        "optimizer.grad_clip": number(0.0, low_open=True, finite=False),  # inf: no clipping
+        "optimizer.weight_decay": number(0.0),
+        "batch_size": integer(1),
+        "eval_batch_size": integer(1),
+        "epochs": integer(1),
+        "max_steps": optional(integer(1)),
+        "log_every": integer(1),
+        "checkpoint_every_steps": integer(1),
+        "keep_checkpoints": integer(1),
+    }
+
+
+# Mapping-valued fields: their keys are checked by the dataset / surrogate they belong to.
+MAPPING_FIELDS = ("data.options", "model.neuron.surrogate_params")
+
+
+def to_dict(config) -> dict:
+    """A plain, JSON-compatible dict (tuples become lists) of a ConfigDict or dict."""
+    if hasattr(config, "to_json_best_effort"):
+        return json.loads(config.to_json_best_effort())
+    return json.loads(json.dumps(config))
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}; the mapping-valued fields stay whole."""
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and name not in MAPPING_FIELDS:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def validate(config) -> None:
+    """Raises ConfigError (one line: field, value, what is allowed) for the first field that is invalid,
+    unknown or missing; also checks dataset options and surrogate parameters by name."""
+    values = flatten(to_dict(config))
+    rules = _rules()
+    for name in sorted(set(values) - set(rules)):
+        raise ConfigError(f"config field {name!r} is unknown (value {values[name]!r})")
+    for name in sorted(set(rules) - set(values)):
+        raise ConfigError(f"config field {name!r} is missing")
+    for name, rule in rules.items():
+        problem = rule(values[name])
+        if problem:
+            raise ConfigError(f"config field {name} = {values[name]!r}: must be {problem}")
+    from spikejax.data import get_info
+    from spikejax.surrogate import resolve
+
+    allowed = get_info(values["dataset"]).options
+    unknown = sorted(set(values["data.options"]) - set(allowed))
+    if unknown:
+        raise ConfigError(f"config field data.options has {unknown}: dataset {values['dataset']!r} takes "
+                          f"options {list(allowed)}")
+    try:
+        resolve(values["model.neuron.surrogate"], values["model.neuron.surrogate_params"])
+    except ValueError as error:
+        raise ConfigError(f"config field model.neuron.surrogate_params: {error}") from None
+    if values["model.name"] == "conv" and len(values["model.hidden"]) != 1:
+        raise ConfigError(f"config field model.hidden = {values['model.hidden']!r}: the conv model takes one "
+                          "dense width, e.g. (512,)")
+
+
+# Fields renamed, or given None where older versions (0.1.0) stored a 0 sentinel: {old: (new, upgrade)}.
+_RENAMED = {"model.neuron.checkpoint_every": ("model.neuron.recompute_chunk", lambda v: v or None)}
+_ZERO_MEANT_NONE = ("loss.window", "max_steps")
+
+
+def upgrade(saved: dict) -> dict:
+    """A config saved by an older spikejax, in today's field names and placeholders (a copy)."""
+    flat = flatten(json.loads(json.dumps(saved)))
+    for old, (new, convert) in _RENAMED.items():
+        if old in flat:
+            flat[new] = convert(flat.pop(old))
+    for name in _ZERO_MEANT_NONE:
+        if flat.get(name) == 0:
+            flat[name] = None
+    return unflatten(flat)
+
+
+def unflatten(flat: dict) -> dict:
+    tree: dict = {}
+    for name, value in flat.items():
+        *path, last = name.split(".")
+        node = tree
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return tree

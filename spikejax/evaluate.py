@@ -1,0 +1,179 @@
+"""Evaluation: a pure eval step over padded batches, its summary, and evaluating a workdir's checkpoint.
+
+  eval_step(params, inputs, labels, mask, ...)   masked sums over a (shard of a) batch
+  evaluate_params(config, workdir, params, ...)  every test sample once -> eval.json and two plots
+  evaluate(config, workdir)                      the newest intact checkpoint of `workdir` -> eval.json
+
+Sums first, then one division at the end, so padding (mask 0) counts nowhere and the result does not
+depend on the batch size or the number of devices.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import PartitionSpec as P
+
+from spikejax import build, parallel, readout
+from spikejax import data as data_lib
+from spikejax.checkpoint import Checkpointer
+from spikejax.data.device import unpack_spikes
+from spikejax.errors import NoCheckpointError
+from spikejax.loop import atomic_write_json, log
+
+DECISION_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+def apply_model(graphdef, params, inputs, frame_shape=None):
+    """The model's (output spikes, per-layer spikes) for inputs [T, b, ...]; with `frame_shape`, inputs
+    are bit-packed uint8 [T, b, ceil(F/8)] and are unpacked on the device first."""
+    if frame_shape is not None:
+        inputs = unpack_spikes(inputs, frame_shape)
+    return nnx.merge(graphdef, params)(inputs)
+
+
+def eval_step(params, inputs, labels, mask, *, graphdef, loss_fn, fan_out, axis_name=None, frame_shape=None):
+    """Sums over a (shard of a) padded batch: correct decisions over time, decision times and accuracy
+    at each confidence threshold, spikes and SynOps per layer, and the loss. Padding (mask 0) counts
+    nowhere. With `axis_name`, the sums are psum'd over that mesh axis."""
+    out, layers = apply_model(graphdef, params, inputs, frame_shape)
+    weights = mask.astype(jnp.float32)
+    sums = {
+        "examples": jnp.sum(weights),
+        "loss": loss_fn(out, labels, mask=mask) * jnp.sum(weights),
+        "correct_over_time": jnp.sum(readout.correct_over_time(out, labels) * weights, axis=1),
+        "spikes": jnp.stack([jnp.sum(readout.total_spikes(h) * weights) for h in layers]),
+        "synops": jnp.stack([jnp.sum(readout.synops(h, f) * weights) for h, f in zip(layers, fan_out)]),
+    }
+    times, correct = [], []
+    for threshold in DECISION_THRESHOLDS:
+        t, prediction = readout.decide(out, threshold)
+        times.append(jnp.sum(t * weights))
+        correct.append(jnp.sum((prediction == labels) * weights))
+    sums["decision_time"], sums["decision_correct"] = jnp.stack(times), jnp.stack(correct)
+    if axis_name is not None:
+        sums = jax.lax.psum(sums, axis_name)
+    return sums
+
+
+def parallel_eval_step(mesh, **kwargs):
+    """jit(shard_map(eval_step)) over `mesh`: parameters replicated, the batch split over 'data'."""
+    step = functools.partial(eval_step, axis_name=parallel.DATA_AXIS, **kwargs)
+    batch = (P(None, parallel.DATA_AXIS), P(parallel.DATA_AXIS), P(parallel.DATA_AXIS))
+    return jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P(),) + batch, out_specs=P()))
+
+
+def evaluate_params(config, workdir: str, params, *, mesh, graphdef, model, test_data: data_lib.CachedSplit,
+                    extra: dict | None = None) -> dict:
+    """Evaluates `params` on every sample of `test_data` once; writes <workdir>/eval.json (atomically,
+    with `extra` fields added) and the two plots on process 0. Returns the eval dict."""
+    fn = parallel_eval_step(mesh, graphdef=graphdef, loss_fn=build.loss(config), fan_out=model.fan_out,
+                            frame_shape=build.packed_frame_shape(test_data))
+    eval_batch = max(mesh.size, config.eval_batch_size - config.eval_batch_size % mesh.size)
+    batches = data_lib.eval_batches(test_data, eval_batch, process_index=jax.process_index(),
+                                    process_count=jax.process_count(), packed=test_data.packed)
+    totals = None
+    for batch in data_lib.prefetch(batches):
+        sums = jax.device_get(fn(params, *parallel.global_batch_arrays(mesh, batch)))
+        totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
+    result = {**summarize(totals, config), **(extra or {})}
+    if jax.process_index() == 0:
+        from spikejax import plots
+
+        atomic_write_json(os.path.join(workdir, "eval.json"), result)
+        label = build.loss_label(config)
+        plots.accuracy_over_time({label: result}, os.path.join(workdir, "accuracy_over_time.png"))
+        plots.latency_tradeoff({label: result}, os.path.join(workdir, "latency_accuracy.png"))
+    log(f"test accuracy {result['accuracy']:.4f} on {result['num_examples']} examples; "
+        f"95%-of-final at step {result['latency_steps']['accuracy_95pct_of_final']}, "
+        f"spikes/sample {result['spikes_per_sample']['total']:.0f}, "
+        f"SynOps/sample {result['synops_per_sample']['total']:.0f}; wrote {workdir}/eval.json")
+    return result
+
+
+def summarize(totals: dict, config) -> dict:
+    """Turns eval_step sums into the eval.json dict."""
+    n = float(totals["examples"])
+    over_time = (np.asarray(totals["correct_over_time"]) / n).tolist()
+    final = over_time[-1]
+
+    def first_reaching(fraction):
+        hits = [t for t, a in enumerate(over_time) if a >= fraction * final and final > 0]
+        return hits[0] if hits else None
+
+    layer_names = ["input"] + [f"layer{i}" for i in range(1, len(totals["spikes"]) - 1)] + ["output"]
+    spikes = dict(zip(layer_names, (np.asarray(totals["spikes"]) / n).tolist()))
+    synops = dict(zip(layer_names, (np.asarray(totals["synops"]) / n).tolist()))
+    return {
+        "dataset": config.dataset,
+        "loss": build.loss_label(config),
+        "accuracy": final,
+        "num_examples": int(n),
+        "test_loss": float(totals["loss"]) / n,
+        "time_bins": config.data.time_bins,
+        "bin_width_us": config.data.bin_width_us,
+        "accuracy_over_time": over_time,
+        "latency_steps": {
+            "accuracy_95pct_of_final": first_reaching(0.95),
+            "accuracy_99pct_of_final": first_reaching(0.99),
+            "decision": {f"{th:g}": {"mean_time": float(t) / n, "accuracy": float(c) / n}
+                         for th, t, c in zip(DECISION_THRESHOLDS, totals["decision_time"], totals["decision_correct"])},
+        },
+        "spikes_per_sample": {**spikes, "total": float(sum(v for k, v in spikes.items() if k != "input"))},
+        "synops_per_sample": {**synops, "total": float(sum(synops.values()))},
+    }
+
+
+def restore(config, workdir: str):
+    """(train state, step, meta, mesh, graphdef, model) of the newest intact checkpoint in `workdir`;
+    never creates anything. Raises NoCheckpointError when there is none."""
+    directory = os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
+    mesh = parallel.data_mesh()
+    model = build.model(config)
+    graphdef, params = nnx.split(model)
+    template = build.init_state(params, build.optimizer(config, 1), mesh)
+    with Checkpointer(directory, create=False) as checkpointer:
+        restored = checkpointer.restore_latest(template)
+    if restored is None:
+        raise NoCheckpointError(f"no checkpoint in {directory}; train first")
+    return restored.state, restored.step, restored.meta, mesh, graphdef, model
+
+
+def saved_config(workdir: str):
+    """The config stored with the newest intact checkpoint in `workdir` (an ml_collections.ConfigDict in
+    today's field names)."""
+    import ml_collections
+
+    from spikejax import config as config_lib
+
+    directory = os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
+    with Checkpointer(directory, create=False) as checkpointer:
+        for step in reversed(checkpointer.all_steps()):
+            try:
+                return ml_collections.ConfigDict(config_lib.upgrade(checkpointer.restore_meta(step)["config"]))
+            except Exception:  # a damaged meta item: restore_latest reports it by name later
+                continue
+    raise NoCheckpointError(f"no checkpoint in {directory}; train first")
+
+
+def evaluate(config, workdir: str) -> dict:
+    """Evaluates the newest intact checkpoint in `workdir` -> eval.json (and the two plots)."""
+    from spikejax import config as config_lib
+
+    config_lib.validate(config)
+    workdir = os.path.abspath(os.path.expanduser(workdir))
+    test_data = build.load_split(config, "test")
+    state, step, meta, mesh, graphdef, model = restore(config, workdir)
+    log(f"evaluating checkpoint step {step} from {workdir}")
+    return evaluate_params(config, workdir, state["params"], mesh=mesh, graphdef=graphdef, model=model,
+                           test_data=test_data, extra=run_record(step, meta))
+
+
+def run_record(step: int, meta: dict) -> dict:
+    """The training facts eval.json carries beside the test metrics."""
+    seconds = meta.get("train_seconds")
+    return {"step": int(step), "train_seconds": None if seconds is None else float(seconds)}
