@@ -1,17 +1,13 @@
 """Host binning throughput: one DVS-Gesture-sized sample (300k events over 6 s, 128x128x2) to
 [T=300, 2x32x32] with `spikejax.data.events.bin_events`.
 
-  python benchmarks/binning.py
+  python -m benchmarks.binning
 """
-import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
-
-from spikejax.data.events import Binning, bin_events  # noqa: E402
+from spikejax.data.events import Binning, bin_events
 
 
 def main(events=300_000, reps=20):

@@ -1,6 +1,6 @@
 """GPU check of the Pallas LIF kernels against the XLA paths, plus the LIF layer alone timed.
 
-  python benchmarks/gpu_check.py [out.json] [--timing] [--sweep]   # on a GPU; exits 1 on a mismatch
+  python -m benchmarks.gpu_check [out.json] [--timing] [--sweep]   # on a GPU; exits 1 on a mismatch
 
 Correctness (fresh random currents per case): spikes of implementation="pallas" against "reference"
 (lax.scan + autodiff) must match (a flip is allowed only where |v - threshold| is at float rounding), and
@@ -23,8 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, __file__.rsplit("/benchmarks/", 1)[0])
-from spikejax import neurons  # noqa: E402
+from spikejax import neurons
 
 
 def check(shape, dtype, reset, detach_reset, surrogate, seed):
@@ -137,7 +136,8 @@ def main():
                 r = {"setting": setting, "error": repr(error)[:300]}
             results["sweep"].append(r)
             print(json.dumps(r), flush=True)
-    print("| LIF layer alone, fwd+bwd | dtype | implementation | median ms | GB/s at the minimum bytes | first call s |")
+    print("| LIF layer alone, fwd+bwd | dtype | implementation | median ms | GB/s at the minimum bytes | "
+          "first call s |")
     print("|---|---|---|---:|---:|---:|")
     for r in results["timing"]:
         print(f"| {r['shape']} | {r['dtype']} | {r['implementation']} | {r['median_ms']:.2f} | "

@@ -5,14 +5,15 @@ fast-sigmoid surrogate slope 25) -> loss = sum of output spikes; timed: value an
 b, median of --reps calls after warm-up, synchronised. Every variant runs in its own subprocess with the
 same seeded x, W, b.
 
-  python benchmarks/lif_dense.py                       # CPU size: n=1024, B=16, T=100
-  python benchmarks/lif_dense.py --n 16384 --batch 16 --steps 500 --variants floor_bf16,fused_bf16,floor_f32,fused_f32
-  python benchmarks/lif_dense.py --memory-vs-T --variants floor_f32,fused_f32,fused_ckpt_f32,reference_f32
+  python -m benchmarks.lif_dense                       # CPU size: n=1024, B=16, T=100
+  python -m benchmarks.lif_dense --n 16384 --batch 16 --steps 500 --variants floor_bf16,fused_bf16,floor_f32,fused_f32
+  python -m benchmarks.lif_dense --memory-vs-T --variants floor_f32,fused_f32,fused_ckpt_f32,reference_f32
                                                        # XLA buffer sizes for T = 100 ... 2000
 
 Variants: floor_* (the same matmuls, |I| instead of the LIF: the GEMM floor), reference_f32 (spikejax
 lax.scan + autodiff), fused_* (one custom_vjp over the sequence, XLA scans; the CPU default), fused_ckpt_f32
-(checkpoint_every=25), pallas_* (the Pallas kernels; the GPU default; interpret mode off GPU), snntorch (snnTorch Leaky, Linear over all T*B rows), spyx (spyx.nn.LIF via
+(checkpoint_every=25), pallas_* (the Pallas kernels; the GPU default; interpret mode off GPU), snntorch
+(snnTorch Leaky, Linear over all T*B rows), spyx (spyx.nn.LIF via
 spyx.nn.run). Peers are skipped when not installed (`pip install -e ".[bench]"`).
 """
 from __future__ import annotations
@@ -26,8 +27,6 @@ import statistics
 import subprocess
 import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 BETA, THRESHOLD, SLOPE = 0.9, 1.0, 25.0
 VARIANTS = ["floor_f32", "reference_f32", "fused_f32", "fused_ckpt_f32", "floor_bf16", "fused_bf16", "snntorch",
@@ -220,7 +219,8 @@ def memory_vs_steps(args):
     print("|---|" + "---:|" * (len(args.memory_steps) + 1))
     for variant in dict.fromkeys(r["variant"] for r in rows):
         mine = [r for r in rows if r["variant"] == variant]
-        slope = (mine[-1]["temp_bytes"] - mine[0]["temp_bytes"]) / ((mine[-1]["T"] - mine[0]["T"]) * args.batch * args.n)
+        neuron_steps = (mine[-1]["T"] - mine[0]["T"]) * args.batch * args.n
+        slope = (mine[-1]["temp_bytes"] - mine[0]["temp_bytes"]) / neuron_steps
         print(f"| {variant} | " + " | ".join(f"{r['temp_bytes'] / 2**20:.1f} MiB" for r in mine) + f" | {slope:.2f} |")
     return rows
 
@@ -267,7 +267,8 @@ def main():
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--memory-vs-T", action="store_true")
     parser.add_argument("--residuals", action="store_true", help="bytes kept for the backward, per neuron-step")
-    parser.add_argument("--memory-steps", type=lambda s: [int(v) for v in s.split(",")], default=[100, 250, 500, 1000, 2000])
+    parser.add_argument("--memory-steps", type=lambda s: [int(v) for v in s.split(",")],
+                        default=[100, 250, 500, 1000, 2000])
     parser.add_argument("--out", help="write every figure as JSON here")
     args = parser.parse_args()
     if args.variant:
@@ -290,10 +291,9 @@ def main():
           f"{jax.devices()[0].device_kind}; GEMM fwd+dW = {flops / 1e9:.1f} GFLOP")
     results = {}
     for variant in [v for v in args.variants.split(",") if v not in ("snntorch", "spyx")]:
-        command = [sys.executable, __file__, "--variant", variant, *sys.argv[1:]]
-        proc = subprocess.run(command, capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
-        line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+        command = [sys.executable, "-m", "benchmarks.lif_dense", "--variant", variant, *sys.argv[1:]]
+        proc = subprocess.run(command, capture_output=True, text=True)
+        line = [row for row in proc.stdout.splitlines() if row.startswith("RESULT ")]
         results[variant] = json.loads(line[-1][7:]) if line else {"status": f"failed: {proc.stderr[-500:]}"}
     print("| variant | median ms | x floor | compile / first call s | XLA temp MiB | device peak GiB | "
           "host max RSS MiB | loss (spikes) | library |")

@@ -33,15 +33,15 @@ part() {  # part NAME SECONDS command...
   "$PY" -c 'import jax, jaxlib, flax, optax, sys; print("python", sys.version.split()[0], "jax", jax.__version__,
 "jaxlib", jaxlib.__version__, "flax", flax.__version__, "optax", optax.__version__, jax.devices())'
 } 2>&1 | tee -a "$OUT/all.log"
-part gpu_check 200 "$PY" benchmarks/gpu_check.py "$OUT/gpu_check.json" --timing
-part lif_dense 150 "$PY" benchmarks/lif_dense.py --n 16384 --batch 16 --steps 500 --reps 10 \
+part gpu_check 200 "$PY" -m benchmarks.gpu_check "$OUT/gpu_check.json" --timing
+part lif_dense 150 "$PY" -m benchmarks.lif_dense --n 16384 --batch 16 --steps 500 --reps 10 \
   --variants floor_bf16,pallas_bf16,fused_bf16,floor_f32,pallas_f32,fused_f32 --out "$OUT/lif_dense.json"
-part train_step 120 bash -c "$PY benchmarks/train_step.py --configs=dvs_gesture --reps=20 --pipeline_seconds=5 &&
-  $PY benchmarks/train_step.py --configs=dvs_gesture --reps=20 --pipeline_seconds=1 --implementation=fused"
+part train_step 120 bash -c "$PY -m benchmarks.train_step --configs=dvs_gesture --reps=20 --pipeline_seconds=5 &&
+  $PY -m benchmarks.train_step --configs=dvs_gesture --reps=20 --pipeline_seconds=1 --implementation=fused"
 if [ -f .anchors/bench_anchors.py ]; then
   part anchors_dvsg 150 env OUT="$OUT" NET=dvsg TOTAL_S=140 WHEELS=/nonexistent \
     VARIANTS=dvsg_floor_bf16,dvsg_jax_bf16,dvsg_spikejax_bf16,dvsg_floor_f32,dvsg_spikejax_f32 \
     bash .anchors/run_device.sh
 fi
-part memory_vs_T 70 "$PY" benchmarks/lif_dense.py --memory-vs-T --n 16384 --batch 16 \
+part memory_vs_T 70 "$PY" -m benchmarks.lif_dense --memory-vs-T --n 16384 --batch 16 \
   --memory-steps 100,250,500,1000,2000 --variants floor_bf16,pallas_bf16,fused_bf16 --out "$OUT/memory_vs_T.json"

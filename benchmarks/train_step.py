@@ -1,8 +1,8 @@
 """Full training-step throughput per dataset config, beside the input pipeline's throughput.
 
-  python benchmarks/train_step.py                                   # every config, this machine
-  python benchmarks/train_step.py --configs=dvs_gesture --reps=10
-  python benchmarks/train_step.py --configs=dvs_gesture --implementation=fused   # force the XLA-scan LIF
+  python -m benchmarks.train_step                                   # every config, this machine
+  python -m benchmarks.train_step --configs=dvs_gesture --reps=10
+  python -m benchmarks.train_step --configs=dvs_gesture --implementation=fused   # force the XLA-scan LIF
 
 Train step: the jitted, data-parallel `train.parallel_train_step` (forward, loss, backward, optimizer,
 donated state) on every local device, at the config's batch size, T and model, median of --reps calls.
@@ -17,21 +17,18 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 
 def synthetic_split(name, config, samples, seed=0):
     import numpy as np
 
-    from spikejax import data, train
+    from spikejax import build, data
     from spikejax.data.cache import CachedSplit
 
     info = data.get_info(name)
-    binning = train.binning_from_config(config)
+    binning = build.binning(config)
     shape = data.frame_shape(info.sensor_size, binning)
     features = int(np.prod(shape))
     rng = np.random.default_rng(seed)
@@ -48,10 +45,10 @@ def measure(name, args):
     import jax
     from flax import nnx
 
-    from experiments.common import dataset_config
-    from spikejax import data, parallel, train
+    from configs import for_dataset
+    from spikejax import build, data, parallel, train
 
-    config = dataset_config(name)
+    config = for_dataset(name)
     if args.batch_size:
         config.batch_size = args.batch_size
     if args.implementation:
@@ -69,12 +66,12 @@ def measure(name, args):
     pipeline = count * config.batch_size / (time.perf_counter() - start)
 
     mesh = parallel.data_mesh()
-    model = train.build_model(config, split.frame_shape, len(split.classes))
+    model = build.model(config, split.frame_shape, len(split.classes))
     graphdef, params = nnx.split(model)
-    tx = train.optimizer_from_config(config, 1000)
-    state = train.init_state(params, tx, mesh)
-    step = train.parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=train.loss_from_config(config),
-                                     frame_shape=train.packed_frame_shape(split))
+    tx = build.optimizer(config, 1000)
+    state = build.init_state(params, tx, mesh)
+    step = train.parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=build.loss(config),
+                                     frame_shape=build.packed_frame_shape(split))
     batch = next(iterator)
     arrays = parallel.global_batch_arrays(mesh, batch)
     compile_start = time.perf_counter()
@@ -98,8 +95,10 @@ def measure(name, args):
     end_to_end = args.reps * config.batch_size / (time.perf_counter() - t0)
     peak = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
     return {"config": name, "batch": config.batch_size, "T": config.data.time_bins,
-            "frame": "x".join(map(str, split.frame_shape)), "model": f"{config.model.name} {tuple(config.model.hidden)}",
-            "dtype": train.compute_dtype(config.model.dtype), "step_ms": median * 1e3, "train_samples_per_s": config.batch_size / median,
+            "frame": "x".join(map(str, split.frame_shape)),
+            "model": f"{config.model.name} {tuple(config.model.hidden)}",
+            "dtype": build.compute_dtype(config.model.dtype), "step_ms": median * 1e3,
+            "train_samples_per_s": config.batch_size / median,
             "pipeline_samples_per_s": pipeline, "first_call_s": compile_s, "end_to_end_samples_per_s": end_to_end,
             "peak_gib": peak / 2**30 if peak else None, "implementation": config.model.neuron.implementation,
             "devices": f"{mesh.size} x {jax.devices()[0].device_kind}"}
@@ -112,7 +111,7 @@ def main():
     parser.add_argument("--batch_size", type=int, default=0, help="override every config's batch size")
     parser.add_argument("--pipeline_seconds", type=float, default=3.0)
     parser.add_argument("--implementation", default="", help="override model.neuron.implementation")
-    parser.add_argument("--data_dir", default=os.path.expanduser("~/.cache/spikejax"))
+    parser.add_argument("--data_dir", default=None, help="default: $SPIKEJAX_DATA_DIR, else ~/.cache/spikejax")
     args = parser.parse_args()
     import jax
 
