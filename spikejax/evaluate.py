@@ -166,8 +166,8 @@ def evaluate(config, workdir: str) -> dict:
 
     config_lib.validate(config)
     workdir = os.path.abspath(os.path.expanduser(workdir))
+    state, step, meta, mesh, graphdef, model = restore(config, workdir)  # before any data work
     test_data = build.load_split(config, "test")
-    state, step, meta, mesh, graphdef, model = restore(config, workdir)
     log(f"evaluating checkpoint step {step} from {workdir}")
     return evaluate_params(config, workdir, state["params"], mesh=mesh, graphdef=graphdef, model=model,
                            test_data=test_data, extra=run_record(step, meta))
