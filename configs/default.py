@@ -19,6 +19,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.polarity = True
     c.data.binarize = True
     c.data.options = ml_collections.ConfigDict()  # dataset options, e.g. first_saccade_only, seed
+    # stratified hold-out of the training split (spikejax.data.split), the same on every machine: training
+    # uses the rest; choose hyperparameters on it, never on the test split
+    c.data.validation_fraction = 0.1
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "mlp"  # "mlp" or "conv"

@@ -15,6 +15,7 @@ from flax import nnx
 
 from spikejax import data as data_lib
 from spikejax import losses, models, parallel
+from spikejax.data import split as split_lib
 
 
 def neuron(config) -> models.Neuron:
@@ -100,6 +101,16 @@ def load_split(config, split: str) -> data_lib.CachedSplit:
     """The config's dataset split, binned and cached as the config says."""
     return data_lib.load(config.dataset, split, data_dir=config.data_dir, binning=binning(config),
                          **dict(config.data.options))
+
+
+def training_splits(config) -> tuple[data_lib.CachedSplit, data_lib.CachedSplit | None]:
+    """(the part of the training split that trains, the validation hold-out or None when
+    data.validation_fraction is 0); see `spikejax.data.split`."""
+    full = load_split(config, "train")
+    kept, held = split_lib.holdout(full.labels, config.data.validation_fraction)
+    if not len(held):
+        return full, None
+    return full.subset(kept), full.subset(held)
 
 
 def packed_frame_shape(split: data_lib.CachedSplit) -> tuple[int, ...] | None:

@@ -84,6 +84,10 @@ def int_sequence(min_length: int = 0) -> Rule:
     return rule
 
 
+def fraction(v):
+    return None if _is_number(v) and 0.0 <= v < 1.0 else "a number >= 0 and < 1"
+
+
 def mapping(v):
     return None if isinstance(v, dict) else "a mapping of names to values"
 
@@ -106,6 +110,7 @@ def _rules() -> dict[str, Rule]:
         "data.polarity": boolean,
         "data.binarize": boolean,
         "data.options": mapping,
+        "data.validation_fraction": fraction,
         "model.name": choice(["mlp", "conv"]),
         "model.hidden": int_sequence(),
         "model.dtype": choice(["auto", "float32", "bfloat16"]),
@@ -201,6 +206,8 @@ def validate(config) -> None:
 # Fields renamed, or given None where older versions (0.1.0) stored a 0 sentinel: {old: (new, upgrade)}.
 _RENAMED = {"model.neuron.checkpoint_every": ("model.neuron.recompute_chunk", lambda v: v or None)}
 _ZERO_MEANT_NONE = ("loss.window", "max_steps")
+# Fields added since 0.1.0, with the value that reproduces what an older run did.
+_ADDED = {"data.validation_fraction": 0.0}
 
 
 def upgrade(saved: dict) -> dict:
@@ -212,6 +219,8 @@ def upgrade(saved: dict) -> dict:
     for name in _ZERO_MEANT_NONE:
         if flat.get(name) == 0:
             flat[name] = None
+    for name, value in _ADDED.items():
+        flat.setdefault(name, value)
     return unflatten(flat)
 
 

@@ -1,7 +1,8 @@
 """Evaluation: a pure eval step over padded batches, its summary, and evaluating a workdir's checkpoint.
 
   eval_step(params, inputs, labels, mask, ...)   masked sums over a (shard of a) batch
-  evaluate_params(config, workdir, params, ...)  every test sample once -> eval.json and two plots
+  evaluate_split(config, params, split, ...)     every sample of a split once -> the summary dict
+  evaluate_params(config, workdir, params, ...)  test split (and validation) -> eval.json and two plots
   evaluate(config, workdir)                      the newest intact checkpoint of `workdir` -> eval.json
 
 Sums first, then one division at the end, so padding (mask 0) counts nowhere and the result does not
@@ -67,20 +68,31 @@ def parallel_eval_step(mesh, **kwargs):
     return jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P(),) + batch, out_specs=P()))
 
 
-def evaluate_params(config, workdir: str, params, *, mesh, graphdef, model, test_data: data_lib.CachedSplit,
-                    extra: dict | None = None) -> dict:
-    """Evaluates `params` on every sample of `test_data` once; writes <workdir>/eval.json (atomically,
-    with `extra` fields added) and the two plots on process 0. Returns the eval dict."""
+def evaluate_split(config, params, split: data_lib.CachedSplit, *, mesh, graphdef, model) -> dict:
+    """The summary (see `summarize`) of `params` on every sample of `split`, each counted once."""
     fn = parallel_eval_step(mesh, graphdef=graphdef, loss_fn=build.loss(config), fan_out=model.fan_out,
-                            frame_shape=build.packed_frame_shape(test_data))
+                            frame_shape=build.packed_frame_shape(split))
     eval_batch = max(mesh.size, config.eval_batch_size - config.eval_batch_size % mesh.size)
-    batches = data_lib.eval_batches(test_data, eval_batch, process_index=jax.process_index(),
-                                    process_count=jax.process_count(), packed=test_data.packed)
+    batches = data_lib.eval_batches(split, eval_batch, process_index=jax.process_index(),
+                                    process_count=jax.process_count(), packed=split.packed)
     totals = None
     for batch in data_lib.prefetch(batches):
         sums = jax.device_get(fn(params, *parallel.global_batch_arrays(mesh, batch)))
         totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
-    result = {**summarize(totals, config), **(extra or {})}
+    return summarize(totals, config)
+
+
+def evaluate_params(config, workdir: str, params, *, mesh, graphdef, model, test_data: data_lib.CachedSplit,
+                    validation: data_lib.CachedSplit | None = None, extra: dict | None = None) -> dict:
+    """Evaluates `params` on every sample of `test_data` (and of `validation`, whose accuracy and loss go
+    into the result's "validation") once; writes <workdir>/eval.json (atomically, with `extra` fields added)
+    and the two plots on process 0. Returns the eval dict."""
+    kwargs = dict(mesh=mesh, graphdef=graphdef, model=model)
+    result = {**evaluate_split(config, params, test_data, **kwargs), **(extra or {})}
+    if validation is not None:
+        held = evaluate_split(config, params, validation, **kwargs)
+        result["validation"] = {k: held[k] for k in ("accuracy", "num_examples", "test_loss")}
+        result["validation"]["loss"] = result["validation"].pop("test_loss")
     if jax.process_index() == 0:
         from spikejax import plots
 
@@ -88,6 +100,9 @@ def evaluate_params(config, workdir: str, params, *, mesh, graphdef, model, test
         label = build.loss_label(config)
         plots.accuracy_over_time({label: result}, os.path.join(workdir, "accuracy_over_time.png"))
         plots.latency_tradeoff({label: result}, os.path.join(workdir, "latency_accuracy.png"))
+    held_out = result.get("validation")
+    if held_out:
+        log(f"validation accuracy {held_out['accuracy']:.4f} on {held_out['num_examples']} held-out training samples")
     log(f"test accuracy {result['accuracy']:.4f} on {result['num_examples']} examples; "
         f"95%-of-final at step {result['latency_steps']['accuracy_95pct_of_final']}, "
         f"spikes/sample {result['spikes_per_sample']['total']:.0f}, "
@@ -168,9 +183,10 @@ def evaluate(config, workdir: str) -> dict:
     workdir = os.path.abspath(os.path.expanduser(workdir))
     state, step, meta, mesh, graphdef, model = restore(config, workdir)  # before any data work
     test_data = build.load_split(config, "test")
+    _, validation = build.training_splits(config)
     log(f"evaluating checkpoint step {step} from {workdir}")
     return evaluate_params(config, workdir, state["params"], mesh=mesh, graphdef=graphdef, model=model,
-                           test_data=test_data, extra=run_record(step, meta))
+                           test_data=test_data, validation=validation, extra=run_record(step, meta))
 
 
 def run_record(step: int, meta: dict) -> dict:

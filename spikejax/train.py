@@ -133,7 +133,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stop:
     if config.batch_size % mesh.size:
         raise ConfigError(f"config field batch_size = {config.batch_size}: must be divisible by the {mesh.size} "
                           "devices")
-    train_data, test_data = build.load_split(config, "train"), build.load_split(config, "test")
+    (train_data, validation), test_data = build.training_splits(config), build.load_split(config, "test")
     if config.batch_size > len(train_data):
         raise ConfigError(f"config field batch_size = {config.batch_size}: must be <= the {len(train_data)} "
                           "training samples")
@@ -166,8 +166,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stop:
         iterator = data_lib.TrainIterator(train_data, config.batch_size, seed=config.seed, packed=train_data.packed,
                                           process_index=jax.process_index(), process_count=jax.process_count(),
                                           state=meta["data"])
+        held_out = f" ({len(validation)} more held out for validation)" if validation is not None else ""
         log(f"training {config.dataset} with loss={build.loss_label(config)} on {mesh.size} device(s) "
-            f"({jax.process_count()} process(es), {jax.devices()[0].platform}): {len(train_data)} samples, "
+            f"({jax.process_count()} process(es), {jax.devices()[0].platform}): {len(train_data)} samples{held_out}, "
             f"batch {config.batch_size}, {batches_per_epoch} steps/epoch, steps {step} -> {stop_at}")
         progress = Progress(step, stop_at, config.batch_size)
         seconds_before, started = meta["train_seconds"], time.time()
@@ -204,4 +205,4 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stop:
                     break
         # meta["train_seconds"] was brought up to date by the save at the last step (or restored, on a rerun)
         return evaluate_params(config, workdir, state["params"], mesh=mesh, graphdef=graphdef, model=model,
-                               test_data=test_data, extra=run_record(step, meta))
+                               test_data=test_data, validation=validation, extra=run_record(step, meta))

@@ -2,7 +2,7 @@
 
   python -m tests.multiprocess_worker PORT PROCESS_ID DATA_DIR WORKDIR [long]
 
-"long" trains two epochs (44 steps) instead of 6 steps, for the signal test.
+"long" trains two epochs (40 steps) instead of 6 steps, for the signal test.
 """
 import os
 import sys

@@ -329,3 +329,34 @@ def test_packed_batches_unpack_on_device_to_the_dense_batches(tmp_path):
     for plain, packed in evals:
         np.testing.assert_array_equal(unpack_spikes(jnp.asarray(packed.inputs), frame), plain.inputs)
         np.testing.assert_array_equal(packed.mask, plain.mask)
+
+
+def test_validation_holdout_is_stratified_disjoint_and_machine_independent(digits):
+    import hashlib
+
+    from spikejax.data import split as split_lib
+
+    _, train, _ = digits
+    kept, held = split_lib.holdout(train.labels, 0.1)
+    assert not set(kept) & set(held) and len(kept) + len(held) == len(train)
+    for c in range(10):
+        members = np.flatnonzero(train.labels == c)
+        assert np.sum(train.labels[held] == c) == round(0.1 * len(members))
+        # independent reference: the class's indices ordered by BLAKE2b of the documented string
+        order = sorted(members, key=lambda i: hashlib.blake2b(f"spikejax-validation/0/{i}".encode(),
+                                                              digest_size=8).digest())
+        np.testing.assert_array_equal(np.sort(order[:round(0.1 * len(members))]), held[train.labels[held] == c])
+    assert len(held) == 143
+    assert held[:5].tolist() == split_lib.holdout(np.asarray(train.labels).copy(), 0.1)[1][:5].tolist()
+    assert not set(split_lib.holdout(train.labels, 0.1, seed=1)[1]) == set(held)
+    # a subset reads the same rows as the full split, without copying the memory map
+    validation = train.subset(held)
+    np.testing.assert_array_equal(validation.dense(np.arange(7)), train.dense(held[:7]))
+    np.testing.assert_array_equal(validation.labels, train.labels[held])
+    assert validation.spikes is train.spikes
+    batch = next(data.TrainIterator(validation, 16, seed=0, packed=True))
+    first = held[np.random.default_rng([0, 0]).permutation(len(held))[:16]]  # TrainIterator's epoch-0 order
+    np.testing.assert_array_equal(batch.inputs.swapaxes(0, 1), train.packed_rows(first))
+    np.testing.assert_array_equal(batch.labels, train.labels[first])
+    with pytest.raises(ValueError, match="validation fraction"):
+        split_lib.holdout(train.labels, 1.0)

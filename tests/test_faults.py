@@ -189,7 +189,7 @@ def test_default_data_dir_is_read_at_call_time(monkeypatch):
     ("--config.model.neuron.beta=1.5", "config field model.neuron.beta = 1.5: must be a finite number >= 0 and <= 1"),
     ("--config.optimizer.learnin_rate=1", "unknown config field 'learnin_rate' (did you mean 'learning_rate'?)"),
     ("--config=configs/nmnist.py --dataset=dvs_gesture", "--dataset=dvs_gesture conflicts with dataset 'nmnist'"),
-    ("--batch_size=5000", "config field batch_size = 5000: must be <= the 1437 training samples"),
+    ("--batch_size=5000", "config field batch_size = 5000: must be <= the 1294 training samples"),
 ])
 def test_bad_values_exit_2_with_one_line_before_any_work(digits_data_dir, tmp_path, flag, message):
     empty = tmp_path / "no_data"
@@ -218,7 +218,8 @@ def test_every_config_field_has_a_rule_and_each_rule_refuses_a_bad_value():
     fields = set(config_lib.flatten(config_lib.to_dict(default.get_config())))
     assert fields == set(rules)
     bad = {"dataset": "mnist", "data_dir": "", "seed": -1, "data.time_bins": 0, "data.bin_width_us": 2.5,
-           "data.downsample": 0, "data.polarity": 1, "data.binarize": "yes", "data.options": 3, "model.name": "rnn",
+           "data.downsample": 0, "data.validation_fraction": 1.0, "data.polarity": 1, "data.binarize": "yes",
+           "data.options": 3, "model.name": "rnn",
            "model.hidden": (0,), "model.dtype": "float16", "model.init_scale": 0.0, "model.neuron.kind": "if",
            "model.neuron.beta": -0.1, "model.neuron.alpha": 1.01, "model.neuron.threshold": 0.0,
            "model.neuron.reset": "none", "model.neuron.surrogate": "relu", "model.neuron.surrogate_params": [1],
@@ -248,7 +249,9 @@ def test_older_saved_configs_are_read_in_todays_names():
     saved = config_lib.to_dict(default.get_config())
     saved["model"]["neuron"]["checkpoint_every"] = saved["model"]["neuron"].pop("recompute_chunk") or 0
     saved["loss"]["window"], saved["max_steps"] = 0, 0
+    del saved["data"]["validation_fraction"]  # added after 0.1.0, whose runs trained on the whole split
     upgraded = config_lib.upgrade(saved)
+    assert upgraded["data"]["validation_fraction"] == 0.0
     neuron = upgraded["model"]["neuron"]
     assert neuron["recompute_chunk"] is None and "checkpoint_every" not in neuron
     assert upgraded["loss"]["window"] is None and upgraded["max_steps"] is None
@@ -333,7 +336,7 @@ def test_killed_run_metrics_are_flushed_and_resume_drops_repeated_steps(digits_d
     out = _cli(command)
     assert out.returncode == 0, out.stderr[-2000:]
     steps = [json.loads(line)["step"] for line in open(metrics)]
-    assert steps == list(range(1, 23))  # 22 steps per epoch, each exactly once
+    assert steps == list(range(1, 21))  # 20 steps per epoch (143 samples held out), each exactly once
     _, purges = _tensorboard_steps(os.path.join(workdir, "tensorboard"))
     assert checkpoint + 1 in purges  # TensorBoard drops the killed run's steps after the checkpoint
 

@@ -51,6 +51,7 @@ class CachedSplit:
     packed: bool
     classes: list[str]
     path: str
+    rows: np.ndarray | None = None  # a subset: sample i is row rows[i] of `spikes` (labels etc. already subset)
 
     @property
     def num_features(self) -> int:
@@ -59,9 +60,21 @@ class CachedSplit:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def subset(self, indices) -> CachedSplit:
+        """The samples `indices` (sorted int) of this split as a split of their own; the memory-mapped
+        spikes are shared, not copied."""
+        indices = np.asarray(indices, np.int64)
+        rows = indices if self.rows is None else self.rows[indices]
+        return dataclasses.replace(self, labels=self.labels[indices], events=self.events[indices],
+                                   duration_us=self.duration_us[indices], rows=rows)
+
+    def _stored(self, indices) -> np.ndarray:
+        indices = np.asarray(indices)
+        return self.spikes[indices if self.rows is None else self.rows[indices]]
+
     def dense(self, indices) -> np.ndarray:
         """uint8 [len(indices), T, *frame_shape] for sample indices (sorted reads are fastest)."""
-        rows = self.spikes[np.asarray(indices)]
+        rows = self._stored(indices)
         if self.packed:
             rows = np.unpackbits(rows, axis=-1, count=self.num_features)
         return rows.reshape((len(rows), self.time_bins) + tuple(self.frame_shape))
@@ -71,7 +84,7 @@ class CachedSplit:
         frame of F features) of a packed split, not unpacked; decode with `unpack_spikes` on device."""
         if not self.packed:
             raise ValueError(f"{self.name}/{self.split} is stored as counts, not bits; use dense()")
-        return self.spikes[np.asarray(indices)]
+        return self._stored(indices)
 
 
 def cache_key(description: dict) -> str:
