@@ -91,11 +91,15 @@ def _counts(spikes):
 def count_mse(spikes, labels, *, true_rate: float = 0.2, false_rate: float = 0.03, mask=None):
     """Spike-count mean-squared error against target rates (spikes per step). Returns a scalar."""
     spikes, labels, mask = _check(spikes, labels, mask, "count_mse")
+    return _batch_mean(_nan_if_invalid(_mse_per_example(spikes, labels, true_rate, false_rate), labels,
+                                       spikes.shape[2]), mask)
+
+
+def _mse_per_example(spikes, labels, true_rate, false_rate):
     rates = _counts(spikes) / spikes.shape[0]
     onehot = jax.nn.one_hot(labels, spikes.shape[2], dtype=jnp.float32)
     target = false_rate + (true_rate - false_rate) * onehot
-    per_example = 0.5 * jnp.sum((rates - target) ** 2, axis=-1)
-    return _batch_mean(_nan_if_invalid(per_example, labels, spikes.shape[2]), mask)
+    return 0.5 * jnp.sum((rates - target) ** 2, axis=-1)
 
 
 def count_softmax(spikes, labels, *, temperature: float = 1.0, mask=None):
@@ -103,10 +107,13 @@ def count_softmax(spikes, labels, *, temperature: float = 1.0, mask=None):
     spikes, labels, mask = _check(spikes, labels, mask, "count_softmax")
     if not temperature > 0:
         raise ValueError(f"count_softmax: temperature must be > 0, got {temperature}")
-    logits = _counts(spikes) / temperature
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    per_example = -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
+    per_example = _softmax_per_example(spikes, labels, temperature)
     return _batch_mean(_nan_if_invalid(per_example, labels, spikes.shape[2]), mask)
+
+
+def _softmax_per_example(spikes, labels, temperature):
+    logp = jax.nn.log_softmax(_counts(spikes) / temperature, axis=-1)
+    return -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
 
 
 def _clamp_straight_through(counts, min_count):
@@ -139,14 +146,52 @@ def spike_nll(spikes, labels, *, window: int | None = None, min_count: float = 1
         return _batch_mean(_nan_if_invalid(per_example, labels, spikes.shape[2]), mask)
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"spike_nll: window must be a positive int or None, got {window!r}")
+    per_example = _windowed_nll_per_example(spikes, labels, window, min_count)
+    return _batch_mean(_nan_if_invalid(per_example, labels, spikes.shape[2]), mask)
+
+
+def _windowed_nll_per_example(spikes, labels, window, min_count):
+    """Mean over t of the spikemax NLL of the counts in steps t-W+1..t; `window` may be traced."""
     cumulative = jnp.cumsum(spikes.astype(jnp.float32), axis=0)  # [T, B, C]; exact for integer counts
-    if window < spikes.shape[0]:
-        shifted = jnp.concatenate([jnp.zeros_like(cumulative[:window]), cumulative[:-window]], axis=0)
-        windowed = cumulative - shifted
-    else:
-        windowed = cumulative
+    steps = jnp.arange(spikes.shape[0])
+    earlier = jnp.take(cumulative, jnp.maximum(steps - window, 0), axis=0)  # counts up to t-W
+    windowed = cumulative - jnp.where((steps >= window)[:, None, None], earlier, 0.0)
     per_step = _spikemax_nll(windowed, jnp.broadcast_to(labels, windowed.shape[:2]), min_count)  # [T, B]
-    return _batch_mean(_nan_if_invalid(jnp.mean(per_step, axis=0), labels, spikes.shape[2]), mask)
+    return jnp.mean(per_step, axis=0)
+
+
+# The losses by number, for `spike_loss`'s `kind`.
+LOSS_KINDS = ("mse", "softmax", "nll")
+
+
+def spike_loss(spikes, labels, *, kind, true_rate=0.2, false_rate=0.03, temperature=1.0, min_count=1.0, window=0,
+               mask=None, kinds=(0, 1, 2), windowed=True):
+    """Any of the three losses, with the choice and every parameter as (possibly traced) data.
+
+    kind: 0 count_mse, 1 count_softmax, 2 spike_nll (LOSS_KINDS); window: 0 for whole-sample counts, W >= 1
+    for a sliding window (spike_nll only). The losses in the static `kinds` (and the windowed NLL if
+    `windowed`) are computed and `kind`'s is selected, so one compiled program serves replicas with
+    different losses under `jax.vmap` (spikejax.replicas); narrowing `kinds`/`windowed` to what the
+    replicas use skips the rest. Equal to the named losses for the same parameters. The parameters are not
+    range-checked here (they may be traced): validate them where they are chosen.
+    """
+    spikes, labels, mask = _check(spikes, labels, mask, "spike_loss")
+    candidates = {}
+    if 0 in kinds:
+        candidates[0] = _mse_per_example(spikes, labels, true_rate, false_rate)
+    if 1 in kinds:
+        candidates[1] = _softmax_per_example(spikes, labels, temperature)
+    if 2 in kinds:
+        nll = _spikemax_nll(_counts(spikes), labels, min_count)
+        if windowed:
+            nll = jnp.where(window > 0, _windowed_nll_per_example(spikes, labels, jnp.maximum(window, 1), min_count),
+                            nll)
+        candidates[2] = nll
+    if not candidates:
+        raise ValueError(f"spike_loss: kinds must name at least one of {list(range(len(LOSS_KINDS)))}, got {kinds}")
+    *others, (_, last) = sorted(candidates.items())
+    per_example = jnp.select([kind == k for k, _ in others], [v for _, v in others], last) if others else last
+    return _batch_mean(_nan_if_invalid(per_example, labels, spikes.shape[2]), mask)
 
 
 def spike_rate_penalty(spikes, *, target_rate: float = 0.02, mask=None):

@@ -38,9 +38,11 @@ from spikejax.loop import MetricWriter, Progress, StopSignal, WorkdirLock, agree
 
 
 def train_step(state, inputs, labels, mask, *, graphdef, tx, loss_fn, rate_penalty=0.0, target_rate=0.02,
-               axis_name=None, frame_shape=None):
+               axis_name=None, frame_shape=None, update_scale=None):
     """One optimizer step on a (shard of a) batch. inputs [T, b, ...], labels [b], mask [b]; with
     `frame_shape`, inputs are bit-packed uint8 [T, b, ceil(F/8)] and are unpacked on the device.
+    `update_scale` (a scalar, may be traced) multiplies the optimizer's updates: a per-replica learning
+    rate over an optimizer built with peak rate 1 (spikejax.replicas).
 
     Returns (new state, metrics {loss, accuracy, output_rate, grad_norm, params_finite}); with
     `axis_name`, gradients and metrics are averaged over that mesh axis. `params_finite` is 1.0 when every
@@ -63,6 +65,8 @@ def train_step(state, inputs, labels, mask, *, graphdef, tx, loss_fn, rate_penal
         grads = jax.lax.pmean(grads, axis_name)
         metrics = jax.lax.pmean(metrics, axis_name)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    if update_scale is not None:
+        updates = jax.tree.map(lambda u: u * jnp.asarray(update_scale, u.dtype), updates)
     params = optax.apply_updates(state["params"], updates)
     metrics["grad_norm"] = jnp.sqrt(sum(jnp.sum(jnp.square(g.astype(jnp.float32))) for g in jax.tree.leaves(grads)))
     finite = jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)])

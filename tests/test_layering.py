@@ -32,6 +32,7 @@ ALLOWED = {
                                  "spikejax.loop", "spikejax.parallel", "spikejax.plots"},
     "spikejax.train": CORE | {"spikejax.build", "spikejax.checkpoint", "spikejax.config", "spikejax.data",
                               "spikejax.evaluate", "spikejax.loop", "spikejax.parallel"},
+    "spikejax.replicas": CORE | {"spikejax.build", "spikejax.parallel", "spikejax.train"},
     "spikejax": CORE,
 }
 THIRD_PARTY_CORE = {"jax", "numpy"}  # the only outside imports of the core

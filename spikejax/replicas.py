@@ -1,0 +1,118 @@
+"""R models trained at once in one compiled step: `jax.vmap` over a leading replica axis of the train state,
+inside the data-parallel `shard_map`.
+
+Replicas differ in data, not in Python branches, so one program serves a whole grid:
+  seed           initialisation (the state is built per seed, then stacked)
+  learning_rate  the peak learning rate: the optimizer is built with peak 1 and each replica's updates are
+                 scaled by its own rate. Exact for AdamW and SGD, whose updates are -lr * (direction +
+                 weight_decay * params) with a schedule that is linear in the peak rate
+  loss           kind (LOSS_KINDS index) and its parameters: true_rate, false_rate, temperature, min_count,
+                 window (0: whole sample), through `losses.spike_loss`
+Every replica sees the same batches in the same order, so losses compare paired, on the same data and, per
+seed, the same initial weights. The batch is unpacked once and shared (it is not mapped).
+
+  hyper = replicas.hyperparameters([{"seed": 0, "learning_rate": 1e-3, "loss": "nll", "window": 10}, ...], base)
+  tx = replicas.peak_one_optimizer(base, total_steps)
+  graphdef, state = replicas.init_state(base, hyper, tx, mesh)      # every state leaf [R, ...]
+  step = replicas.parallel_train_step(mesh, graphdef=graphdef, tx=tx, **replicas.loss_set(hyper))
+  state, metrics = step(state, inputs, labels, mask, hyper)         # metrics [R]
+
+Not built yet (issue 10): the sweep around it (grid, validation-based selection, statistics, resume).
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import PartitionSpec as P
+
+from spikejax import build, losses, parallel, train
+
+FIELDS = ("seed", "learning_rate", "loss", "true_rate", "false_rate", "temperature", "min_count", "window")
+
+
+def hyperparameters(replicas: list[dict], config) -> dict[str, np.ndarray]:
+    """Per-replica arrays [R] from a list of overrides, the rest from `config` (its seed, peak learning
+    rate and loss fields). "loss" is a name in `losses.LOSSES`; "window" None or 0 is the whole sample."""
+    rows = []
+    for overrides in replicas:
+        unknown = set(overrides) - set(FIELDS)
+        if unknown:
+            raise ValueError(f"replica overrides {sorted(unknown)} are not among {FIELDS}")
+        c = config.loss
+        row = {"seed": config.seed, "learning_rate": config.optimizer.learning_rate, "loss": c.name,
+               "true_rate": c.true_rate, "false_rate": c.false_rate, "temperature": c.temperature,
+               "min_count": c.min_count, "window": c.window, **overrides}
+        loss = losses.get_loss(row["loss"])
+        row["loss"] = losses.LOSS_KINDS.index({losses.count_mse: "mse", losses.count_softmax: "softmax",
+                                               losses.spike_nll: "nll"}[loss])
+        row["window"] = int(row["window"] or 0)
+        rows.append(row)
+    ints = {"seed", "loss", "window"}
+    return {k: np.asarray([r[k] for r in rows], np.int32 if k in ints else np.float32) for k in FIELDS}
+
+
+def _seeded(config, seed: int) -> ml_collections.ConfigDict:
+    copy = ml_collections.ConfigDict(config.to_dict())
+    copy.seed = int(seed)
+    return copy
+
+
+def init_state(config, hyper: dict, tx: optax.GradientTransformation, mesh, frame=None, num_classes=None):
+    """(graphdef, state) with every state leaf stacked over the replicas [R, ...], replicated on `mesh`.
+    Replica r's parameters are those `build.model` makes for seed hyper["seed"][r]."""
+    params, graphdef = [], None
+    for seed in hyper["seed"]:
+        graphdef, p = nnx.split(build.model(_seeded(config, seed), frame, num_classes))
+        params.append(p)
+    stacked = jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *params)
+    state = {"params": stacked, "opt_state": jax.vmap(tx.init)(stacked),
+             "step": np.zeros(len(params), np.int32),
+             "rng": np.stack([np.asarray(jax.random.PRNGKey(int(s))) for s in hyper["seed"]])}
+    return graphdef, parallel.replicate(jax.device_get(state), mesh)
+
+
+def peak_one_optimizer(config, total_steps: int) -> optax.GradientTransformation:
+    """The config's optimizer and schedule with peak learning rate 1 (each replica scales its updates)."""
+    copy = ml_collections.ConfigDict(config.to_dict())
+    copy.optimizer.learning_rate = 1.0
+    return build.optimizer(copy, total_steps)
+
+
+def train_step(state, inputs, labels, mask, hyper, *, graphdef, tx, rate_penalty=0.0, target_rate=0.02,
+               axis_name=None, frame_shape=None, kinds=(0, 1, 2), windowed=True):
+    """`train.train_step` for every replica on the same (shard of a) batch, vmapped: `state` and `hyper`
+    leaves have a leading replica axis; returns (new state, metrics, each [R]). `kinds`, `windowed`: the
+    losses the replicas use (see `losses.spike_loss`; `loss_set(hyper)` gives them)."""
+
+    def one(state, hyper):
+        def loss_fn(spikes, labels, mask):
+            return losses.spike_loss(spikes, labels, kind=hyper["loss"], true_rate=hyper["true_rate"],
+                                     false_rate=hyper["false_rate"], temperature=hyper["temperature"],
+                                     min_count=hyper["min_count"], window=hyper["window"], mask=mask,
+                                     kinds=kinds, windowed=windowed)
+
+        return train.train_step(state, inputs, labels, mask, graphdef=graphdef, tx=tx, loss_fn=loss_fn,
+                                rate_penalty=rate_penalty, target_rate=target_rate, axis_name=axis_name,
+                                frame_shape=frame_shape, update_scale=hyper["learning_rate"])
+
+    return jax.vmap(one)(state, hyper)
+
+
+def loss_set(hyper: dict) -> dict:
+    """The static loss choices that cover these replicas: {"kinds": (...), "windowed": bool}."""
+    return {"kinds": tuple(sorted({int(k) for k in np.asarray(hyper["loss"])})),
+            "windowed": bool(np.any(np.asarray(hyper["window"]) > 0))}
+
+
+def parallel_train_step(mesh, **kwargs):
+    """jit(shard_map(vmap over replicas of the step)); state and hyperparameters replicated, the state
+    donated, the batch split over 'data'."""
+    step = functools.partial(train_step, axis_name=parallel.DATA_AXIS, **kwargs)
+    batch = (P(None, parallel.DATA_AXIS), P(parallel.DATA_AXIS), P(parallel.DATA_AXIS))
+    sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(),) + batch + (P(),), out_specs=(P(), P()))
+    return jax.jit(sharded, donate_argnums=0)

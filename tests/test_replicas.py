@@ -1,0 +1,100 @@
+"""Replicas: the loss chosen by data equals the named losses, and one vmapped step of R replicas equals R
+separate single-model steps.
+
+Only the first update is compared tightly. A spiking network is chaotic in float rounding: a different
+reduction order (vmapped against single, as between 1 and 4 devices) moves a membrane at the threshold by
+one rounding unit, flips a spike, and the runs drift apart within 2-3 steps (../shared/STYLE.md); whole
+runs are compared statistically, not bit for bit."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spikejax import build, losses, parallel, replicas, train
+from tests.test_train import small_config
+
+
+def _spikes(seed, shape=(12, 6, 5), rate=0.3):
+    return (np.random.default_rng(seed).random(shape) < rate).astype(np.float32)
+
+
+@pytest.mark.parametrize("name,params,kind", [
+    ("mse", dict(true_rate=0.3, false_rate=0.05), 0), ("softmax", dict(temperature=2.5), 1),
+    ("nll", dict(min_count=0.5), 2), ("nll", dict(window=4, min_count=1.0), 2), ("nll", dict(window=40), 2)])
+def test_spike_loss_by_data_equals_the_named_loss_and_its_gradient(name, params, kind):
+    spikes, labels = jnp.asarray(_spikes(0)), jnp.array([0, 3, 1, 4, 2, 2])
+    mask = jnp.array([1.0, 1.0, 0.0, 1.0, 1.0, 1.0])
+    named = lambda s: losses.get_loss(name)(s, labels, mask=mask, **params)
+    by_data = jax.jit(lambda s, kind, window: losses.spike_loss(
+        s, labels, kind=kind, window=window, mask=mask, **{k: v for k, v in params.items() if k != "window"}))
+    window = jnp.int32(params.get("window", 0))
+    np.testing.assert_allclose(by_data(spikes, jnp.int32(kind), window), named(spikes), rtol=1e-6)
+    narrow = losses.spike_loss(spikes, labels, kind=kind, window=window, mask=mask, kinds=(kind,),
+                               windowed="window" in params, **{k: v for k, v in params.items() if k != "window"})
+    np.testing.assert_allclose(narrow, named(spikes), rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(by_data)(spikes, jnp.int32(kind), window), jax.grad(named)(spikes),
+                               rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_r_replica_step_equals_r_single_steps(digits_data_dir, optimizer):
+    """SGD: every parameter equal to float rounding. AdamW divides each update by sqrt(v): a gradient element
+    that is rounding noise (the vmapped and the single program sum in different orders) becomes an update
+    of up to +-lr, so there only a handful of elements may differ, each by at most 2 lr."""
+    from flax import nnx
+
+    from spikejax import data
+
+    fixed = {"optimizer.warmup_steps": 0, "optimizer.schedule": "constant", "optimizer.name": optimizer,
+             "optimizer.momentum": 0.0}
+    config = small_config(digits_data_dir, **fixed)
+    grid = [dict(seed=0, learning_rate=1e-3, loss="nll"), dict(seed=1, learning_rate=3e-3, loss="mse", true_rate=0.3),
+            dict(seed=0, learning_rate=1e-3, loss="softmax", temperature=2.0),
+            dict(seed=2, learning_rate=5e-4, loss="nll", window=10, min_count=0.5)]
+    hyper = replicas.hyperparameters(grid, config)
+    mesh = parallel.data_mesh()
+    split = data.load("digits_events", "train", data_dir=digits_data_dir)
+    batch = parallel.global_batch_arrays(mesh, next(iter(data.TrainIterator(split, 64, seed=1, packed=True))))
+    frame = build.packed_frame_shape(split)
+
+    tx = replicas.peak_one_optimizer(config, 100)
+    graphdef, state = replicas.init_state(config, hyper, tx, mesh)
+    first = jax.tree.map(lambda x: np.asarray(x[0]), state["params"])
+    third = jax.tree.map(lambda x: np.asarray(x[2]), state["params"])
+    jax.tree.map(np.testing.assert_array_equal, first, third)  # same seed, same initial weights
+    assert replicas.loss_set(hyper) == {"kinds": (0, 1, 2), "windowed": True}
+    step = replicas.parallel_train_step(mesh, graphdef=graphdef, tx=tx, frame_shape=frame)
+    state, metrics = step(state, *batch, jax.tree.map(jnp.asarray, hyper))
+    assert metrics["loss"].shape == (4,)
+
+    for r, overrides in enumerate(grid):
+        single = small_config(digits_data_dir, seed=overrides["seed"], **{
+            **fixed, "optimizer.learning_rate": overrides["learning_rate"], "loss.name": overrides["loss"],
+            **{f"loss.{k}": v for k, v in overrides.items() if k not in ("seed", "learning_rate", "loss")}})
+        model = build.model(single)
+        graphdef_one, params = nnx.split(model)
+        tx_one = build.optimizer(single, 100)
+        state_one = build.init_state(params, tx_one, mesh, single.seed)
+        step_one = train.parallel_train_step(mesh, graphdef=graphdef_one, tx=tx_one, loss_fn=build.loss(single),
+                                             frame_shape=frame)
+        state_one, metrics_one = step_one(state_one, *batch)
+        np.testing.assert_allclose(metrics["loss"][r], metrics_one["loss"], rtol=1e-6)
+        mine = jax.tree.map(lambda x: np.asarray(x[r]), state["params"])
+        theirs = jax.tree.map(np.asarray, state_one["params"])
+        if optimizer == "sgd":
+            jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8), mine, theirs)
+        else:
+            a, b = (np.concatenate([x.ravel() for x in jax.tree.leaves(t)]) for t in (mine, theirs))
+            off = np.abs(a - b) > 1e-7 + 1e-5 * np.abs(b)
+            assert off.sum() <= 1e-4 * a.size and np.max(np.abs(a - b)) <= 2 * overrides["learning_rate"]
+        moved = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(first)))
+        assert moved > 0  # the step really changed the replica (no zero learning rate at step 0)
+
+
+def test_hyperparameters_name_unknown_fields(digits_data_dir):
+    with pytest.raises(ValueError, match="not among"):
+        replicas.hyperparameters([dict(lr=1.0)], small_config(digits_data_dir))
+    hyper = replicas.hyperparameters([dict(loss="spikemax", window=None), dict(loss="count_mse")],
+                                     small_config(digits_data_dir))
+    assert hyper["loss"].tolist() == [2, 0] and hyper["window"].tolist() == [0, 0]
+    assert replicas.loss_set(hyper) == {"kinds": (0, 2), "windowed": False}
