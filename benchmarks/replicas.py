@@ -1,0 +1,107 @@
+"""R replicas in one compiled step against the same R models stepped one after another.
+
+  python -m benchmarks.replicas                          # digits_events MLP, R = 12 (4 losses x 3 seeds)
+  python -m benchmarks.replicas --replicas=1,8,32,128    # aggregate samples/s against R (a GPU question)
+  python -m benchmarks.replicas --dataset=nmnist --replicas=1,8,32 --sequential=no
+
+digits_events uses its real cache; the other datasets (not downloadable here) use random 5%-dense spikes in
+a cache of the real layout and shape (as benchmarks.train_step does).
+
+For each R: `replicas.parallel_train_step` over R replicas (mse, softmax, nll, windowed nll, cycling seeds)
+against R separate `train.parallel_train_step`s (one program per model, each with its own loss and learning
+rate, called in turn), on the same packed batch, median of --reps synchronised calls after one warm-up.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+
+def _median_ms(fn, reps):
+    import jax
+
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def grid(count: int) -> list[dict]:
+    losses = [dict(loss="mse"), dict(loss="softmax"), dict(loss="nll"), dict(loss="nll", window=10)]
+    return [dict(seed=r // len(losses), **losses[r % len(losses)]) for r in range(count)]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="digits_events")
+    parser.add_argument("--replicas", default="12")
+    parser.add_argument("--reps", type=int, default=10)
+    parser.add_argument("--sequential", default="auto", help="also time R single programs: yes | no | auto (R<=16)")
+    args = parser.parse_args()
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from configs import for_dataset
+    from spikejax import build, data, parallel, replicas, train
+
+    config = for_dataset(args.dataset)
+    mesh = parallel.data_mesh()
+    if args.dataset == "digits_events":
+        split = build.load_split(config, "train")
+    else:
+        from benchmarks.train_step import synthetic_split
+
+        split = synthetic_split(args.dataset, config, samples=max(4 * config.batch_size, 256))
+    batch = parallel.global_batch_arrays(mesh, next(iter(data.TrainIterator(split, config.batch_size, seed=0,
+                                                                           packed=split.packed))))
+    frame = build.packed_frame_shape(split)
+    print(f"jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}; {args.dataset}, batch "
+          f"{config.batch_size}, T={config.data.time_bins}")
+    print("| R | one program: step ms | samples/s (all replicas) | R single programs in turn: ms | ratio |")
+    print("|---:|---:|---:|---:|---:|")
+    for count in map(int, args.replicas.split(",")):
+        overrides = grid(count)
+        hyper = replicas.hyperparameters(overrides, config)
+        tx = replicas.peak_one_optimizer(config, 1000)
+        graphdef, state = replicas.init_state(config, hyper, tx, mesh)
+        step = replicas.parallel_train_step(mesh, graphdef=graphdef, tx=tx, frame_shape=frame,
+                                            **replicas.loss_set(hyper))
+        hyper_device = jax.tree.map(jnp.asarray, hyper)
+        holder = {"state": state}
+
+        def together():
+            holder["state"], metrics = step(holder["state"], *batch, hyper_device)
+            return metrics
+
+        one_program = _median_ms(together, args.reps)
+        sequential = None
+        if args.sequential == "yes" or (args.sequential == "auto" and count <= 16):
+            singles = []
+            for o in overrides:
+                single = replicas._seeded(config, o["seed"])
+                single.loss.name, single.loss.window = o["loss"], o.get("window")
+                graphdef_one, params = nnx.split(build.model(single))
+                tx_one = build.optimizer(single, 1000)
+                singles.append([train.parallel_train_step(mesh, graphdef=graphdef_one, tx=tx_one,
+                                                          loss_fn=build.loss(single), frame_shape=frame),
+                                build.init_state(params, tx_one, mesh, single.seed)])
+
+            def in_turn():
+                out = None
+                for entry in singles:
+                    entry[1], out = entry[0](entry[1], *batch)
+                return out
+
+            sequential = _median_ms(in_turn, args.reps)
+        ratio = f"{sequential / one_program:.2f}" if sequential else "n/a"
+        print(f"| {count} | {one_program:.1f} | {count * config.batch_size / one_program * 1e3:.0f} | "
+              f"{f'{sequential:.1f}' if sequential else 'n/a'} | {ratio} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
