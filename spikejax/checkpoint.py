@@ -50,15 +50,18 @@ def check_resumable(saved: dict, current: dict) -> None:
             + "\n".join(diffs) + "\nUse a new --workdir, or rerun with the checkpoint's settings.")
 
 
-@jax.jit
-def _all_finite(tree) -> jax.Array:
+def finite(tree) -> jax.Array:
+    """Scalar bool: whether every floating leaf of `tree` is finite (traceable: the train step uses it)."""
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
+_finite_jit = jax.jit(finite)
+
+
 def all_finite(tree) -> bool:
     """Whether every floating leaf of `tree` is finite."""
-    return bool(_all_finite(tree))
+    return bool(_finite_jit(tree))
 
 
 @dataclasses.dataclass

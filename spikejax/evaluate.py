@@ -91,8 +91,8 @@ def evaluate_params(config, workdir: str, params, *, mesh, graphdef, model, test
     result = {**evaluate_split(config, params, test_data, **kwargs), **(extra or {})}
     if validation is not None:
         held = evaluate_split(config, params, validation, **kwargs)
-        result["validation"] = {k: held[k] for k in ("accuracy", "num_examples", "test_loss")}
-        result["validation"]["loss"] = result["validation"].pop("test_loss")
+        result["validation"] = {"accuracy": held["accuracy"], "num_examples": held["num_examples"],
+                                "loss": held["test_loss"]}
     if jax.process_index() == 0:
         from spikejax import plots
 

@@ -31,7 +31,7 @@ from jax.sharding import PartitionSpec as P
 from spikejax import build, losses, parallel, readout
 from spikejax import config as config_lib
 from spikejax import data as data_lib
-from spikejax.checkpoint import Checkpointer, check_resumable
+from spikejax.checkpoint import Checkpointer, check_resumable, finite
 from spikejax.errors import ConfigError, Interrupted, NonFiniteError, WorkdirLockedError
 from spikejax.evaluate import apply_model, evaluate_params, run_record
 from spikejax.loop import MetricWriter, Progress, StopSignal, WorkdirLock, agreed_stop, atomic_write_json, log
@@ -69,8 +69,7 @@ def train_step(state, inputs, labels, mask, *, graphdef, tx, loss_fn, rate_penal
         updates = jax.tree.map(lambda u: u * jnp.asarray(update_scale, u.dtype), updates)
     params = optax.apply_updates(state["params"], updates)
     metrics["grad_norm"] = jnp.sqrt(sum(jnp.sum(jnp.square(g.astype(jnp.float32))) for g in jax.tree.leaves(grads)))
-    finite = jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)])
-    metrics["params_finite"] = jnp.all(finite).astype(jnp.float32)
+    metrics["params_finite"] = finite(params).astype(jnp.float32)
     new_state = {"params": params, "opt_state": opt_state, "step": state["step"] + 1,
                  "rng": jax.random.fold_in(state["rng"], state["step"])}
     return new_state, metrics
@@ -88,9 +87,9 @@ def checked_metrics(metrics: dict, step: int, last_saved: int | None, checkpoint
     """The step's metrics as floats; NonFiniteError if the loss, the gradient norm or any parameter is
     not finite."""
     values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    finite = values.pop("params_finite") == 1.0
-    if not finite or not all(math.isfinite(v) for v in values.values()):
-        what = "parameters" if not finite else ", ".join(k for k, v in values.items() if not math.isfinite(v))
+    params_ok = values.pop("params_finite") == 1.0
+    if not params_ok or not all(math.isfinite(v) for v in values.values()):
+        what = "parameters" if not params_ok else ", ".join(k for k, v in values.items() if not math.isfinite(v))
         raise NonFiniteError(
             f"non-finite {what} at step {step} (loss {values['loss']:.4g}, gradient norm "
             f"{values['grad_norm']:.4g}); training stopped, "
