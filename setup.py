@@ -25,6 +25,7 @@ setup(
         "h5py>=3.9",
         "tensorboardX>=2.6",     # TensorBoard event files without TensorFlow
         "matplotlib>=3.7",       # PNG plots (inspect_data, evaluate, compare_losses)
+        "scipy>=1.11",           # t intervals and paired tests of the loss comparison (jax requires scipy too)
     ],
     extras_require={
         "test": ["pytest>=7.4"],

@@ -64,14 +64,25 @@ def _flag_value(argv: list[str], name: str) -> str | None:
     return value
 
 
+def _default_config(argv: list[str]) -> str | None:
+    dataset = _flag_value(argv, "dataset") or DEFAULT_DATASET
+    return config_path(dataset) if dataset in DATASETS else None  # an unknown name: the --dataset enum says so
+
+
+# Config-file flags and their default file given the command line (None: leave it to the flag). The default
+# is written into argv before parsing, because ml_collections applies --name.a.b=v overrides only to a file
+# named on the command line. Entry points with a config flag of their own add it here.
+CONFIG_FILE_DEFAULTS = {"config": _default_config}
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing, with configs/<dataset>.py as the --config default and one-line errors
-    (exit 2) instead of tracebacks."""
+    """absl's flag parsing, with configs/<dataset>.py as the --config default (see CONFIG_FILE_DEFAULTS)
+    and one-line errors (exit 2) instead of tracebacks."""
     argv = list(argv)
-    if _flag_value(argv[1:], "config") is None:
-        dataset = _flag_value(argv[1:], "dataset") or DEFAULT_DATASET
-        if dataset in DATASETS:  # an unknown name is reported by the --dataset enum below
-            argv.insert(1, f"--config={config_path(dataset)}")
+    for name, default in CONFIG_FILE_DEFAULTS.items():
+        path = default(argv[1:]) if _flag_value(argv[1:], name) is None else None
+        if path is not None:
+            argv.insert(1, f"--{name}={path}")
     try:
         return FLAGS(argv)
     except flags.Error as error:

@@ -1,65 +1,68 @@
-"""The paper's comparison: one model per loss from the same seed and config, then a table and a plot.
+"""The paper's comparison, tuned on validation data and reported over seeds with paired statistics.
 
-  python -m experiments.compare_losses --dataset=digits_events --epochs=1
+  python -m experiments.compare_losses                         # digits_events, configs/sweep.py's grid
+  python -m experiments.compare_losses --quick                 # smoke run, about a minute
+  python -m experiments.compare_losses --seeds=10 --sweep.learning_rates=1e-3,3e-3 --workdir=runs/cmp
 
-Trains mse, softmax, nll and nll with a sliding window (--window, default T/3) into <workdir>/<loss>/,
-then writes <workdir>/comparison.md and <workdir>/accuracy_over_time.png (every loss overlaid) and
-latency_accuracy.png. Rerunning resumes unfinished runs and re-evaluates finished ones; the wall time in
-the table is each run's training time as recorded in its checkpoints, also on a rerun.
+Tunes every loss (mse, softmax, nll, nll_window) over its grid on the validation hold-out, trains each
+loss's chosen configuration with --seeds fresh seeds, tests it once, and writes <workdir>/comparison.md,
+comparison.json, replicas.jsonl and the plots (spikejax.sweep, spikejax.comparison). The replicas of a
+stage train together in one compiled program. Rerunning the same command resumes a killed sweep.
 """
-import os
-
-import ml_collections
-from absl import app
+from absl import app, flags
+from ml_collections import config_flags
 
 from experiments import common
 
+config_flags.DEFINE_config_file("sweep", None, "The grid and seeds (default configs/sweep.py; "
+                                "configs/sweep.py:quick with --quick); override fields with --sweep.a=value.",
+                                lock_config=True)
+flags.DEFINE_integer("seeds", None, "Seeds per loss in the final stage (default: the sweep config's, 5).")
+flags.DEFINE_bool("quick", False, "The smoke setting, configs/sweep.py:quick: about a minute on 2 CPU cores.")
 
-def table(results: dict[str, dict]) -> str:
-    lines = ["| loss | accuracy | 95% of final at step | 99% at step | decision @0.9: time / acc | "
-             "spikes/sample | SynOps/sample | training wall s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, r in results.items():
-        lat = r["latency_steps"]
-        d = lat["decision"]["0.9"]
-        wall = "n/a" if r.get("train_seconds") is None else f"{r['train_seconds']:.0f}"
-        lines.append(f"| {name} | {r['accuracy']:.4f} | {lat['accuracy_95pct_of_final']} | "
-                     f"{lat['accuracy_99pct_of_final']} | {d['mean_time']:.1f} / {d['accuracy']:.4f} | "
-                     f"{r['spikes_per_sample']['total']:.0f} | {r['synops_per_sample']['total']:.0f} | {wall} |")
-    return "\n".join(lines)
+
+_QUICK_DEFAULT = []  # set when --quick chose the sweep file (no --sweep on the command line)
+
+
+def _default_sweep(argv):
+    quick = any(arg in ("--quick", "--quick=true", "--quick=True") for arg in argv)
+    if quick:
+        _QUICK_DEFAULT.append(True)
+    return common.config_path("sweep") + (":quick" if quick else "")
+
+
+common.CONFIG_FILE_DEFAULTS["sweep"] = _default_sweep
+
+
+def sweep_config():
+    import ml_collections
+
+    sweep = ml_collections.ConfigDict(common.FLAGS.sweep.to_dict())
+    if common.FLAGS.quick and not _QUICK_DEFAULT:
+        raise app.UsageError("--quick means --sweep=configs/sweep.py:quick; give one of the two")
+    if common.FLAGS.seeds is not None:
+        sweep.seeds = common.FLAGS.seeds
+    return sweep
 
 
 def main(argv):
-    if common.FLAGS.loss is not None:
-        raise app.UsageError("compare_losses trains every loss (mse, softmax, nll, windowed nll); drop --loss")
+    if common.FLAGS.loss is not None or common.FLAGS.window is not None:
+        raise app.UsageError("compare_losses trains every loss over its grid; drop --loss/--window (choose the "
+                             "losses with --sweep.losses, the windows with --sweep.windows)")
     common.initialize_distributed()
     import jax
 
-    from spikejax import loop, plots, train
+    from spikejax import comparison, loop, sweep
 
-    base = common.build_config()
-    window = common.FLAGS.window or max(1, base.data.time_bins // 3)
-    workdir = common.FLAGS.workdir or f"runs/compare-{base.dataset}"
-    runs = {"mse": ("mse", None), "softmax": ("softmax", None), "nll": ("nll", None),
-            f"nll_window{window}": ("nll", window)}
-    results = {}
+    config, grid = common.build_config(), sweep_config()
+    sweep.validate(grid)
+    workdir = common.FLAGS.workdir or f"runs/compare-{config.dataset}"
     with loop.StopSignal() as stop:
-        for label, (loss, w) in runs.items():
-            config = ml_collections.ConfigDict(base.to_dict())
-            config.loss.name, config.loss.window = loss, w
-            results[label] = train.train_and_evaluate(config, os.path.join(workdir, label), stop=stop)
+        result = sweep.compare_losses(config, grid, workdir, stop=stop)
     if jax.process_index() == 0:
-        header = (f"# Loss comparison on {base.dataset}\n\nSame seed ({base.seed}) and config for every loss; "
-                  f"{base.epochs} epoch(s), T={base.data.time_bins} steps of {base.data.bin_width_us} us, "
-                  f"{results['nll']['num_examples']} test samples. Latency: first step at which accuracy "
-                  f"over time reaches 95%/99% of its final value; decision @0.9: mean step at which the "
-                  f"leading class's spike share reaches 0.9, and the accuracy of those decisions.\n\n")
-        with open(os.path.join(workdir, "comparison.md"), "w") as f:
-            f.write(header + table(results) + "\n")
-        plots.accuracy_over_time(results, os.path.join(workdir, "accuracy_over_time.png"))
-        plots.latency_tradeoff(results, os.path.join(workdir, "latency_accuracy.png"))
-        print(table(results))
-        print(f"wrote {workdir}/comparison.md")
+        report = comparison.write(result, workdir)
+        print(report["table"])
+        print(f"wrote {workdir}/comparison.md, comparison.json, replicas.jsonl and the plots")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Evaluation: a pure eval step over padded batches, its summary, and evaluating a workdir's checkpoint.
 
   eval_step(params, inputs, labels, mask, ...)   masked sums over a (shard of a) batch
+  sum_over_split(fn, split, config, ...)        a parallel eval step's sums over every sample of a split once
   evaluate_split(config, params, split, ...)     every sample of a split once -> the summary dict
   evaluate_params(config, workdir, params, ...)  test split (and validation) -> eval.json and two plots
   evaluate(config, workdir)                      the newest intact checkpoint of `workdir` -> eval.json
@@ -68,18 +69,24 @@ def parallel_eval_step(mesh, **kwargs):
     return jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P(),) + batch, out_specs=P()))
 
 
-def evaluate_split(config, params, split: data_lib.CachedSplit, *, mesh, graphdef, model) -> dict:
-    """The summary (see `summarize`) of `params` on every sample of `split`, each counted once."""
-    fn = parallel_eval_step(mesh, graphdef=graphdef, loss_fn=build.loss(config), fan_out=model.fan_out,
-                            frame_shape=build.packed_frame_shape(split))
+def sum_over_split(fn, split: data_lib.CachedSplit, config, *, mesh, args=(), extra=()) -> dict:
+    """The sums `fn(*args, inputs, labels, mask, *extra)` (a parallel eval step) added over every sample of
+    `split` once, in padded batches of about config.eval_batch_size."""
     eval_batch = max(mesh.size, config.eval_batch_size - config.eval_batch_size % mesh.size)
     batches = data_lib.eval_batches(split, eval_batch, process_index=jax.process_index(),
                                     process_count=jax.process_count(), packed=split.packed)
     totals = None
     for batch in data_lib.prefetch(batches):
-        sums = jax.device_get(fn(params, *parallel.global_batch_arrays(mesh, batch)))
+        sums = jax.device_get(fn(*args, *parallel.global_batch_arrays(mesh, batch), *extra))
         totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
-    return summarize(totals, config)
+    return totals
+
+
+def evaluate_split(config, params, split: data_lib.CachedSplit, *, mesh, graphdef, model) -> dict:
+    """The summary (see `summarize`) of `params` on every sample of `split`, each counted once."""
+    fn = parallel_eval_step(mesh, graphdef=graphdef, loss_fn=build.loss(config), fan_out=model.fan_out,
+                            frame_shape=build.packed_frame_shape(split))
+    return summarize(sum_over_split(fn, split, config, mesh=mesh, args=(params,)), config)
 
 
 def evaluate_params(config, workdir: str, params, *, mesh, graphdef, model, test_data: data_lib.CachedSplit,

@@ -139,6 +139,15 @@ def agreed_stop(stop: StopSignal | None) -> str | None:
     return (received or "SIGTERM") if np.any(flags) else None
 
 
+def stop_now(stop: StopSignal | None, sync_point: bool) -> str | None:
+    """The received signal's name when the loop should save and stop at this step, else None. One process
+    stops at once; several stop only at a `sync_point` (a step every process reaches at the same time:
+    the log steps), where they agree through `agreed_stop`, because a save is a collective."""
+    if jax.process_count() > 1:
+        return agreed_stop(stop) if sync_point else None
+    return stop.received if stop is not None else None
+
+
 class MetricWriter:
     """metrics.jsonl (one JSON object per logged step) and TensorBoard event files (tensorboardX, no
     TensorFlow), written by process 0 only.

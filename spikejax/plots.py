@@ -13,6 +13,19 @@ def _pyplot():
     return plt
 
 
+def _finish(plt, fig, ax, path: str, xlabel: str, ylabel: str, *, unit_y: bool = False) -> None:
+    """Labels, grid and legend, then the PNG at `path`."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if unit_y:
+        ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def accuracy_over_time(results: dict[str, dict], path: str) -> None:
     """Accuracy when deciding at each step, one line per run: {label: eval dict}."""
     plt = _pyplot()
@@ -20,14 +33,7 @@ def accuracy_over_time(results: dict[str, dict], path: str) -> None:
     for label, result in results.items():
         acc = result["accuracy_over_time"]
         ax.plot(np.arange(1, len(acc) + 1), acc, label=f"{label} ({result['accuracy']:.3f})")
-    ax.set_xlabel("time step (decision from counts up to t)")
-    ax.set_ylabel("test accuracy")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(plt, fig, ax, path, "time step (decision from counts up to t)", "test accuracy", unit_y=True)
 
 
 def latency_tradeoff(results: dict[str, dict], path: str) -> None:
@@ -42,13 +48,7 @@ def latency_tradeoff(results: dict[str, dict], path: str) -> None:
         ax.plot(times, accs, marker="o", label=label)
         for t, x, y in zip(thresholds, times, accs):
             ax.annotate(t, (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
-    ax.set_xlabel("mean decision time (steps)")
-    ax.set_ylabel("accuracy at decision")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(plt, fig, ax, path, "mean decision time (steps)", "accuracy at decision")
 
 
 def event_frames(frames: np.ndarray, path: str, title: str, columns: int = 10) -> None:
@@ -77,3 +77,29 @@ def event_frames(frames: np.ndarray, path: str, title: str, columns: int = 10) -
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def bands_over_time(curves: dict[str, np.ndarray], path: str) -> None:
+    """Accuracy over time per label, mean over seeds with a +-1 std band: {label: [seeds, T]}."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, values in curves.items():
+        steps = np.arange(1, values.shape[1] + 1)
+        mean, std = values.mean(axis=0), values.std(axis=0, ddof=1) if len(values) > 1 else 0 * values[0]
+        ax.plot(steps, mean, label=f"{label} ({mean[-1]:.3f}, {len(values)} seeds)")
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
+    _finish(plt, fig, ax, path, "time step (decision from counts up to t)",
+            "test accuracy (mean, band +-1 std over seeds)", unit_y=True)
+
+
+def latency_tradeoff_bands(points: dict[str, np.ndarray], path: str) -> None:
+    """Mean decision time against accuracy over the confidence thresholds, mean over seeds with +-1 std
+    error bars on both axes: {label: [seeds, thresholds, (time, accuracy)]}."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, values in points.items():
+        mean = values.mean(axis=0)
+        std = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros_like(mean)
+        ax.errorbar(mean[:, 0], mean[:, 1], xerr=std[:, 0], yerr=std[:, 1], marker="o", capsize=2,
+                    label=f"{label} ({len(values)} seeds)")
+    _finish(plt, fig, ax, path, "mean decision time (steps)", "accuracy at decision (mean +-1 std over seeds)")

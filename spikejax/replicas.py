@@ -11,26 +11,33 @@ Replicas differ in data, not in Python branches, so one program serves a whole g
 Every replica sees the same batches in the same order, so losses compare paired, on the same data and, per
 seed, the same initial weights. The batch is unpacked once and shared (it is not mapped).
 
+A replica that diverges (a non-finite loss, gradient or parameter) is frozen: it keeps its last finite
+state from then on, and `state["frozen_at"][r]` records the step (-1 while it trains), so one bad learning
+rate neither stops the sweep nor makes its checkpoint unsavable.
+
   hyper = replicas.hyperparameters([{"seed": 0, "learning_rate": 1e-3, "loss": "nll", "window": 10}, ...], base)
   tx = replicas.peak_one_optimizer(base, total_steps)
   graphdef, state = replicas.init_state(base, hyper, tx, mesh)      # every state leaf [R, ...]
   step = replicas.parallel_train_step(mesh, graphdef=graphdef, tx=tx, **replicas.loss_set(hyper))
   state, metrics = step(state, inputs, labels, mask, hyper)         # metrics [R]
+  sums = replicas.parallel_eval_step(mesh, graphdef=graphdef, fan_out=model.fan_out, **replicas.loss_set(hyper))(
+      state["params"], inputs, labels, mask, hyper)                 # evaluate.eval_step's sums, each [R, ...]
 
-Not built yet (issue 10): the sweep around it (grid, validation-based selection, statistics, resume).
+The sweep around it (grid, per-epoch validation, selection, resume) is `spikejax.sweep`.
 """
 from __future__ import annotations
 
 import functools
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from spikejax import build, losses, parallel, train
+from spikejax import build, evaluate, losses, parallel, train
 
 FIELDS = ("seed", "learning_rate", "loss", "true_rate", "false_rate", "temperature", "min_count", "window")
 
@@ -71,7 +78,7 @@ def init_state(config, hyper: dict, tx: optax.GradientTransformation, mesh, fram
         params.append(p)
     stacked = jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *params)
     state = {"params": stacked, "opt_state": jax.vmap(tx.init)(stacked),
-             "step": np.zeros(len(params), np.int32),
+             "step": np.zeros(len(params), np.int32), "frozen_at": np.full(len(params), -1, np.int32),
              "rng": np.stack([np.asarray(jax.random.PRNGKey(int(s))) for s in hyper["seed"]])}
     return graphdef, parallel.replicate(jax.device_get(state), mesh)
 
@@ -83,24 +90,52 @@ def peak_one_optimizer(config, total_steps: int) -> optax.GradientTransformation
     return build.optimizer(copy, total_steps)
 
 
+def _loss_fn(hyper, kinds, windowed):
+    """(spikes, labels, mask) -> this replica's loss, chosen and parametrised by its `hyper` entries."""
+    def loss_fn(spikes, labels, mask):
+        return losses.spike_loss(spikes, labels, kind=hyper["loss"], true_rate=hyper["true_rate"],
+                                 false_rate=hyper["false_rate"], temperature=hyper["temperature"],
+                                 min_count=hyper["min_count"], window=hyper["window"], mask=mask,
+                                 kinds=kinds, windowed=windowed)
+
+    return loss_fn
+
+
 def train_step(state, inputs, labels, mask, hyper, *, graphdef, tx, rate_penalty=0.0, target_rate=0.02,
                axis_name=None, frame_shape=None, kinds=(0, 1, 2), windowed=True):
     """`train.train_step` for every replica on the same (shard of a) batch, vmapped: `state` and `hyper`
     leaves have a leading replica axis; returns (new state, metrics, each [R]). `kinds`, `windowed`: the
-    losses the replicas use (see `losses.spike_loss`; `loss_set(hyper)` gives them)."""
+    losses the replicas use (see `losses.spike_loss`; `loss_set(hyper)` gives them). A replica whose step
+    gives a non-finite loss, gradient norm or parameter keeps its previous state, now and at every later
+    step, and its `frozen_at` becomes this step."""
 
     def one(state, hyper):
-        def loss_fn(spikes, labels, mask):
-            return losses.spike_loss(spikes, labels, kind=hyper["loss"], true_rate=hyper["true_rate"],
-                                     false_rate=hyper["false_rate"], temperature=hyper["temperature"],
-                                     min_count=hyper["min_count"], window=hyper["window"], mask=mask,
-                                     kinds=kinds, windowed=windowed)
-
-        return train.train_step(state, inputs, labels, mask, graphdef=graphdef, tx=tx, loss_fn=loss_fn,
-                                rate_penalty=rate_penalty, target_rate=target_rate, axis_name=axis_name,
-                                frame_shape=frame_shape, update_scale=hyper["learning_rate"])
+        inner = {k: v for k, v in state.items() if k != "frozen_at"}
+        new, metrics = train.train_step(inner, inputs, labels, mask, graphdef=graphdef, tx=tx,
+                                        loss_fn=_loss_fn(hyper, kinds, windowed), rate_penalty=rate_penalty,
+                                        target_rate=target_rate, axis_name=axis_name, frame_shape=frame_shape,
+                                        update_scale=hyper["learning_rate"])
+        ok = (metrics["params_finite"] > 0) & jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
+        frozen = state["frozen_at"] >= 0
+        keep = frozen | ~ok
+        new = jax.tree.map(lambda n, o: jnp.where(keep, o, n), new, inner)
+        new["frozen_at"] = jnp.where(~frozen & ~ok, inner["step"], state["frozen_at"])
+        return new, metrics
 
     return jax.vmap(one)(state, hyper)
+
+
+def eval_step(params, inputs, labels, mask, hyper, *, graphdef, fan_out, axis_name=None, frame_shape=None,
+              kinds=(0, 1, 2), windowed=True):
+    """`evaluate.eval_step` for every replica (params and hyper leaves [R, ...]) on the same batch; each
+    replica's loss is its own. Returns the sums with a leading replica axis."""
+
+    def one(params, hyper):
+        return evaluate.eval_step(params, inputs, labels, mask, graphdef=graphdef,
+                                  loss_fn=_loss_fn(hyper, kinds, windowed), fan_out=fan_out,
+                                  axis_name=axis_name, frame_shape=frame_shape)
+
+    return jax.vmap(one)(params, hyper)
 
 
 def loss_set(hyper: dict) -> dict:
@@ -116,3 +151,17 @@ def parallel_train_step(mesh, **kwargs):
     batch = (P(None, parallel.DATA_AXIS), P(parallel.DATA_AXIS), P(parallel.DATA_AXIS))
     sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(),) + batch + (P(),), out_specs=(P(), P()))
     return jax.jit(sharded, donate_argnums=0)
+
+
+def parallel_eval_step(mesh, **kwargs):
+    """jit(shard_map(vmap over replicas of the eval step)): params and hyperparameters replicated, the batch
+    split over 'data'."""
+    step = functools.partial(eval_step, axis_name=parallel.DATA_AXIS, **kwargs)
+    batch = (P(None, parallel.DATA_AXIS), P(parallel.DATA_AXIS), P(parallel.DATA_AXIS))
+    return jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P(),) + batch + (P(),), out_specs=P()))
+
+
+def summaries(totals: dict, config, hyper: dict) -> list[dict]:
+    """`evaluate.summarize` per replica of stacked eval sums (each leaf [R, ...])."""
+    count = len(np.asarray(hyper["seed"]))
+    return [evaluate.summarize(jax.tree.map(lambda x: np.asarray(x)[r], totals), config) for r in range(count)]

@@ -34,7 +34,7 @@ from spikejax import data as data_lib
 from spikejax.checkpoint import Checkpointer, check_resumable, finite
 from spikejax.errors import ConfigError, Interrupted, NonFiniteError, WorkdirLockedError
 from spikejax.evaluate import apply_model, evaluate_params, run_record
-from spikejax.loop import MetricWriter, Progress, StopSignal, WorkdirLock, agreed_stop, atomic_write_json, log
+from spikejax.loop import MetricWriter, Progress, StopSignal, WorkdirLock, atomic_write_json, log, stop_now
 
 
 def train_step(state, inputs, labels, mask, *, graphdef, tx, loss_fn, rate_penalty=0.0, target_rate=0.02,
@@ -98,6 +98,24 @@ def checked_metrics(metrics: dict, step: int, last_saved: int | None, checkpoint
     return values
 
 
+def check_batch_split(config, mesh) -> None:
+    """ConfigError unless the global batch splits evenly over the mesh's devices (checked before any data work)."""
+    if config.batch_size % mesh.size:
+        raise ConfigError(f"config field batch_size = {config.batch_size}: must be divisible by the {mesh.size} "
+                          "devices")
+
+
+def checked_step_count(config, train_data) -> tuple[int, int]:
+    """(batches per epoch, the step training stops at: epochs x batches, or max_steps if sooner); ConfigError
+    when the batch exceeds the training samples."""
+    if config.batch_size > len(train_data):
+        raise ConfigError(f"config field batch_size = {config.batch_size}: must be <= the {len(train_data)} "
+                          "training samples")
+    batches_per_epoch = len(train_data) // config.batch_size
+    total_steps = config.epochs * batches_per_epoch
+    return batches_per_epoch, min(total_steps, config.max_steps or total_steps)
+
+
 @contextlib.contextmanager
 def lock_workdir(workdir: str):
     """Process 0 holds the workdir's lock for the block; with several processes all of them learn whether
@@ -133,16 +151,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stop:
     config_lib.validate(config)
     workdir = os.path.abspath(os.path.expanduser(workdir))
     mesh = parallel.data_mesh()
-    if config.batch_size % mesh.size:
-        raise ConfigError(f"config field batch_size = {config.batch_size}: must be divisible by the {mesh.size} "
-                          "devices")
+    check_batch_split(config, mesh)
     (train_data, validation), test_data = build.training_splits(config), build.load_split(config, "test")
-    if config.batch_size > len(train_data):
-        raise ConfigError(f"config field batch_size = {config.batch_size}: must be <= the {len(train_data)} "
-                          "training samples")
-    batches_per_epoch = len(train_data) // config.batch_size
+    batches_per_epoch, stop_at = checked_step_count(config, train_data)
     total_steps = config.epochs * batches_per_epoch
-    stop_at = min(total_steps, config.max_steps or total_steps)
     model = build.model(config, train_data.frame_shape, len(train_data.classes))
     graphdef, params = nnx.split(model)
     tx = build.optimizer(config, total_steps)
@@ -191,11 +203,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stop:
                     log(f"step {step}/{stop_at} epoch {step / batches_per_epoch:.2f} loss {values['loss']:.4f} "
                         f"acc {values['accuracy']:.3f} rate {values['output_rate']:.3f} {rate:.0f} samples/s "
                         f"ETA {eta:.0f} s")
-                # several processes must agree before any of them saves (a save is a collective)
-                if jax.process_count() > 1:
-                    stopping = agreed_stop(stop) if log_now else None
-                else:
-                    stopping = stop.received if stop is not None else None
+                stopping = stop_now(stop, sync_point=log_now)
                 if stopping or last or step % config.checkpoint_every_steps == 0:
                     meta["train_seconds"] = seconds_before + time.time() - started
                     checkpointer.save(step, state, meta)

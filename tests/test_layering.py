@@ -32,7 +32,12 @@ ALLOWED = {
                                  "spikejax.loop", "spikejax.parallel", "spikejax.plots"},
     "spikejax.train": CORE | {"spikejax.build", "spikejax.checkpoint", "spikejax.config", "spikejax.data",
                               "spikejax.evaluate", "spikejax.loop", "spikejax.parallel"},
-    "spikejax.replicas": CORE | {"spikejax.build", "spikejax.parallel", "spikejax.train"},
+    "spikejax.replicas": CORE | {"spikejax.build", "spikejax.evaluate", "spikejax.parallel", "spikejax.train"},
+    "spikejax.stats": set(),
+    "spikejax.sweep": CORE | {"spikejax.build", "spikejax.checkpoint", "spikejax.config", "spikejax.data",
+                              "spikejax.errors", "spikejax.evaluate", "spikejax.loop", "spikejax.parallel",
+                              "spikejax.replicas", "spikejax.train"},
+    "spikejax.comparison": {"spikejax.loop", "spikejax.plots", "spikejax.stats", "spikejax.sweep"},
     "spikejax": CORE,
 }
 THIRD_PARTY_CORE = {"jax", "numpy"}  # the only outside imports of the core

@@ -1,0 +1,317 @@
+"""Loss-comparison sweeps: grids of replicas (`spikejax.replicas`) trained together in one compiled program,
+validated after every epoch, resumed exactly after a kill, and one configuration chosen per loss on
+validation data only.
+
+  sweep_config = configs/sweep.py's get_config()          the grid, the seeds and the stages
+  validate(sweep_config)
+  result = compare_losses(config, sweep_config, workdir)  tune -> select -> final; returns the records
+
+The comparison runs in two stages, each a set of programs of at most `max_replicas` replicas:
+  tune   every configuration of the grid (per loss: learning rates x that loss's parameters) with
+         `tune_seeds` seeds 1000, 1001, ...; validation accuracy only, the test split is not touched.
+  select per loss, the configuration with the highest mean final validation accuracy over its tuning seeds;
+         a configuration any of whose seeds diverged is not eligible; ties go to the first in grid order.
+  final  each selected configuration with `seeds` fresh seeds 0, 1, ... (disjoint from the tuning seeds, so
+         the reported spread carries no selection bias), evaluated once on the test split.
+Every replica of a run sees the same batches in the same order (the data order is the run config's
+`seed`); a replica's seed sets only its initial weights, and equal seeds mean equal initial weights, so
+losses compare paired, seed by seed.
+
+A program lives in its own folder: checkpoints/ (the stacked train state; meta: the data-iterator state,
+the validation curves so far, the training time) and, once done, result.json. A rerun of the same command
+returns finished programs' results and resumes unfinished ones from their newest intact checkpoint; a
+different config or grid in the same folder is refused.
+
+Labels (the losses as reports name them): mse, softmax, nll (whole sample) and nll_window (sliding window).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import numpy as np
+
+from spikejax import build, evaluate, parallel, replicas
+from spikejax import config as config_lib
+from spikejax import data as data_lib
+from spikejax.checkpoint import Checkpointer, check_resumable
+from spikejax.errors import ConfigError, ConfigMismatchError, Interrupted
+from spikejax.loop import Progress, StopSignal, atomic_write_json, log, stop_now
+from spikejax.train import check_batch_split, checked_step_count, lock_workdir
+
+LABELS = ("mse", "softmax", "nll", "nll_window")
+TUNE_SEED_OFFSET = 1000
+# the loss parameters each label's grid varies, with the sweep-config field that lists their values
+GRID_FIELDS = {"mse": (("true_rate", "mse_true_rates"), ("false_rate", "mse_false_rates")),
+               "softmax": (("temperature", "temperatures"),),
+               "nll": (("min_count", "min_counts"),),
+               "nll_window": (("window", "windows"),)}
+
+
+def _rules() -> dict:
+    positive = config_lib.number(0.0, low_open=True)
+    rate = config_lib.number(0.0, 1.0)
+
+    def values(rule):
+        def check(v):
+            ok = isinstance(v, (list, tuple)) and len(v) >= 1 and all(rule(x) is None for x in v)
+            return None if ok else f"a non-empty tuple of values, each {rule(-1.0) or 'valid'}"
+        return check
+
+    def labels(v):
+        ok = isinstance(v, (list, tuple)) and v and all(x in LABELS for x in v) and len(set(v)) == len(v)
+        return None if ok else f"a tuple of distinct names among {list(LABELS)}"
+
+    return {"losses": labels, "seeds": config_lib.integer(1), "tune_seeds": config_lib.integer(1),
+            "epochs": config_lib.optional(config_lib.integer(1)),
+            "max_replicas": config_lib.optional(config_lib.integer(1)),
+            "learning_rates": values(positive), "mse_true_rates": values(rate), "mse_false_rates": values(rate),
+            "temperatures": values(positive), "min_counts": values(positive),
+            "windows": values(config_lib.integer(1))}
+
+
+def validate(sweep) -> None:
+    """ConfigError naming the first sweep field that is unknown, missing or invalid."""
+    values, rules = config_lib.to_dict(sweep), _rules()
+    for name in sorted(set(values) ^ set(rules)):
+        raise ConfigError(f"sweep field {name!r} is " + ("unknown" if name in values else "missing"))
+    for name, rule in rules.items():
+        problem = rule(values[name])
+        if problem:
+            raise ConfigError(f"sweep field {name} = {values[name]!r}: must be {problem}")
+    if "mse" in values["losses"] and not any(f < t for t in values["mse_true_rates"]
+                                             for f in values["mse_false_rates"]):
+        raise ConfigError("sweep fields mse_true_rates / mse_false_rates: no pair has false rate < true rate")
+
+
+def configurations(sweep) -> list[dict]:
+    """The grid, in a fixed order: one dict per configuration, {"label", "loss", "learning_rate", and the
+    label's parameters}; count-MSE's pairs keep only false_rate < true_rate."""
+    out = []
+    for label in sweep.losses:
+        fields = GRID_FIELDS[label]
+        combos = [{}]
+        for name, source in fields:
+            combos = [{**c, name: v} for c in combos for v in sweep[source]]
+        if label == "mse":
+            combos = [c for c in combos if c["false_rate"] < c["true_rate"]]
+        for learning_rate in sweep.learning_rates:
+            for combo in combos:
+                out.append({"label": label, "loss": "mse" if label == "mse" else "softmax" if label == "softmax"
+                            else "nll", "learning_rate": float(learning_rate), **combo})
+    return out
+
+
+def with_seeds(rows: list[dict], seeds) -> list[dict]:
+    """Every row once per seed (seeds inner), as the replica rows of a program."""
+    return [{**row, "seed": int(seed)} for row in rows for seed in seeds]
+
+
+def _key(row: dict) -> str:
+    return json.dumps({k: v for k, v in row.items() if k != "seed"}, sort_keys=True)
+
+
+def describe(row: dict) -> str:
+    """"lr=0.001 temperature=2" for a configuration row."""
+    return " ".join(f"{'lr' if k == 'learning_rate' else k}={v:g}" for k, v in row.items()
+                    if k not in ("label", "loss", "seed"))
+
+
+def select(records: list[dict]) -> dict[str, dict]:
+    """Per label, the configuration with the highest mean final validation accuracy over its seeds
+    (eligible only if no seed diverged; ties to the first in grid order):
+    {label: {"row", "validation_mean", "candidates": [{"row", "validation_mean", "values", "diverged"}]}}."""
+    groups: dict[str, dict] = {}
+    for record in records:
+        group = groups.setdefault(_key(record["row"]), {"row": {k: v for k, v in record["row"].items()
+                                                                if k != "seed"}, "values": [], "diverged": False})
+        group["values"].append(record["validation"]["accuracy"])
+        group["diverged"] |= record["frozen_at"] is not None
+    chosen: dict[str, dict] = {}
+    for group in groups.values():
+        group["validation_mean"] = float(np.mean(group["values"]))
+        entry = chosen.setdefault(group["row"]["label"], {"candidates": []})
+        entry["candidates"].append(group)
+    for entry in chosen.values():
+        eligible = [c for c in entry["candidates"] if not c["diverged"]] or entry["candidates"]
+        best = max(eligible, key=lambda c: c["validation_mean"])  # max keeps the first of equal values
+        entry.update(row=best["row"], validation_mean=best["validation_mean"])
+    return chosen
+
+
+def _replica_overrides(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k != "label"}
+
+
+def run_program(config, rows: list[dict], folder: str, *, test: bool, stop: StopSignal | None = None,
+                title: str = "sweep") -> list[dict]:
+    """Trains the replicas `rows` (each {"label", "seed", "loss", "learning_rate", loss parameters}) of
+    `config` together in `folder`, resuming from its newest intact checkpoint; validation after every
+    epoch, the test split at the end when `test`. Returns one record per row: {"row", "frozen_at",
+    "validation_curve": [{"step", "epoch", "accuracy", "loss"}], "validation": {...}, "test": eval summary
+    or None, "train_seconds"}, also written to <folder>/result.json."""
+    config_lib.validate(config)
+    folder = os.path.abspath(os.path.expanduser(folder))
+    identity = {"config": config_lib.to_dict(config), "rows": json.loads(json.dumps(rows)), "test": test}
+    done_path = os.path.join(folder, "result.json")
+    if os.path.exists(done_path):
+        with open(done_path) as f:
+            done = json.load(f)
+        _check_identity(done["identity"], identity, folder)
+        log(f"{title}: finished earlier, results read from {done_path}")
+        return done["records"]
+
+    mesh = parallel.data_mesh()
+    check_batch_split(config, mesh)
+    train_data, validation = build.training_splits(config)
+    if validation is None:
+        raise ConfigError("config field data.validation_fraction = 0.0: a sweep selects on validation data; "
+                          "must be > 0")
+    test_data = build.load_split(config, "test") if test else None
+    batches_per_epoch, stop_at = checked_step_count(config, train_data)
+    hyper = replicas.hyperparameters([_replica_overrides(r) for r in rows], config)
+    frame, classes = train_data.frame_shape, len(train_data.classes)
+    tx = replicas.peak_one_optimizer(config, config.epochs * batches_per_epoch)
+    graphdef, state = replicas.init_state(config, hyper, tx, mesh, frame, classes)
+    model = build.model(config, frame, classes)
+    shared = dict(graphdef=graphdef, frame_shape=build.packed_frame_shape(train_data), **replicas.loss_set(hyper))
+    step_fn = replicas.parallel_train_step(mesh, tx=tx, rate_penalty=config.loss.rate_penalty,
+                                           target_rate=config.loss.target_rate, **shared)
+    eval_fn = replicas.parallel_eval_step(mesh, fan_out=model.fan_out, **shared)
+    hyper_device = parallel.replicate(hyper, mesh)
+
+    def evaluate_on(split, params):
+        totals = evaluate.sum_over_split(eval_fn, split, config, mesh=mesh, args=(params,), extra=(hyper_device,))
+        return replicas.summaries(totals, config, hyper)
+
+    checkpoints = os.path.join(folder, "checkpoints")
+    with lock_workdir(folder), Checkpointer(checkpoints, max_to_keep=config.keep_checkpoints) as checkpointer:
+        restored = checkpointer.restore_latest(
+            state, set_aside_damaged=True,
+            check_meta=lambda saved: _check_identity(saved["identity"], identity, folder))
+        meta = {"data": {"epoch": 0, "position": 0}, "identity": identity, "curve": [], "train_seconds": 0.0}
+        if restored is not None:
+            state, meta = restored.state, restored.meta
+            log(f"{title}: resumed from {checkpoints} at step {restored.step}")
+        step = int(np.asarray(jax.device_get(state["step"]))[0])
+        iterator = data_lib.TrainIterator(train_data, config.batch_size, seed=config.seed, packed=train_data.packed,
+                                          process_index=jax.process_index(), process_count=jax.process_count(),
+                                          state=meta["data"])
+        log(f"{title}: {len(rows)} replicas in one program on {mesh.size} device(s), {len(train_data)} training "
+            f"samples ({len(validation)} held out), batch {config.batch_size}, steps {step} -> {stop_at}")
+        progress = Progress(step, stop_at, config.batch_size * len(rows))
+        seconds_before, started = meta["train_seconds"], time.time()
+        for batch in data_lib.prefetch(iterator) if step < stop_at else ():
+            state, metrics = step_fn(state, *parallel.global_batch_arrays(mesh, batch), hyper_device)
+            step += 1
+            progress.step()
+            meta = {**meta, "data": batch.next_state}
+            last = step >= stop_at
+            if step % config.log_every == 0 or last:
+                _log_step(title, step, stop_at, batches_per_epoch, metrics, state, progress)
+            if step % batches_per_epoch == 0 or last:
+                summaries = evaluate_on(validation, state["params"])
+                meta["curve"] = meta["curve"] + [{"step": step, "epoch": step / batches_per_epoch,
+                                                  "accuracy": [s["accuracy"] for s in summaries],
+                                                  "loss": [s["test_loss"] for s in summaries]}]
+                _log_validation(title, step, rows, summaries)
+            stopping = stop_now(stop, sync_point=step % config.log_every == 0 or last)
+            if stopping or last or step % config.checkpoint_every_steps == 0:
+                meta["train_seconds"] = seconds_before + time.time() - started
+                checkpointer.save(step, state, meta)
+            if stopping:
+                raise Interrupted(stopping, step)
+            if last:
+                break
+        tested = evaluate_on(test_data, state["params"]) if test else [None] * len(rows)
+        frozen = np.asarray(jax.device_get(state["frozen_at"]))
+        records = [_record(r, row, meta, tested[r], int(frozen[r])) for r, row in enumerate(rows)]
+        if jax.process_index() == 0:
+            atomic_write_json(done_path, {"identity": identity, "records": records})
+        return records
+
+
+def _record(r: int, row: dict, meta: dict, tested: dict | None, frozen_at: int) -> dict:
+    curve = [{"step": c["step"], "epoch": c["epoch"], "accuracy": c["accuracy"][r], "loss": c["loss"][r]}
+             for c in meta["curve"]]
+    final = curve[-1]
+    return {"row": row, "frozen_at": None if frozen_at < 0 else frozen_at, "validation_curve": curve,
+            "validation": {"accuracy": final["accuracy"], "loss": final["loss"], "step": final["step"]},
+            "test": tested, "train_seconds": meta["train_seconds"]}
+
+
+def _check_identity(saved: dict, current: dict, folder: str) -> None:
+    check_resumable(saved["config"], current["config"])
+    if saved["rows"] != current["rows"] or saved.get("test") != current["test"]:
+        raise ConfigMismatchError(f"{folder} holds a sweep program with other replicas (a different grid, seeds or "
+                                  "stage); use a new --workdir, or rerun with the same sweep settings")
+
+
+def _log_step(title, step, stop_at, batches_per_epoch, metrics, state, progress) -> None:
+    values = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+    frozen = int(np.sum(np.asarray(jax.device_get(state["frozen_at"])) >= 0))
+    rate, eta = progress.report(step)
+    finite = values["loss"][np.isfinite(values["loss"])]
+    loss = np.median(finite) if finite.size else np.nan
+    log(f"{title}: step {step}/{stop_at} epoch {step / batches_per_epoch:.2f} train acc median "
+        f"{np.median(values['accuracy']):.3f} (min {np.min(values['accuracy']):.3f}, max "
+        f"{np.max(values['accuracy']):.3f}) loss median {loss:.4f} diverged {frozen} {rate:.0f} samples/s "
+        f"ETA {eta:.0f} s")
+
+
+def _log_validation(title, step, rows, summaries) -> None:
+    accuracy = np.asarray([s["accuracy"] for s in summaries])
+    best = int(np.argmax(accuracy))
+    log(f"{title}: validation at step {step}: median {np.median(accuracy):.4f}, best {accuracy[best]:.4f} "
+        f"({rows[best]['label']} {describe(rows[best])} seed {rows[best]['seed']})")
+
+
+def _programs(rows: list[dict], max_replicas: int | None) -> list[list[dict]]:
+    size = max_replicas or len(rows)
+    return [rows[i:i + size] for i in range(0, len(rows), size)]
+
+
+def stage_config(config, sweep):
+    """The run config of every replica: `config` with the sweep's epochs (when set)."""
+    import ml_collections
+
+    copy = ml_collections.ConfigDict(config.to_dict())
+    if sweep.epochs is not None:
+        copy.epochs = sweep.epochs
+    return copy
+
+
+def compare_losses(config, sweep, workdir: str, *, stop: StopSignal | None = None) -> dict:
+    """tune -> select -> final (see the module docstring) in `workdir`/tune/<i> and final/<i>. Returns
+    {"tune": records, "selection": select(...), "final": records, "train_seconds": {"tune", "final"}}."""
+    validate(sweep)
+    config = stage_config(config, sweep)
+    config_lib.validate(config)
+    grid = configurations(sweep)
+    tune_rows = with_seeds(grid, range(TUNE_SEED_OFFSET, TUNE_SEED_OFFSET + sweep.tune_seeds))
+    tune: list[dict] = []
+    programs = _programs(tune_rows, sweep.max_replicas)
+    for i, rows in enumerate(programs):
+        tune += run_program(config, rows, os.path.join(workdir, "tune", str(i)), test=False, stop=stop,
+                            title=f"tune {i + 1}/{len(programs)}")
+    selection = select(tune)
+    for label in sweep.losses:
+        log(f"selected for {label}: {describe(selection[label]['row'])} (mean validation accuracy "
+            f"{selection[label]['validation_mean']:.4f} over {sweep.tune_seeds} tuning seed(s))")
+    final_rows = with_seeds([selection[label]["row"] for label in sweep.losses], range(sweep.seeds))
+    final: list[dict] = []
+    programs = _programs(final_rows, sweep.max_replicas)
+    for i, rows in enumerate(programs):
+        final += run_program(config, rows, os.path.join(workdir, "final", str(i)), test=True, stop=stop,
+                             title=f"final {i + 1}/{len(programs)}")
+    seconds = {stage: _program_seconds(records, sweep.max_replicas) for stage, records in
+               (("tune", tune), ("final", final))}
+    return {"config": config_lib.to_dict(config), "sweep": config_lib.to_dict(sweep), "grid": grid, "tune": tune,
+            "selection": selection, "final": final, "train_seconds": seconds}
+
+
+def _program_seconds(records: list[dict], max_replicas: int | None) -> float:
+    """The summed training time of the programs (every record of a program carries the same time)."""
+    return float(sum(program[0]["train_seconds"] for program in _programs(records, max_replicas)))

@@ -1,0 +1,193 @@
+"""The loss-comparison sweep: its grid, the selection on validation data, a diverging replica frozen, the
+replicas' evaluation against single-model evaluation, the report's statistics, and a killed sweep resumed
+to the same result."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs import sweep as sweep_configs
+from spikejax import build, comparison, evaluate, parallel, replicas, sweep
+from spikejax.errors import ConfigError
+from tests.test_train import REPO, small_config
+
+
+def test_grid_covers_every_loss_parameter_and_keeps_mse_targets_ordered():
+    s = sweep_configs.get_config()
+    s.learning_rates, s.mse_true_rates, s.mse_false_rates = (1e-3, 1e-2), (0.05, 0.5), (0.02, 0.1)
+    grid = sweep.configurations(s)
+    mse = [(g["true_rate"], g["false_rate"]) for g in grid if g["label"] == "mse"]
+    assert sorted(set(mse)) == [(0.05, 0.02), (0.5, 0.02), (0.5, 0.1)]  # (0.05, 0.1) has false >= true
+    assert len(mse) == 3 * 2
+    assert {g["temperature"] for g in grid if g["label"] == "softmax"} == set(s.temperatures)
+    assert {g["window"] for g in grid if g["label"] == "nll_window"} == set(s.windows)
+    assert all(g["loss"] == "nll" and "window" not in g for g in grid if g["label"] == "nll")
+    assert len(grid) == 6 + 2 * len(s.temperatures) + 2 * len(s.min_counts) + 2 * len(s.windows)
+    rows = sweep.with_seeds(grid[:2], [7, 8])
+    assert [(r["seed"], r["learning_rate"]) for r in rows] == [(7, 1e-3), (8, 1e-3), (7, grid[1]["learning_rate"]),
+                                                               (8, grid[1]["learning_rate"])]
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("losses", ("mse", "nll_windowed"), "distinct names"), ("seeds", 0, "integer >= 1"),
+    ("learning_rates", (), "non-empty"), ("mse_false_rates", (0.9,), "no pair"), ("windows", (0,), "integer")])
+def test_sweep_fields_are_checked(field, value, message):
+    s = sweep_configs.get_config()
+    s[field] = value
+    with pytest.raises(ConfigError, match=message):
+        sweep.validate(s)
+    with pytest.raises(ValueError, match="quick"):
+        sweep_configs.get_config("fast")
+
+
+def _record(label, lr, seed, accuracy, frozen_at=None):
+    return {"row": {"label": label, "loss": label, "learning_rate": lr, "seed": seed}, "frozen_at": frozen_at,
+            "validation": {"accuracy": accuracy}}
+
+
+def test_selection_uses_mean_validation_accuracy_skips_diverged_configs_and_breaks_ties_in_grid_order():
+    records = [_record("mse", 1e-3, 0, 0.50), _record("mse", 1e-3, 1, 0.70),   # mean 0.60
+               _record("mse", 1e-2, 0, 0.90), _record("mse", 1e-2, 1, 0.20),   # mean 0.55 (best single seed)
+               _record("nll", 1e-3, 0, 0.80), _record("nll", 1e-3, 1, 0.80),   # mean 0.80, first
+               _record("nll", 1e-2, 0, 0.90), _record("nll", 1e-2, 1, 0.70),   # mean 0.80, later
+               _record("nll", 3e-2, 0, 0.99), _record("nll", 3e-2, 1, 0.99, frozen_at=5)]  # diverged
+    chosen = sweep.select(records)
+    assert chosen["mse"]["row"]["learning_rate"] == 1e-3 and chosen["mse"]["validation_mean"] == pytest.approx(0.6)
+    assert chosen["nll"]["row"]["learning_rate"] == 1e-3 and "seed" not in chosen["nll"]["row"]
+    assert [c["diverged"] for c in chosen["nll"]["candidates"]] == [False, False, True]
+
+
+def test_a_diverging_replica_is_frozen_and_the_sweep_goes_on(digits_data_dir, tmp_path):
+    """A learning rate of 1e38 blows up its replica within a few steps; the sweep finishes, its checkpoints
+    hold only finite values, and the record names the step."""
+    config = small_config(digits_data_dir, max_steps=6)
+    rows = [{"label": "nll", "loss": "nll", "learning_rate": 1e-3, "seed": 0},
+            {"label": "nll", "loss": "nll", "learning_rate": 1e38, "seed": 0}]
+    records = sweep.run_program(config, rows, str(tmp_path / "program"), test=False)
+    assert records[0]["frozen_at"] is None and records[1]["frozen_at"] is not None
+    assert 0 <= records[1]["frozen_at"] < 6
+    assert [c["step"] for c in records[0]["validation_curve"]] == [6]
+    assert np.isfinite(records[1]["validation"]["loss"])
+    assert json.load(open(tmp_path / "program" / "result.json"))["records"] == records
+    # the rerun reads the finished program; a different grid in the same folder is refused
+    assert sweep.run_program(config, rows, str(tmp_path / "program"), test=False) == records
+    with pytest.raises(Exception, match="other replicas"):
+        sweep.run_program(config, rows[:1], str(tmp_path / "program"), test=False)
+
+
+def test_replica_evaluation_equals_single_model_evaluation(digits_data_dir):
+    """Three replicas (two seeds, three losses) evaluated in one vmapped program against each model
+    evaluated on its own by evaluate.evaluate_split."""
+    from spikejax import data
+
+    config = small_config(digits_data_dir, **{"loss.temperature": 2.0})
+    rows = [dict(seed=0, loss="nll"), dict(seed=1, loss="softmax", temperature=2.0),
+            dict(seed=0, loss="mse", true_rate=0.3)]
+    hyper = replicas.hyperparameters(rows, config)
+    mesh = parallel.data_mesh()
+    split = data.load("digits_events", "test", data_dir=digits_data_dir)
+    graphdef, state = replicas.init_state(config, hyper, replicas.peak_one_optimizer(config, 10), mesh)
+    model = build.model(config)
+    fn = replicas.parallel_eval_step(mesh, graphdef=graphdef, fan_out=model.fan_out,
+                                     frame_shape=build.packed_frame_shape(split), **replicas.loss_set(hyper))
+    totals = evaluate.sum_over_split(fn, split, config, mesh=mesh, args=(state["params"],),
+                                     extra=(parallel.replicate(hyper, mesh),))
+    mine = replicas.summaries(totals, config, hyper)
+    for r, row in enumerate(rows):
+        single = small_config(digits_data_dir, seed=row["seed"], **{"loss.name": row["loss"], **{
+            f"loss.{k}": v for k, v in row.items() if k not in ("seed", "loss")}})
+        single_model = build.model(single)
+        _, params = nnx.split(single_model)
+        theirs = evaluate.evaluate_split(single, parallel.replicate(params, mesh), split, mesh=mesh,
+                                         graphdef=graphdef, model=single_model)
+        assert abs(mine[r]["accuracy"] - theirs["accuracy"]) <= 1 / 360  # one flipped spike at most
+        assert mine[r]["test_loss"] == pytest.approx(theirs["test_loss"], rel=1e-3)
+        assert mine[r]["spikes_per_sample"]["total"] == pytest.approx(theirs["spikes_per_sample"]["total"], rel=1e-3)
+
+
+def _test_summary(accuracy, spikes, first_step, decision_time):
+    return {"accuracy": accuracy, "time_bins": 30, "accuracy_over_time": [accuracy] * 30,
+            "latency_steps": {"accuracy_95pct_of_final": first_step,
+                              "decision": {"0.9": {"mean_time": decision_time, "accuracy": accuracy}}},
+            "spikes_per_sample": {"total": spikes},
+            "synops_per_sample": {"input": 1000.0, "total": 1000.0 + spikes * 10}}
+
+
+def test_report_statistics_by_hand(tmp_path):
+    """Three seeds: nll beats mse on accuracy by 0.10, 0.12, 0.14 (mean 0.12, std 0.02, t = 0.12 / (0.02 /
+    sqrt 3) = 10.39, p = 0.0091 with 2 degrees of freedom); the spike counts differ by -10, +10, 0
+    (mean 0: not significant)."""
+    mse = [(0.80, 500.0, 10, 12.0), (0.70, 520.0, None, 11.0), (0.75, 510.0, 9, 12.5)]
+    nll = [(0.90, 490.0, 4, 6.0), (0.82, 530.0, 5, 6.5), (0.89, 510.0, 3, 7.0)]
+    final = [{"row": {"label": label, "seed": s, "learning_rate": 1e-3, "loss": label}, "frozen_at": None,
+              "validation": {"accuracy": 0.5}, "test": _test_summary(*values[s]), "train_seconds": 1.0}
+             for label, values in (("mse", mse), ("nll", nll)) for s in range(3)]
+    result = {"config": small_config("/nowhere").to_dict(), "sweep": {"losses": ["mse", "nll"], "tune_seeds": 1},
+              "grid": [], "tune": [], "final": final, "train_seconds": {"tune": 1.0, "final": 2.0},
+              "selection": {k: {"row": {"label": k, "learning_rate": 1e-3}, "validation_mean": 0.5,
+                                "candidates": []} for k in ("mse", "nll")}}
+    result["config"]["model"]["hidden"] = list(result["config"]["model"]["hidden"])
+    report = comparison.write(result, str(tmp_path))
+    paired = report["analysis"]["paired"]["nll - mse"]
+    assert paired["accuracy"]["mean"] == pytest.approx(0.12)
+    assert paired["accuracy"]["std"] == pytest.approx(0.02)
+    assert paired["accuracy"]["t"] == pytest.approx(0.12 / (0.02 / np.sqrt(3)))
+    assert paired["accuracy"]["p"] == pytest.approx(0.00913, abs=2e-4)
+    assert paired["spikes"]["mean"] == pytest.approx(0.0) and paired["spikes"]["p"] == pytest.approx(1.0)
+    assert paired["latency_95"]["values"] == [4 - 10, 5 - 30, 3 - 9]  # never reaching 95% counts as T = 30
+    claims = {c["metric"]: c for c in report["analysis"]["claims"]}
+    assert set(claims) == {"accuracy", "latency_95", "decision_time", "spikes", "synops_network"}
+    assert claims["spikes"]["verdict"] == "not significant"
+    # decision times differ by -6, -4.5, -5.5 (t = -12.1, p = 0.0068): the smallest of the 5 p-values, x 5;
+    # accuracy's is the second smallest, x 4; both stay below 0.05
+    assert paired["decision_time"]["p"] < paired["accuracy"]["p"] < min(paired[m]["p"] for m in
+                                                                      ("latency_95", "spikes", "synops_network"))
+    assert claims["decision_time"]["p_holm"] == pytest.approx(5 * paired["decision_time"]["p"])
+    assert claims["accuracy"]["p_holm"] == pytest.approx(4 * paired["accuracy"]["p"])
+    assert claims["accuracy"]["verdict"] == claims["decision_time"]["verdict"] == "supported"
+    losses = json.load(open(tmp_path / "comparison.json"))["losses"]
+    assert losses["nll"]["accuracy"]["values"] == [0.90, 0.82, 0.89]
+    lines = [json.loads(line) for line in open(tmp_path / "replicas.jsonl")]
+    assert len(lines) == 6 and {line["stage"] for line in lines} == {"final"}
+    text = open(tmp_path / "comparison.md").read()
+    assert "**not significant**" in text and "| nll |" in text
+    assert os.path.getsize(tmp_path / "accuracy_over_time.png") > 1000
+
+
+def _compare(workdir, data_dir):
+    return [sys.executable, "-m", "experiments.compare_losses", "--quick", f"--workdir={workdir}",
+            f"--data_dir={data_dir}", "--config.model.hidden=(32,)", "--max_steps=6", "--config.log_every=1",
+            "--config.checkpoint_every_steps=2"]
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_to_the_same_result(digits_data_dir, tmp_path):
+    """SIGKILL in the middle of the final stage (after its step-2 checkpoint); the same command then reads
+    the finished tuning stage, resumes the final one, and reports exactly what an uninterrupted sweep
+    reports."""
+    whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
+    out = subprocess.run(_compare(whole, digits_data_dir), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    process = subprocess.Popen(_compare(killed, digits_data_dir), cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    marker = os.path.join(killed, "final", "0", "checkpoints", "2")
+    deadline = time.time() + 300
+    while not os.path.isdir(marker) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not os.path.exists(os.path.join(killed, "final", "0", "result.json"))  # killed before the end
+    out = subprocess.run(_compare(killed, digits_data_dir), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "tune 1/1: finished earlier" in out.stdout and "final 1/1: resumed from" in out.stdout
+    a, b = (json.load(open(os.path.join(w, "comparison.json"))) for w in (whole, killed))
+    for label in a["losses"]:
+        for metric in comparison.METRICS:
+            assert a["losses"][label][metric]["values"] == b["losses"][label][metric]["values"], (label, metric)
+    assert a["claims"] == b["claims"]
