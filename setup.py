@@ -28,7 +28,11 @@ setup(
         "scipy>=1.11",           # t intervals and paired tests of the loss comparison (jax requires scipy too)
     ],
     extras_require={
-        "test": ["pytest>=7.4"],
+        "test": ["pytest>=7.4", "nir>=1.0.8"],
+        "nir": ["nir>=1.0.8"],  # spikejax.nir, experiments.export
+        # cross-framework NIR checks (pytest -m interop): exact versions, as their importers' conventions
+        # (dt, r, resets, Flatten) change between releases; torch from the CPU index
+        "interop": ["nir==1.0.8", "snntorch==1.0.0", "norse==1.1.0", "torch>=2.1"],
         "bench": ["torch>=2.1", "snntorch>=0.9", "spyx>=1.0"],
     },
 )

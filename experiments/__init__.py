@@ -1,1 +1,1 @@
-"""Thin absl entry points: train, evaluate, compare_losses, inspect_data."""
+"""Thin absl entry points: train, evaluate, compare_losses, export, inspect_data."""

@@ -92,6 +92,7 @@ class SpikingConvNet(nnx.Module):
                  channels: Sequence[int] = (16, 32), kernels: Sequence[int] = (5, 3), hidden: int = 512,
                  dtype=jnp.float32, init_scale: float = 1.0):
         in_channels, height, width = frame_shape
+        self.frame_shape = tuple(int(n) for n in frame_shape)
         init = _kernel_init(init_scale)
         convs, c = [], in_channels
         for out, k in zip(channels, kernels):

@@ -34,6 +34,7 @@ ALLOWED = {
                               "spikejax.evaluate", "spikejax.loop", "spikejax.parallel"},
     "spikejax.replicas": CORE | {"spikejax.build", "spikejax.evaluate", "spikejax.parallel", "spikejax.train"},
     "spikejax.stats": set(),
+    "spikejax.nir": CORE | {"spikejax.models"},
     "spikejax.sweep": CORE | {"spikejax.build", "spikejax.checkpoint", "spikejax.config", "spikejax.data",
                               "spikejax.errors", "spikejax.evaluate", "spikejax.loop", "spikejax.parallel",
                               "spikejax.replicas", "spikejax.train"},

@@ -1,0 +1,174 @@
+"""NIR export and import inside spikejax: the parameter mapping against its closed form, a hand-built
+graph against a plain numpy Euler loop, spikejax models round-tripped through a .nir file, and the
+refusals. Cross-framework checks (snnTorch, Norse) are in tests/test_nir_interop.py."""
+import numpy as np
+import pytest
+
+nir = pytest.importorskip("nir")
+
+import jax.numpy as jnp  # noqa: E402
+
+from spikejax import models  # noqa: E402
+from spikejax import nir as snir  # noqa: E402
+
+FRAME = (2, 12, 12)
+
+
+def _spikes(shape, seed=0, rate=0.2):
+    return (np.random.default_rng(seed).random(shape) < rate).astype(np.float32)
+
+
+def _model(name, kind, reset="zero"):
+    neuron = models.Neuron(kind=kind, beta=0.9, alpha=0.7, threshold=1.0, reset=reset)
+    return models.build(name, FRAME, 5, neuron, seed=0, hidden=(32,), init_scale=6.0)
+
+
+def test_export_writes_the_euler_mapping():
+    dt = 1e-3
+    model = _model("mlp", "lif")
+    graph = snir.to_nir(model, dt=dt)
+    lif = graph.nodes["lif0"]
+    np.testing.assert_allclose(lif.tau, dt / (1 - 0.9), rtol=1e-6)  # beta = 1 - dt/tau
+    np.testing.assert_array_equal(lif.r, 1.0)
+    np.testing.assert_array_equal(lif.v_reset, 0.0)
+    kernel = np.asarray(model.layers[0].kernel[...])
+    np.testing.assert_allclose(graph.nodes["linear0"].weight, kernel.T / (1 - 0.9), rtol=1e-5)
+    assert [e for e in graph.edges] == [("input", "linear0"), ("linear0", "lif0"), ("lif0", "linear1"),
+                                        ("linear1", "lif1"), ("lif1", "output")]
+    cuba = snir.to_nir(_model("mlp", "cuba_lif"), dt=dt).nodes["cubalif0"]
+    np.testing.assert_allclose(cuba.tau_syn, dt / (1 - 0.7), rtol=1e-6)
+    np.testing.assert_allclose(cuba.w_in, 1 / (1 - 0.7), rtol=1e-6)
+    np.testing.assert_allclose(cuba.r, 1 / (1 - 0.9), rtol=1e-6)
+
+
+def test_a_hand_built_graph_runs_as_a_numpy_euler_loop():
+    """Affine -> LIF with per-neuron tau, r, v_leak and threshold -> Affine -> CubaLIF -> Affine -> IF,
+    against forward Euler written out in numpy, spike for spike."""
+    rng = np.random.default_rng(1)
+    dt, steps, batch = 1e-3, 25, 3
+    w1, b1 = rng.normal(1.5, 2.0, (6, 4)).astype(np.float32), rng.normal(0, 0.2, 6).astype(np.float32)
+    w2 = rng.normal(0.5, 1.0, (5, 6)).astype(np.float32)
+    w3 = rng.normal(0.5, 1.0, (3, 5)).astype(np.float32)
+    tau = rng.uniform(2e-3, 2e-2, 6).astype(np.float32)
+    r, leak = rng.uniform(0.5, 2.0, 6).astype(np.float32), rng.uniform(-0.2, 0.3, 6).astype(np.float32)
+    thr = rng.uniform(0.5, 1.5, 6).astype(np.float32)
+    tau_syn, tau_mem = np.full(5, 4e-3, np.float32), np.full(5, 1e-2, np.float32)
+    graph = nir.NIRGraph(nodes={
+        "in": nir.Input(input_type=np.array([4])),
+        "a1": nir.Affine(weight=w1, bias=b1),
+        "lif": nir.LIF(tau=tau, r=r, v_leak=leak, v_threshold=thr),
+        "a2": nir.Linear(weight=w2),
+        "cuba": nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, r=np.full(5, 3.0, np.float32),
+                            v_leak=np.zeros(5, np.float32), v_threshold=np.full(5, 0.8, np.float32),
+                            w_in=np.full(5, 2.0, np.float32)),
+        "a3": nir.Linear(weight=w3),
+        "if": nir.IF(r=np.full(3, 400.0, np.float32), v_threshold=np.full(3, 1.0, np.float32)),
+        "out": nir.Output(output_type=np.array([3]))},
+        edges=[("in", "a1"), ("a1", "lif"), ("lif", "a2"), ("a2", "cuba"), ("cuba", "a3"), ("a3", "if"),
+               ("if", "out")])
+    x = _spikes((steps, batch, 4), seed=2, rate=0.4)
+
+    def euler(current, decay, gain, bias, threshold):
+        v, s, out = np.zeros(current.shape[1:]), np.zeros(current.shape[1:]), []
+        for t in range(steps):
+            v = decay * v * (1 - s) + gain * current[t] + bias   # reset to 0 after a spike, then integrate
+            s = (v > threshold).astype(np.float64)
+            out.append(s)
+        return np.stack(out)
+
+    s1 = euler(x @ w1.T + b1, 1 - dt / tau, dt * r / tau, dt * leak / tau, thr)
+    syn, i = [], np.zeros((batch, 5))
+    for t in range(steps):
+        i = (1 - dt / tau_syn) * i + dt * 2.0 / tau_syn * (s1[t] @ w2.T)
+        syn.append(i)
+    s2 = euler(np.stack(syn), 1 - dt / tau_mem, dt * 3.0 / tau_mem, 0.0, 0.8)
+    s3 = euler(s2 @ w3.T, 1.0, dt * 400.0, 0.0, 1.0)
+    out, layers = snir.from_nir(graph, dt=dt)(jnp.asarray(x))
+    for mine, theirs in zip(layers[1:], (s1, s2, s3)):
+        np.testing.assert_array_equal(np.asarray(mine), theirs)
+    assert all(0 < s.sum() < s.size for s in (s1, s2, s3)), [s.sum() for s in (s1, s2, s3)]  # not vacuous
+    np.testing.assert_array_equal(np.asarray(out), s3)
+
+
+@pytest.mark.parametrize("kind", ["lif", "cuba_lif"])
+@pytest.mark.parametrize("name", ["mlp", "conv"])
+def test_spikejax_models_round_trip_through_a_nir_file_spike_for_spike(name, kind, tmp_path):
+    model = _model(name, kind)
+    path = str(tmp_path / "model.nir")
+    nir.write(path, snir.to_nir(model))
+    network = snir.from_nir(path)
+    x = _spikes((20, 4) + FRAME)
+    out, layers = model(jnp.asarray(x))
+    out_nir, layers_nir = network(jnp.asarray(x.reshape(20, 4, -1) if name == "mlp" else x))
+    assert len(layers) == len(layers_nir)
+    for mine, theirs in zip(layers[1:], layers_nir[1:]):
+        mine, theirs = np.asarray(mine), np.asarray(theirs)
+        if mine.ndim == 5:  # spikejax computes convs in NHWC, NIR in NCHW
+            mine = np.moveaxis(mine, -1, 2)
+        np.testing.assert_array_equal(mine, theirs)
+        assert 0 < theirs.sum()
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(out_nir))
+
+
+def test_what_nir_or_spikejax_cannot_express_is_refused_by_name():
+    with pytest.raises(snir.NIRError, match="reset='zero'"):
+        snir.to_nir(_model("mlp", "lif", reset="subtract"))
+    approximate = snir.to_nir(_model("mlp", "lif", reset="subtract"), approximate=True)
+    assert np.all(approximate.nodes["lif0"].v_reset == 0)
+
+    def graph(extra_nodes, edges):
+        nodes = {"in": nir.Input(input_type=np.array([2])), "a": nir.Linear(weight=np.eye(2, dtype=np.float32)),
+                 "lif": nir.LIF(tau=np.full(2, 1e-2), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2)),
+                 "out": nir.Output(output_type=np.array([2])), **extra_nodes}
+        return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+    chain = [("in", "a"), ("a", "lif"), ("lif", "out")]
+    with pytest.raises(snir.NIRError, match="'delay'.*Delay"):
+        snir.from_nir(graph({"delay": nir.Delay(delay=np.ones(2))}, chain + [("lif", "delay")]))
+    with pytest.raises(snir.NIRError, match="recurrent edge"):
+        snir.from_nir(graph({"rec": nir.Linear(weight=np.eye(2, dtype=np.float32))},
+                            chain + [("lif", "rec"), ("rec", "a")]))
+    with pytest.raises(snir.NIRError, match="shorter than dt"):
+        snir.from_nir(graph({}, chain), dt=0.1)
+    reset = graph({}, chain)
+    reset.nodes["lif"].v_reset = np.full(2, -0.5)
+    with pytest.raises(snir.NIRError, match="'lif' resets to v_reset = -0.5"):
+        snir.from_nir(reset)
+
+
+@pytest.mark.slow
+def test_export_command_writes_the_trained_run_and_refuses_a_subtractive_reset(digits_data_dir, tmp_path):
+    import contextlib
+    import io
+    import subprocess
+    import sys
+
+    from flax import nnx
+
+    from spikejax import data, evaluate, train
+    from tests.test_train import REPO, small_config
+
+    runs = {}
+    for reset in ("zero", "subtract"):
+        config = small_config(digits_data_dir, max_steps=3, **{"model.neuron.reset": reset})
+        runs[reset] = str(tmp_path / reset)
+        with contextlib.redirect_stdout(io.StringIO()):
+            train.train_and_evaluate(config, runs[reset])
+    command = [sys.executable, "-m", "experiments.export", f"--workdir={runs['zero']}", "--dt=1e-3"]
+    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "checkpoint step 3" in out.stdout
+    network = snir.from_nir(f"{runs['zero']}/model.nir", dt=1e-3)
+    config = evaluate.saved_config(runs["zero"])
+    state, *_, graphdef, _ = evaluate.restore(config, runs["zero"])
+    model = nnx.merge(graphdef, state["params"])
+    split = data.load("digits_events", "test", data_dir=digits_data_dir)
+    x = np.moveaxis(split.dense(np.arange(32)).astype(np.float32), 1, 0)
+    mine = np.asarray(model(jnp.asarray(x))[0])
+    theirs = np.asarray(network(jnp.asarray(x.reshape(x.shape[:2] + (-1,))))[0])
+    assert mine.sum() > 0
+    np.testing.assert_array_equal(mine, theirs)
+    out = subprocess.run([sys.executable, "-m", "experiments.export", f"--workdir={runs['subtract']}"], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "NIR has no subtractive reset" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1

@@ -1,0 +1,144 @@
+"""spikejax <-> NIR <-> snnTorch and Norse, spike for spike (marker `interop`).
+
+Needs the pinned `interop` extra, which CI does not install (torch is large):
+
+  pip install -e ".[test,interop]" --extra-index-url https://download.pytorch.org/whl/cpu
+  python -m pytest -q -m interop tests/test_nir_interop.py
+
+Exported models are trained for a few steps on digits_events with `reset="zero"` and run on 64 test
+samples of its test split. The imported frameworks' Flatten(0) would flatten the batch too (see
+spikejax.nir), so the check sets their Flatten modules to start at dimension 1.
+"""
+import contextlib
+import io
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.interop
+torch = pytest.importorskip("torch")
+snntorch = pytest.importorskip("snntorch")
+norse = pytest.importorskip("norse.torch")
+nir = pytest.importorskip("nir")
+
+import jax.numpy as jnp  # noqa: E402
+
+from spikejax import data, evaluate, train  # noqa: E402
+from spikejax import nir as snir  # noqa: E402
+from tests.test_train import small_config  # noqa: E402
+
+DT = 1e-4  # snnTorch's importer assumes this step
+SAMPLES = 64
+
+
+def _trained(data_dir, workdir, **overrides):
+    from flax import nnx
+
+    config = small_config(data_dir, max_steps=10, **{"model.neuron.reset": "zero", "model.hidden": (64,),
+                                                      **overrides})
+    with contextlib.redirect_stdout(io.StringIO()):
+        train.train_and_evaluate(config, workdir)
+    state, _, _, _, graphdef, _ = evaluate.restore(config, workdir)
+    return nnx.merge(graphdef, state["params"]), config
+
+
+def _test_inputs(data_dir, flat: bool) -> np.ndarray:
+    split = data.load("digits_events", "test", data_dir=data_dir)
+    x = np.moveaxis(split.dense(np.arange(SAMPLES)).astype(np.float32), 1, 0)  # [T, B, P, H, W]
+    return x.reshape(x.shape[:2] + (-1,)) if flat else x
+
+
+def _run_torch(module, x, stateful: bool) -> np.ndarray:
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.Flatten):
+            sub.start_dim = 1
+    out, state = [], None
+    with torch.no_grad():
+        for t in range(x.shape[0]):
+            if stateful:
+                y, state = module(torch.tensor(x[t]), state)
+            else:
+                y = module(torch.tensor(x[t]))
+                y = y[0] if isinstance(y, tuple) else y
+            out.append(y.numpy())
+    return np.stack(out)
+
+
+def _in_snntorch(graph, x):
+    from snntorch import utils
+    from snntorch.import_nir import import_from_nir
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints a warning per layer about its w_scale hack
+        module = import_from_nir(graph)
+    utils.reset(module)
+    return _run_torch(module, x, stateful=False)
+
+
+def _in_norse(graph, x):
+    return _run_torch(norse.from_nir(graph, dt=DT), x, stateful=True)
+
+
+@pytest.mark.parametrize("model,kind", [("mlp", "lif"), ("mlp", "cuba_lif"), ("conv", "lif")])
+def test_exported_models_spike_identically_in_snntorch_and_norse(digits_data_dir, tmp_path, model, kind):
+    trained, _ = _trained(digits_data_dir, str(tmp_path / "run"), **{"model.name": model,
+                                                                      "model.neuron.kind": kind})
+    path = str(tmp_path / "model.nir")
+    nir.write(path, snir.to_nir(trained, dt=DT))
+    graph = nir.read(path)
+    x = _test_inputs(digits_data_dir, flat=model == "mlp")
+    mine = np.asarray(trained(jnp.asarray(_test_inputs(digits_data_dir, flat=False)))[0])
+    assert 0 < mine.sum() < mine.size
+    for name, theirs in (("snnTorch", _in_snntorch(graph, x)), ("Norse", _in_norse(graph, x))):
+        mismatches = int(np.sum(theirs != mine))
+        print(f"{model}/{kind} in {name}: {mismatches} of {int(mine.sum())} output spikes differ")
+        assert mismatches == 0, name
+
+
+def test_a_subtractive_reset_exported_approximately_differs(digits_data_dir, tmp_path):
+    """What approximate=True costs: the same trained weights, run with NIR's reset to zero."""
+    trained, _ = _trained(digits_data_dir, str(tmp_path / "run"), **{"model.neuron.reset": "subtract"})
+    graph = snir.to_nir(trained, dt=DT, approximate=True)
+    mine = np.asarray(trained(jnp.asarray(_test_inputs(digits_data_dir, flat=False)))[0])
+    theirs = _in_snntorch(graph, _test_inputs(digits_data_dir, flat=True))
+    differ = int(np.sum(theirs != mine))
+    print(f"subtractive reset exported with approximate=True: {differ} of {int(mine.sum())} output spikes differ")
+    assert differ > 0
+
+
+def _drive(seed=0, steps=25, batch=8, features=20):
+    return (np.random.default_rng(seed).random((steps, batch, features)) < 0.3).astype(np.float32)
+
+
+def test_graphs_exported_by_snntorch_and_norse_run_in_spikejax_with_their_spikes():
+    """snnTorch: Linear + Leaky(reset zero, per-neuron beta/threshold), its own export; Norse: Linear +
+    LIFBoxCell at dt = 1e-4. Norse 1.1.0 writes tau = dt / tau_mem_inv, which its own importer reads back
+    as tau_mem_inv / dt: exporting with dt=1 writes the true tau = 1 / tau_mem_inv."""
+    from snntorch import utils
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(0)
+    x = _drive()
+    leaky = lambda n, beta, threshold: snntorch.Leaky(
+        beta=torch.full((n,), beta), threshold=torch.full((n,), threshold), reset_mechanism="zero",
+        reset_delay=False, init_hidden=True)
+    net = torch.nn.Sequential(torch.nn.Linear(20, 16), leaky(16, 0.9, 1.0), torch.nn.Linear(16, 5),
+                              leaky(5, 0.8, 0.7))
+    for layer in (net[0], net[2]):
+        layer.weight.data *= 3
+    with contextlib.redirect_stdout(io.StringIO()):
+        graph = export_to_nir(net, torch.zeros(1, 20), ignore_dims=[0])
+    utils.reset(net)
+    with torch.no_grad():
+        reference = np.stack([net(torch.tensor(x[t])).numpy() for t in range(len(x))])
+    ours = np.asarray(snir.from_nir(graph, dt=DT)(jnp.asarray(x))[0])
+    assert 0 < reference.sum() and np.array_equal(ours, reference)
+
+    cell = lambda inv, threshold: norse.LIFBoxCell(norse.LIFBoxParameters(tau_mem_inv=torch.tensor(inv),
+                                                                          v_th=torch.tensor(threshold)), dt=DT)
+    model = norse.SequentialState(torch.nn.Linear(20, 16), cell(500.0, 1.0), torch.nn.Linear(16, 5), cell(300.0, 0.7))
+    for layer in (model[0], model[2]):
+        layer.weight.data *= 80
+    graph = norse.to_nir(model, torch.zeros(1, 20), dt=1.0)
+    reference = _run_torch(model, x, stateful=True)
+    ours = np.asarray(snir.from_nir(graph, dt=DT)(jnp.asarray(x))[0])
+    assert 0 < reference.sum() and np.array_equal(ours, reference)
