@@ -31,8 +31,8 @@ setup(
         "test": ["pytest>=7.4", "nir>=1.0.8"],
         "nir": ["nir>=1.0.8"],  # spikejax.nir, experiments.export
         # cross-framework NIR checks (pytest -m interop): exact versions, as their importers' conventions
-        # (dt, r, resets, Flatten) change between releases; torch from the CPU index
-        "interop": ["nir==1.0.8", "snntorch==1.0.0", "norse==1.1.0", "torch>=2.1"],
+        # (dt, r, resets, Flatten) and NeuroBench's counting change between releases; torch from the CPU index
+        "interop": ["nir==1.0.8", "snntorch==1.0.0", "norse==1.1.0", "neurobench==2.3.0", "torch>=2.1"],
         "bench": ["torch>=2.1", "snntorch>=0.9", "spyx>=1.0"],
     },
 )

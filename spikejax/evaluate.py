@@ -44,7 +44,12 @@ def eval_step(params, inputs, labels, mask, *, graphdef, loss_fn, fan_out, axis_
     nowhere. With `axis_name`, the sums are psum'd over that mesh axis."""
     out, layers = apply_model(graphdef, params, inputs, frame_shape)
     weights = mask.astype(jnp.float32)
+    model = nnx.merge(graphdef, params)
+    ops = [readout.neurobench_ops(*c) for c in model.connections(layers)]
+    activity = [readout.active_neurons(h) for h in layers[1:]]
     sums = {
+        "neurobench": jnp.stack([jnp.sum(sum(o[k] for o in ops) * weights) for k in range(3)]
+                                + [jnp.sum(sum(a[k] for a in activity) * weights) for k in range(2)]),
         "examples": jnp.sum(weights),
         "loss": loss_fn(out, labels, mask=mask) * jnp.sum(weights),
         "correct_over_time": jnp.sum(readout.correct_over_time(out, labels) * weights, axis=1),
@@ -147,7 +152,16 @@ def summarize(totals: dict, config) -> dict:
         },
         "spikes_per_sample": {**spikes, "total": float(sum(v for k, v in spikes.items() if k != "input"))},
         "synops_per_sample": {**synops, "total": float(sum(synops.values()))},
+        "neurobench": neurobench_summary(totals["neurobench"], n),
     }
+
+
+def neurobench_summary(sums, examples: float) -> dict:
+    """NeuroBench 2.3's workload figures per sample (see `readout.neurobench_ops`): effective ACs and
+    MACs, the dense-equivalent operation count, and activation sparsity over the spiking layers."""
+    ac, mac, dense, active, neurons = (float(v) for v in np.asarray(sums))
+    return {"effective_acs": ac / examples, "effective_macs": mac / examples, "dense": dense / examples,
+            "activation_sparsity": 1.0 - active / neurons if neurons else 0.0}
 
 
 def restore(config, workdir: str):

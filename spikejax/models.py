@@ -16,6 +16,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -81,6 +82,15 @@ class SpikingMLP(nnx.Module):
             spikes.append(x)
         return x, spikes
 
+    def connections(self, spikes):
+        """Each dense layer's (input [T, B, F_in], nonzero fan-out [F_in], all fan-out) from the spikes
+        __call__ returns; for `readout.neurobench_ops`."""
+        out = []
+        for layer, x in zip(self.layers, spikes[:-1]):
+            kernel = layer.kernel[...]
+            out.append((x, jnp.sum(kernel != 0, axis=1), kernel.shape[1]))
+        return out
+
 
 class SpikingConvNet(nnx.Module):
     """conv 16c5 -> pool2 -> conv 32c3 -> pool2 -> dense 512 -> num_classes, LIF after every conv/dense.
@@ -125,6 +135,35 @@ class SpikingConvNet(nnx.Module):
             x = self.neuron(_time_distributed(layer, x))
             spikes.append(x)
         return x, spikes
+
+    def connections(self, spikes):
+        """Each conv and dense layer's (input [T, B, ...] as the layer sees it, i.e. after the average pool,
+        nonzero fan-out, all fan-out), from the spikes __call__ returns; for `readout.neurobench_ops`. A conv
+        input's fan-out counts the output positions and channels it reaches, padded border taps excluded."""
+        pool = lambda y: _time_distributed(lambda z: nnx.avg_pool(z, (2, 2), strides=(2, 2)), y)
+        inputs = [spikes[0]] + [pool(s) for s in spikes[1:len(self.convs)]]
+        out = []
+        for conv, x in zip(self.convs, inputs):
+            kernel = conv.kernel[...]
+            out.append((x, _conv_fan_out(kernel != 0, x.shape[2:]), _conv_fan_out(jnp.ones_like(kernel), x.shape[2:])))
+        flat = pool(spikes[len(self.convs)])
+        flat = flat.reshape(flat.shape[:2] + (-1,))
+        for layer, x in ((self.dense, flat), (self.out, spikes[-2])):
+            kernel = layer.kernel[...]
+            out.append((x, jnp.sum(kernel != 0, axis=1), kernel.shape[1]))
+        return out
+
+
+def _conv_fan_out(kernel, frame):
+    """[H, W, C_in]: how many (output position, output channel) taps of a stride-1 SAME convolution with
+    `kernel` [kh, kw, C_in, C_out] each input position feeds (zero kernel entries excluded): the gradient of
+    the sum of the outputs with respect to an all-ones input."""
+    def total(u):
+        y = jax.lax.conv_general_dilated(u, kernel.astype(jnp.float32), (1, 1), "SAME",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jnp.sum(y)
+
+    return jax.grad(total)(jnp.ones((1,) + tuple(frame), jnp.float32))[0]
 
 
 def build(name: str, frame_shape: Sequence[int], num_classes: int, neuron: Neuron, *, seed: int,

@@ -4,7 +4,8 @@ Output spikes are time-major [T, B, C]; counts up to step t are n_t = sum_{k<=t}
 output is all silent has no prediction (-1) and counts as wrong; ties go to the lowest class index.
 
 Energy proxies (the paper's): spikes per sample, and synaptic operations (SynOps) per sample,
-sum over neurons of spikes x fan-out (the number of synapses each spike drives).
+sum over neurons of spikes x fan-out (the number of synapses each spike drives). NeuroBench's definitions
+(effective ACs/MACs, dense operations, activation sparsity) are `neurobench_ops` and `active_neurons`.
 
 This module imports only jax and numpy.
 """
@@ -102,3 +103,41 @@ def synops(spikes, fan_out):
     spikes = jnp.asarray(spikes, jnp.float32)
     per_neuron = spike_counts(spikes) * jnp.asarray(fan_out, jnp.float32)
     return jnp.sum(per_neuron.reshape(spikes.shape[1], -1), axis=-1)
+
+
+def neurobench_ops(inputs, fan_out_nonzero, fan_out_all):
+    """NeuroBench's synaptic operations of one connection layer (NeuroBench 2.3 `SynapticOperations`).
+
+    NeuroBench applies the layer with every nonzero weight set to 1 (bias excluded) to its input with
+    every nonzero value set to 1, and sums the outputs: per step and sample that is
+    ops[t, b] = sum_i [x[t, b, i] != 0] * fan_out_nonzero[i], where fan_out_nonzero[i] is the number of
+    nonzero weights input i drives (spikes x fan-out for a dense layer; for a convolution, padded border
+    taps are not counted). The operations count as accumulates (ACs) when every input value of that step
+    is in {-1, 0, 1} (spikes) and as multiply-accumulates (MACs) otherwise (e.g. after average pooling).
+    NeuroBench decides this per step over its whole batch; here it is decided per step and sample.
+    "Dense" is the same count with all inputs and weights set to 1.
+
+    Args:
+      inputs: the connection's input [T, B, *in_shape].
+      fan_out_nonzero, fan_out_all: [*in_shape] (or broadcastable), per input position.
+
+    Returns:
+      (ACs [B], MACs [B], dense [B]), float32, summed over time.
+    """
+    x = jnp.asarray(inputs, jnp.float32)
+    steps, batch = x.shape[:2]
+    active = (x != 0).astype(jnp.float32)
+    ops = jnp.sum((active * jnp.asarray(fan_out_nonzero, jnp.float32)).reshape(steps, batch, -1), axis=-1)
+    binary = jnp.all(((x == 0) | (x == 1) | (x == -1)).reshape(steps, batch, -1), axis=-1)
+    dense = steps * jnp.sum(jnp.broadcast_to(jnp.asarray(fan_out_all, jnp.float32), x.shape[2:]))
+    return (jnp.sum(jnp.where(binary, ops, 0.0), axis=0), jnp.sum(jnp.where(binary, 0.0, ops), axis=0),
+            jnp.full((batch,), dense, jnp.float32))
+
+
+def active_neurons(spikes):
+    """(nonzero activations [B], all activations [B]) of a spiking layer [T, B, ...]; NeuroBench's
+    activation sparsity over layers is 1 - sum(nonzero) / sum(all)."""
+    spikes = jnp.asarray(spikes)
+    flat = spikes.reshape(spikes.shape[0], spikes.shape[1], -1)
+    count = flat.shape[0] * flat.shape[2]
+    return jnp.sum(flat != 0, axis=(0, 2)).astype(jnp.float32), jnp.full((flat.shape[1],), count, jnp.float32)

@@ -1,4 +1,4 @@
-"""spikejax <-> NIR <-> snnTorch and Norse, spike for spike (marker `interop`).
+"""spikejax <-> NIR <-> snnTorch and Norse, spike for spike, and NeuroBench's energy figures (marker `interop`).
 
 Needs the pinned `interop` extra, which CI does not install (torch is large):
 
@@ -142,3 +142,58 @@ def test_graphs_exported_by_snntorch_and_norse_run_in_spikejax_with_their_spikes
     reference = _run_torch(model, x, stateful=True)
     ours = np.asarray(snir.from_nir(graph, dt=DT)(jnp.asarray(x))[0])
     assert 0 < reference.sum() and np.array_equal(ours, reference)
+
+
+class _Stepper(torch.nn.Module):
+    """The imported snnTorch graph in the (spikes, state) form NeuroBench's SNNTorchModel steps through."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def reset(self):
+        from snntorch import utils
+
+        utils.reset(self.net)
+
+    def forward(self, x):
+        y = self.net(x)
+        return (y[0] if isinstance(y, tuple) else y), None
+
+
+@pytest.mark.parametrize("model", ["mlp", "conv"])
+def test_neurobench_through_snntorch_gives_spikejax_energy_figures(digits_data_dir, tmp_path, model):
+    """NeuroBench 2.3's SynapticOperations and ActivationSparsity, measured on the exported model run in
+    snnTorch, against eval.json's `neurobench` figures computed by spikejax on the same 64 test samples."""
+    neurobench = pytest.importorskip("neurobench")
+    from neurobench.benchmarks import Benchmark
+    from neurobench.metrics.workload import ActivationSparsity, SynapticOperations
+    from neurobench.models import SNNTorchModel
+    from snntorch.import_nir import import_from_nir
+
+    trained, config = _trained(digits_data_dir, str(tmp_path / "run"), **{"model.name": model})
+    with contextlib.redirect_stdout(io.StringIO()):
+        net = import_from_nir(snir.to_nir(trained, dt=DT))
+    for sub in net.modules():
+        if isinstance(sub, torch.nn.Flatten):
+            sub.start_dim = 1
+    x = _test_inputs(digits_data_dir, flat=model == "mlp")
+    labels = data.load("digits_events", "test", data_dir=digits_data_dir).labels[:SAMPLES]
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(
+        torch.tensor(np.moveaxis(x, 0, 1)), torch.tensor(labels)), batch_size=SAMPLES)
+    benchmark = Benchmark(SNNTorchModel(_Stepper(net)), loader, [], [], [[], [SynapticOperations, ActivationSparsity]])
+    theirs = benchmark.run(quiet=True)
+    from flax import nnx
+
+    graphdef, params = nnx.split(trained)
+    sums = evaluate.eval_step(params, jnp.asarray(_test_inputs(digits_data_dir, flat=False)), jnp.asarray(labels),
+                              jnp.ones(SAMPLES), graphdef=graphdef, loss_fn=lambda *a, **k: 0.0,
+                              fan_out=trained.fan_out)
+    mine = evaluate.neurobench_summary(sums["neurobench"], SAMPLES)
+    ops = theirs["SynapticOperations"]
+    print(f"{model}: NeuroBench {ops} sparsity {theirs['ActivationSparsity']:.6f}; spikejax {mine}")
+    assert mine["effective_acs"] == pytest.approx(ops["Effective_ACs"], rel=1e-6)
+    assert mine["effective_macs"] == pytest.approx(ops["Effective_MACs"], rel=1e-6)
+    assert mine["dense"] == pytest.approx(ops["Dense"], rel=1e-6)
+    assert mine["activation_sparsity"] == pytest.approx(theirs["ActivationSparsity"], abs=1e-9)
+    del neurobench
