@@ -29,6 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.dtype = "auto"  # compute dtype: "auto" (bf16 on GPU/TPU, f32 on CPU), "float32" or "bfloat16";
     # parameters and the membrane stay float32 in every case
     c.model.init_scale = 6.0  # variance scale of the fan-in initialisation
+    c.model.bias = True  # False: no bias anywhere (chips without one; exports as NIR Linear)
     c.model.neuron = ml_collections.ConfigDict()
     c.model.neuron.kind = "lif"  # "lif" or "cuba_lif"
     c.model.neuron.beta = 0.9

@@ -52,7 +52,7 @@ def model(config, frame=None, num_classes=None) -> nnx.Module:
     frame = frame_shape(config) if frame is None else tuple(frame)
     num_classes = data_lib.get_info(config.dataset).num_classes if num_classes is None else num_classes
     return models.build(m.name, frame, num_classes, neuron(config), seed=config.seed, hidden=tuple(m.hidden),
-                        dtype=compute_dtype(m.dtype), init_scale=m.init_scale)
+                        dtype=compute_dtype(m.dtype), init_scale=m.init_scale, bias=m.bias)
 
 
 def loss(config) -> Callable:

@@ -115,6 +115,7 @@ def _rules() -> dict[str, Rule]:
         "model.hidden": int_sequence(),
         "model.dtype": choice(["auto", "float32", "bfloat16"]),
         "model.init_scale": number(0.0, low_open=True),
+        "model.bias": boolean,
         "model.neuron.kind": choice(["lif", "cuba_lif"]),
         "model.neuron.beta": rate,
         "model.neuron.alpha": rate,
@@ -207,7 +208,7 @@ def validate(config) -> None:
 _RENAMED = {"model.neuron.checkpoint_every": ("model.neuron.recompute_chunk", lambda v: v or None)}
 _ZERO_MEANT_NONE = ("loss.window", "max_steps")
 # Fields added since 0.1.0, with the value that reproduces what an older run did.
-_ADDED = {"data.validation_fraction": 0.0}
+_ADDED = {"data.validation_fraction": 0.0, "model.bias": True}
 
 
 def upgrade(saved: dict) -> dict:

@@ -66,11 +66,11 @@ class SpikingMLP(nnx.Module):
     """Dense spiking network: in_features -> hidden... -> num_classes, a `Neuron` after every layer."""
 
     def __init__(self, in_features: int, hidden: Sequence[int], num_classes: int, neuron: Neuron, *,
-                 rngs: nnx.Rngs, dtype=jnp.float32, init_scale: float = 1.0):
+                 rngs: nnx.Rngs, dtype=jnp.float32, init_scale: float = 1.0, bias: bool = True):
         sizes = [in_features, *hidden, num_classes]
         init = _kernel_init(init_scale)
-        self.layers = nnx.List([nnx.Linear(a, b, dtype=dtype, param_dtype=jnp.float32, rngs=rngs, kernel_init=init)
-                                for a, b in zip(sizes[:-1], sizes[1:])])
+        self.layers = nnx.List([nnx.Linear(a, b, use_bias=bias, dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
+                                           kernel_init=init) for a, b in zip(sizes[:-1], sizes[1:])])
         self.neuron, self.dtype = neuron, dtype
         self.fan_out = tuple(sizes[1:]) + (0,)  # synapses driven by one spike of each spiking layer
 
@@ -100,21 +100,22 @@ class SpikingConvNet(nnx.Module):
 
     def __init__(self, frame_shape: Sequence[int], num_classes: int, neuron: Neuron, *, rngs: nnx.Rngs,
                  channels: Sequence[int] = (16, 32), kernels: Sequence[int] = (5, 3), hidden: int = 512,
-                 dtype=jnp.float32, init_scale: float = 1.0):
+                 dtype=jnp.float32, init_scale: float = 1.0, bias: bool = True):
         in_channels, height, width = frame_shape
         self.frame_shape = tuple(int(n) for n in frame_shape)
         init = _kernel_init(init_scale)
         convs, c = [], in_channels
         for out, k in zip(channels, kernels):
-            convs.append(nnx.Conv(c, out, (k, k), padding="SAME", dtype=dtype, param_dtype=jnp.float32,
-                                  kernel_init=init, rngs=rngs))
+            convs.append(nnx.Conv(c, out, (k, k), padding="SAME", use_bias=bias, dtype=dtype,
+                                  param_dtype=jnp.float32, kernel_init=init, rngs=rngs))
             c = out
             height, width = height // 2, width // 2
         self.convs = nnx.List(convs)
         flat = c * height * width
-        self.dense = nnx.Linear(flat, hidden, dtype=dtype, param_dtype=jnp.float32, kernel_init=init, rngs=rngs)
-        self.out = nnx.Linear(hidden, num_classes, dtype=dtype, param_dtype=jnp.float32, kernel_init=init,
-                              rngs=rngs)
+        self.dense = nnx.Linear(flat, hidden, use_bias=bias, dtype=dtype, param_dtype=jnp.float32, kernel_init=init,
+                                rngs=rngs)
+        self.out = nnx.Linear(hidden, num_classes, use_bias=bias, dtype=dtype, param_dtype=jnp.float32,
+                              kernel_init=init, rngs=rngs)
         self.neuron, self.dtype = neuron, dtype
         # a spike entering conv i drives k*k*out synapses (after a 2x2 average pool it reaches the next
         # conv through one pooled unit, so the same count holds); a dense input spike drives `hidden`
@@ -167,18 +168,19 @@ def _conv_fan_out(kernel, frame):
 
 
 def build(name: str, frame_shape: Sequence[int], num_classes: int, neuron: Neuron, *, seed: int,
-          hidden: Sequence[int] = (), dtype="float32", init_scale: float = 1.0) -> nnx.Module:
-    """A model by name ("mlp" or "conv") for inputs [T, B, *frame_shape]."""
+          hidden: Sequence[int] = (), dtype="float32", init_scale: float = 1.0, bias: bool = True) -> nnx.Module:
+    """A model by name ("mlp" or "conv") for inputs [T, B, *frame_shape]; `bias=False` leaves out every
+    bias (some neuromorphic chips have none)."""
     rngs = nnx.Rngs(seed)
     dtype = jnp.dtype(dtype)
     if name == "mlp":
         return SpikingMLP(math.prod(frame_shape), hidden, num_classes, neuron, rngs=rngs, dtype=dtype,
-                          init_scale=init_scale)
+                          init_scale=init_scale, bias=bias)
     if name == "conv":
         if len(frame_shape) != 3:
             raise ValueError(f"model 'conv' needs [P, H, W] frames, got frame shape {tuple(frame_shape)}")
         return SpikingConvNet(frame_shape, num_classes, neuron, rngs=rngs, dtype=dtype, init_scale=init_scale,
-                              **({"hidden": hidden[0]} if hidden else {}))
+                              bias=bias, **({"hidden": hidden[0]} if hidden else {}))
     raise ValueError(f"unknown model {name!r}; choose 'mlp' or 'conv'")
 
 

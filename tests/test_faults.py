@@ -219,6 +219,7 @@ def test_every_config_field_has_a_rule_and_each_rule_refuses_a_bad_value():
     assert fields == set(rules)
     bad = {"dataset": "mnist", "data_dir": "", "seed": -1, "data.time_bins": 0, "data.bin_width_us": 2.5,
            "data.downsample": 0, "data.validation_fraction": 1.0, "data.polarity": 1, "data.binarize": "yes",
+           "model.bias": "no",
            "data.options": 3, "model.name": "rnn",
            "model.hidden": (0,), "model.dtype": "float16", "model.init_scale": 0.0, "model.neuron.kind": "if",
            "model.neuron.beta": -0.1, "model.neuron.alpha": 1.01, "model.neuron.threshold": 0.0,

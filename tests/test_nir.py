@@ -18,9 +18,9 @@ def _spikes(shape, seed=0, rate=0.2):
     return (np.random.default_rng(seed).random(shape) < rate).astype(np.float32)
 
 
-def _model(name, kind, reset="zero"):
+def _model(name, kind, reset="zero", bias=True):
     neuron = models.Neuron(kind=kind, beta=0.9, alpha=0.7, threshold=1.0, reset=reset)
-    return models.build(name, FRAME, 5, neuron, seed=0, hidden=(32,), init_scale=6.0)
+    return models.build(name, FRAME, 5, neuron, seed=0, hidden=(32,), init_scale=6.0, bias=bias)
 
 
 def test_export_writes_the_euler_mapping():
@@ -90,12 +90,15 @@ def test_a_hand_built_graph_runs_as_a_numpy_euler_loop():
     np.testing.assert_array_equal(np.asarray(out), s3)
 
 
-@pytest.mark.parametrize("kind", ["lif", "cuba_lif"])
-@pytest.mark.parametrize("name", ["mlp", "conv"])
-def test_spikejax_models_round_trip_through_a_nir_file_spike_for_spike(name, kind, tmp_path):
-    model = _model(name, kind)
+@pytest.mark.parametrize("name,kind,bias", [("mlp", "lif", True), ("mlp", "cuba_lif", True), ("conv", "lif", True),
+                                            ("conv", "cuba_lif", True), ("mlp", "lif", False), ("conv", "lif", False)])
+def test_spikejax_models_round_trip_through_a_nir_file_spike_for_spike(name, kind, bias, tmp_path):
+    model = _model(name, kind, bias=bias)
     path = str(tmp_path / "model.nir")
-    nir.write(path, snir.to_nir(model))
+    graph = snir.to_nir(model)
+    assert {type(n).__name__ for n in graph.nodes.values()} >= ({"Affine"} if bias else {"Linear"})
+    assert bias or "Affine" not in {type(n).__name__ for n in graph.nodes.values()}
+    nir.write(path, graph)
     network = snir.from_nir(path)
     x = _spikes((20, 4) + FRAME)
     out, layers = model(jnp.asarray(x))
