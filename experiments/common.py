@@ -53,7 +53,7 @@ def config_path(dataset: str) -> str:
     return path if relative.startswith("..") else relative
 
 
-def _flag_value(argv: list[str], name: str) -> str | None:
+def flag_value(argv: list[str], name: str) -> str | None:
     """The last value given to --name in argv (forms --name=v and --name v), else None."""
     value = None
     for i, arg in enumerate(argv):
@@ -65,7 +65,7 @@ def _flag_value(argv: list[str], name: str) -> str | None:
 
 
 def _default_config(argv: list[str]) -> str | None:
-    dataset = _flag_value(argv, "dataset") or DEFAULT_DATASET
+    dataset = flag_value(argv, "dataset") or DEFAULT_DATASET
     return config_path(dataset) if dataset in DATASETS else None  # an unknown name: the --dataset enum says so
 
 
@@ -80,7 +80,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     and one-line errors (exit 2) instead of tracebacks."""
     argv = list(argv)
     for name, default in CONFIG_FILE_DEFAULTS.items():
-        path = default(argv[1:]) if _flag_value(argv[1:], name) is None else None
+        path = default(argv[1:]) if flag_value(argv[1:], name) is None else None
         if path is not None:
             argv.insert(1, f"--{name}={path}")
     try:

@@ -2,13 +2,15 @@
 
   python -m experiments.compare_losses                         # digits_events, configs/sweep.py's grid
   python -m experiments.compare_losses --quick                 # smoke run, about a minute
-  python -m experiments.compare_losses --seeds=10 --sweep.learning_rates=1e-3,3e-3 --workdir=runs/cmp
+  python -m experiments.compare_losses --seeds=10 --sweep.learning_rates='(1e-3,3e-3)' --workdir=runs/cmp
 
 Tunes every loss (mse, softmax, nll, nll_window) over its grid on the validation hold-out, trains each
 loss's chosen configuration with --seeds fresh seeds, tests it once, and writes <workdir>/comparison.md,
 comparison.json, replicas.jsonl and the plots (spikejax.sweep, spikejax.comparison). The replicas of a
 stage train together in one compiled program. Rerunning the same command resumes a killed sweep.
 """
+import sys
+
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -21,13 +23,8 @@ flags.DEFINE_integer("seeds", None, "Seeds per loss in the final stage (default:
 flags.DEFINE_bool("quick", False, "The smoke setting, configs/sweep.py:quick: about a minute on 2 CPU cores.")
 
 
-_QUICK_DEFAULT = []  # set when --quick chose the sweep file (no --sweep on the command line)
-
-
 def _default_sweep(argv):
     quick = any(arg in ("--quick", "--quick=true", "--quick=True") for arg in argv)
-    if quick:
-        _QUICK_DEFAULT.append(True)
     return common.config_path("sweep") + (":quick" if quick else "")
 
 
@@ -38,7 +35,7 @@ def sweep_config():
     import ml_collections
 
     sweep = ml_collections.ConfigDict(common.FLAGS.sweep.to_dict())
-    if common.FLAGS.quick and not _QUICK_DEFAULT:
+    if common.FLAGS.quick and common.flag_value(sys.argv[1:], "sweep") is not None:
         raise app.UsageError("--quick means --sweep=configs/sweep.py:quick; give one of the two")
     if common.FLAGS.seeds is not None:
         sweep.seeds = common.FLAGS.seeds

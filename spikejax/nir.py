@@ -262,6 +262,9 @@ class NIRNetwork:
             raise NIRError(f"spikejax runs graphs with one Input and one Output node, got inputs {inputs} and "
                            f"outputs {outputs}")
         self.input_name, self.output_name = inputs[0], outputs[0]
+        for name in self.order:
+            if name != self.input_name and not self.inputs[name]:
+                raise NIRError(f"node {name!r} has no incoming edge")
         self.fan_out = None
 
     def __call__(self, x):
@@ -273,8 +276,6 @@ class NIRNetwork:
                 values[name] = x
                 continue
             sources = self.inputs[name]
-            if not sources:
-                raise NIRError(f"node {name!r} has no incoming edge")
             value = values[sources[0]]
             for source in sources[1:]:
                 value = value + values[source]

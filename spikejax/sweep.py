@@ -41,7 +41,8 @@ from spikejax.errors import ConfigError, ConfigMismatchError, Interrupted
 from spikejax.loop import Progress, StopSignal, atomic_write_json, log, stop_now
 from spikejax.train import check_batch_split, checked_step_count, lock_workdir
 
-LABELS = ("mse", "softmax", "nll", "nll_window")
+LOSS_OF_LABEL = {"mse": "mse", "softmax": "softmax", "nll": "nll", "nll_window": "nll"}
+LABELS = tuple(LOSS_OF_LABEL)
 TUNE_SEED_OFFSET = 1000
 # the loss parameters each label's grid varies, with the sweep-config field that lists their values
 GRID_FIELDS = {"mse": (("true_rate", "mse_true_rates"), ("false_rate", "mse_false_rates")),
@@ -99,8 +100,8 @@ def configurations(sweep) -> list[dict]:
             combos = [c for c in combos if c["false_rate"] < c["true_rate"]]
         for learning_rate in sweep.learning_rates:
             for combo in combos:
-                out.append({"label": label, "loss": "mse" if label == "mse" else "softmax" if label == "softmax"
-                            else "nll", "learning_rate": float(learning_rate), **combo})
+                out.append({"label": label, "loss": LOSS_OF_LABEL[label], "learning_rate": float(learning_rate),
+                            **combo})
     return out
 
 

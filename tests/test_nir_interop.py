@@ -165,7 +165,7 @@ class _Stepper(torch.nn.Module):
 def test_neurobench_through_snntorch_gives_spikejax_energy_figures(digits_data_dir, tmp_path, model):
     """NeuroBench 2.3's SynapticOperations and ActivationSparsity, measured on the exported model run in
     snnTorch, against eval.json's `neurobench` figures computed by spikejax on the same 64 test samples."""
-    neurobench = pytest.importorskip("neurobench")
+    pytest.importorskip("neurobench")
     from neurobench.benchmarks import Benchmark
     from neurobench.metrics.workload import ActivationSparsity, SynapticOperations
     from neurobench.models import SNNTorchModel
@@ -196,4 +196,3 @@ def test_neurobench_through_snntorch_gives_spikejax_energy_figures(digits_data_d
     assert mine["effective_macs"] == pytest.approx(ops["Effective_MACs"], rel=1e-6)
     assert mine["dense"] == pytest.approx(ops["Dense"], rel=1e-6)
     assert mine["activation_sparsity"] == pytest.approx(theirs["ActivationSparsity"], abs=1e-9)
-    del neurobench
