@@ -75,23 +75,35 @@ def _out_struct(like, shape, dtype):
 
 
 @functools.cache
-def make_lif(beta: float, threshold: float, reset: str, name: str, frozen: tuple, detach_reset: bool,
-             chunk: int | None = None):
-    """Returns f(currents [T, ...]) -> spikes [T, ...] (currents' dtype) with a custom VJP, both Pallas."""
+def make_lif(beta: float | None, threshold: float | None, reset: str, name: str, frozen: tuple,
+             detach_reset: bool, chunk: int | None = None):
+    """Returns f(currents [T, ...], arrays) -> spikes [T, ...] (currents' dtype) with a custom VJP, both
+    Pallas. `beta`/`threshold` are floats (compiled in) or None: then arrays["beta"] / arrays["threshold"]
+    (broadcastable to currents[0]) are kernel inputs, and the backward kernel also sums their gradients
+    per neuron (`spikejax.lif_step`) in registers over the time loop."""
     from jax.experimental import pallas as pl
 
     derivative = functools.partial(surrogate_lib.SURROGATES[name][0], **dict(frozen))
     chunk = chunk or CHUNK
-    step = functools.partial(lif_step.membrane_step, beta=beta, threshold=threshold, reset=reset)
-    adjoint = functools.partial(lif_step.adjoint_step, beta=beta, threshold=threshold, reset=reset,
-                                detach_reset=detach_reset, derivative=derivative)
+    constants = dict(zip(("beta", "threshold"), (beta, threshold)))
+    learned = tuple(k for k, v in constants.items() if v is None)
+    padding = {"beta": 0.0, "threshold": 1.0}  # padded neurons: no input, never fire
+
+    def parameters(param_refs):
+        """{beta, threshold}: the constants, and the learned ones loaded for this block of neurons."""
+        out = dict(constants)
+        out.update({k: ref[0].astype(jnp.float32) for k, ref in zip(learned, param_refs)})
+        return out
 
     def spans(steps):
         """(number of full chunks, length of the trailing partial chunk), both static."""
         full = steps // chunk
         return full, steps - full * chunk
 
-    def forward_kernel(x_ref, s_ref, state_ref):
+    def forward_kernel(x_ref, *refs):
+        param_refs, (s_ref, state_ref) = refs[:len(learned)], refs[len(learned):]
+        params = parameters(param_refs)
+        step = functools.partial(lif_step.membrane_step, reset=reset, **params)
         steps = x_ref.shape[0]
         full, rest = spans(steps)
 
@@ -100,7 +112,7 @@ def make_lif(beta: float, threshold: float, reset: str, name: str, frozen: tuple
             currents = [x_ref[c * chunk + j].astype(jnp.float32) for j in range(length)]
             for j in range(length):
                 v = step(v, currents[j])
-                s_ref[c * chunk + j] = (v > threshold).astype(s_ref.dtype)
+                s_ref[c * chunk + j] = (v > params["threshold"]).astype(s_ref.dtype)
             return v
 
         v = jnp.zeros(x_ref.shape[1:], jnp.float32)
@@ -108,11 +120,18 @@ def make_lif(beta: float, threshold: float, reset: str, name: str, frozen: tuple
         if rest:
             run(full, v, rest)
 
-    def backward_kernel(x_ref, state_ref, gs_ref, gx_ref):
+    def backward_kernel(x_ref, state_ref, gs_ref, *refs):
+        n = len(learned)
+        param_refs, gx_ref, grad_refs = refs[:n], refs[n], refs[n + 1:]
+        params = parameters(param_refs)
+        step = functools.partial(lif_step.membrane_step, reset=reset, **params)
+        adjoint = functools.partial(lif_step.adjoint_step, reset=reset, detach_reset=detach_reset,
+                                    derivative=derivative, parameter_grads=bool(learned), **params)
         steps = x_ref.shape[0]
         full, rest = spans(steps)
 
-        def run(c, a, length):
+        def run(c, carry, length):
+            a, sums = carry
             v = state_ref[c]
             currents = [x_ref[c * chunk + j].astype(jnp.float32) for j in range(length)]
             membrane = []
@@ -121,14 +140,22 @@ def make_lif(beta: float, threshold: float, reset: str, name: str, frozen: tuple
                 membrane.append(v)
             grads = [gs_ref[c * chunk + j].astype(jnp.float32) for j in range(length)]
             for j in reversed(range(length)):
-                a = adjoint(a, membrane[j], grads[j])
+                out = adjoint(a, membrane[j], grads[j])
+                if learned:
+                    a, terms = out[0], dict(zip(("beta", "threshold"), out[1:]))
+                    sums = tuple(total + terms[k] for total, k in zip(sums, learned))
+                else:
+                    a = out
                 gx_ref[c * chunk + j] = a.astype(gx_ref.dtype)
-            return a
+            return a, sums
 
-        a = jnp.zeros(x_ref.shape[1:], jnp.float32)
+        zero = jnp.zeros(x_ref.shape[1:], jnp.float32)
+        carry = (zero, tuple(zero for _ in learned))
         if rest:
-            a = run(full, a, rest)
-        jax.lax.fori_loop(0, full, lambda i, a: run(full - 1 - i, a, chunk), a)
+            carry = run(full, carry, rest)
+        _, sums = jax.lax.fori_loop(0, full, lambda i, carry: run(full - 1 - i, carry, chunk), carry)
+        for ref, total in zip(grad_refs, sums):
+            ref[0] = total
 
     def call(kernel, inputs, outputs, aliases=None):
         steps, neurons = inputs[0].shape
@@ -141,36 +168,50 @@ def make_lif(beta: float, threshold: float, reset: str, name: str, frozen: tuple
             compiler_params=_compiler_params(block), name=kernel.__name__, input_output_aliases=aliases or {},
         )(*inputs)
 
-    def flat(x):
+    def flat(x, pad_value=0.0):
         steps, neurons = x.shape[0], x[0].size
         _, padded = _block_size(neurons)
         x = x.reshape(steps, neurons)
-        return jnp.pad(x, ((0, 0), (0, padded - neurons))) if padded != neurons else x
+        if padded == neurons:
+            return x
+        return jnp.pad(x, ((0, 0), (0, padded - neurons)), constant_values=pad_value)
 
-    def forward(currents):
+    def flat_parameters(arrays, like):
+        """The learned parameters broadcast to one step of the currents, as [1, padded M] f32 rows."""
+        step_shape = like.shape[1:]
+        return [flat(jnp.broadcast_to(arrays[k].astype(jnp.float32), step_shape)[None], padding[k])
+                for k in learned]
+
+    def forward(currents, arrays):
         x = flat(currents)
         steps, neurons = x.shape
         chunks = -(-steps // chunk)
-        spikes, state = call(forward_kernel, [x], [_out_struct(x, x.shape, x.dtype),
-                                                   _out_struct(x, (chunks, neurons), jnp.float32)])
-        return spikes, (x, state)
+        params = flat_parameters(arrays, currents)
+        spikes, state = call(forward_kernel, [x, *params], [_out_struct(x, x.shape, x.dtype),
+                                                             _out_struct(x, (chunks, neurons), jnp.float32)])
+        return spikes, (x, state, params, arrays)
 
     @jax.custom_vjp
-    def lif(currents):
-        spikes, _ = forward(currents)
+    def lif(currents, arrays):
+        spikes, _ = forward(currents, arrays)
         return _unflatten(spikes, currents.shape)
 
-    def lif_fwd(currents):
-        spikes, residual = forward(currents)
+    def lif_fwd(currents, arrays):
+        spikes, residual = forward(currents, arrays)
         return _unflatten(spikes, currents.shape), residual
 
     def lif_bwd(residual, grad_spikes):
-        x, state = residual
+        x, state, params, arrays = residual
         gs = flat(grad_spikes.astype(x.dtype))
+        rows = [_out_struct(gs, (1, x.shape[1]), jnp.float32) for _ in learned]
         # dL/dI overwrites the spike cotangent in place (each element is read before it is written, by the
         # same thread): one [T, M] buffer less at the backward's peak
-        (gx,) = call(backward_kernel, [x, state, gs], [_out_struct(gs, x.shape, x.dtype)], aliases={2: 0})
-        return (_unflatten(gx, grad_spikes.shape),)
+        gx, *sums = call(backward_kernel, [x, state, gs, *params], [_out_struct(gs, x.shape, x.dtype), *rows],
+                         aliases={2: 0})
+        step_shape = grad_spikes.shape[1:]
+        per_neuron = {k: _unflatten(total, (1,) + step_shape)[0] for k, total in zip(learned, sums)}
+        grads = {k: lif_step.sum_to_shape(g, arrays[k].shape).astype(arrays[k].dtype) for k, g in per_neuron.items()}
+        return _unflatten(gx, grad_spikes.shape), grads
 
     lif.defvjp(lif_fwd, lif_bwd)
     return lif

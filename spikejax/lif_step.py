@@ -6,12 +6,19 @@ Forward (s[t-1] = H(v[t-1] - threshold), the membrane before reset is the state)
   reset="subtract":  v[t] = beta*v[t-1] + I[t] - threshold*s[t-1]
   reset="zero":      v[t] = beta*v[t-1]*(1 - s[t-1]) + I[t]
 
-Adjoint, a[t] = dL/dv[t] = dL/dI[t]:
+Adjoint, a[t] = dL/dv[t] = dL/dI[t], and b[t] = the cotangent reaching s[t] through the surrogate:
 
-  a[t] = gv[t] + sigma'(v[t]-threshold) * (gs[t] + c_s*a[t+1]) + c_v[t]*a[t+1]
+  b[t] = gs[t] + c_s*a[t+1]          (c_s*a[t+1] only when the reset is differentiated)
+  a[t] = gv[t] + sigma'(v[t]-threshold) * b[t] + c_v[t]*a[t+1]
 
-with c_v = beta (subtract) or beta*(1 - s[t]) (zero), and c_s = -threshold (subtract) or -beta*v[t] (zero)
-when the reset is differentiated, else 0.
+with c_v = beta (subtract) or beta*(1 - s[t]) (zero), and c_s = -threshold (subtract) or -beta*v[t] (zero).
+
+Parameter gradients, summed over t (a[T] = 0). beta and threshold enter v[t+1] and s[t]:
+
+  dL/dbeta      = sum_t a[t+1] * v[t]                  (subtract)
+                  sum_t a[t+1] * v[t]*(1 - s[t])       (zero)
+  dL/dthreshold = sum_t -sigma'(v[t]-threshold) * b[t]  -  s[t]*a[t+1] (subtract only; the reset term
+                  -threshold*s[t] carries this part whether or not the reset is detached)
 """
 from __future__ import annotations
 
@@ -25,15 +32,37 @@ def membrane_step(v_prev, current, *, beta, threshold, reset):
 
 
 def adjoint_step(a_next, v, grad_spike, *, beta, threshold, reset, detach_reset, derivative,
-                 grad_membrane=None):
+                 grad_membrane=None, parameter_grads=False):
     """a[t] from a[t+1], v[t] and the cotangents of s[t] (and of v[t] when given).
-    `derivative`: the surrogate derivative as a function of v - threshold."""
+    `derivative`: the surrogate derivative as a function of v - threshold.
+
+    With `parameter_grads`, returns (a[t], step t's term of dL/dbeta, step t's term of dL/dthreshold),
+    elementwise in v's shape (the caller sums them over time and over broadcast axes)."""
+    spiked = (v > threshold).astype(v.dtype)
     if reset == "subtract":
         carry_v, carry_s = beta, -threshold
     else:
-        carry_v, carry_s = beta * (1.0 - (v > threshold).astype(v.dtype)), -beta * v
+        carry_v, carry_s = beta * (1.0 - spiked), -beta * v
     through_spike = grad_spike if detach_reset else grad_spike + carry_s * a_next
-    a = derivative(v - threshold) * through_spike
+    slope = derivative(v - threshold)
+    a = slope * through_spike
     if grad_membrane is not None:
         a = grad_membrane + a
-    return a + carry_v * a_next
+    a = a + carry_v * a_next
+    if not parameter_grads:
+        return a
+    if reset == "subtract":
+        d_beta = a_next * v
+        d_threshold = -slope * through_spike - spiked * a_next
+    else:
+        d_beta = a_next * v * (1.0 - spiked)
+        d_threshold = -slope * through_spike
+    return a, d_beta, d_threshold
+
+
+def sum_to_shape(x, shape):
+    """Sums x over the axes that broadcasting `shape` to x.shape expanded (the adjoint of the broadcast):
+    how a per-step parameter gradient becomes the gradient of a per-neuron [N] or per-layer [] parameter."""
+    x = x.sum(axis=tuple(range(x.ndim - len(shape))))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and x.shape[i] != 1)
+    return x.sum(axis=axes, keepdims=True) if axes else x

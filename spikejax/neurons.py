@@ -12,26 +12,29 @@ return spikes of the same shape and dtype. Time steps are dimensionless; `beta =
 The reset term carries no gradient unless `detach_reset=False`. The backward of H is a surrogate
 derivative from `spikejax.surrogate`.
 
-Two implementations compute the same function:
+`beta` and `threshold` are Python numbers (compiled in as constants) or arrays broadcastable to one step
+I[0] (learnable, per neuron [N] or per layer []); every implementation returns their gradients (the sums
+in `spikejax.lif_step`'s docstring), so a learnable neuron keeps the fast path.
 
-* "reference": `lax.scan` over a step written with `surrogate.spike`; plain autodiff. Supports traced
-  (learnable) `beta`/`threshold`.
-* "fused" (the default for Python-number `beta`/`threshold`): one `custom_vjp` over the whole sequence.
+Three implementations compute the same function:
+
+* "reference": `lax.scan` over a step written with `surrogate.spike`; plain autodiff.
+* "fused" (the default off GPU): one `custom_vjp` over the whole sequence.
   The forward scan keeps only the membrane v[T, ...] as residual (spikes are recomputed as v > threshold);
   the backward is a single reverse-time scan of the closed-form adjoint
       a[t] = dL/dv[t] = gv[t] + sigma'(v[t]-thr) * (gs[t] + c_s*a[t+1]) + c_v[t]*a[t+1],   dL/dI[t] = a[t]
   with c_v = beta (subtract) or beta*(1 - s[t]) (zero), and c_s = -threshold (subtract) or -beta*v[t]
-  (zero) when the reset is differentiated, else 0. With `checkpoint_every=K` it instead keeps the input
-  currents and one membrane state per K steps, and recomputes each chunk's membrane in the backward
-  (memory ~ T/K instead of T membrane copies beyond the input).
+  (zero) when the reset is differentiated, else 0, which also sums the parameter gradients when beta or
+  threshold is an array. With `checkpoint_every=K` it instead keeps the input currents and one membrane
+  state per K steps, and recomputes each chunk's membrane in the backward (memory ~ T/K instead of T
+  membrane copies beyond the input).
 * "pallas": the fused algorithm as two Pallas kernels (`spikejax.lif_pallas`) that each walk the whole
   time loop with the membrane in registers, keeping the input currents and one f32 state per 16 steps.
   The default on GPU (where XLA's scan pays a launch per step); off GPU it runs in Pallas' interpret
   mode, which is slow and meant for tests. Spikes only (no `return_membrane`), float32 state.
 
-`implementation="auto"` picks "pallas" on GPU and "fused" elsewhere, for Python-number `beta` and
-`threshold`; "reference" for array (learnable) ones; "fused" whenever `return_membrane`, a non-f32
-`state_dtype` or `checkpoint_every` is asked for.
+`implementation="auto"` picks "pallas" on GPU and "fused" elsewhere; "fused" whenever `return_membrane`,
+a non-f32 `state_dtype` or `checkpoint_every` is asked for.
 
 The membrane is integrated in `state_dtype` (float32 by default, also for bf16 input); spikes and input
 gradients are returned in the input dtype.
@@ -46,7 +49,7 @@ import jax
 import jax.numpy as jnp
 
 from spikejax import surrogate as surrogate_lib
-from spikejax.lif_step import adjoint_step, membrane_step
+from spikejax.lif_step import adjoint_step, membrane_step, sum_to_shape
 
 RESETS = ("subtract", "zero")
 IMPLEMENTATIONS = ("auto", "fused", "pallas", "reference")
@@ -56,7 +59,24 @@ def _is_static_number(x: Any) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
-def _check_inputs(currents, beta, threshold, reset, implementation, checkpoint_every):
+PARAMETERS = ("beta", "threshold")  # the LIF parameters that may be arrays (learnable)
+
+
+def _check_parameter_array(name, value, currents):
+    """A non-number parameter must be a floating array broadcastable to one step, currents.shape[1:]."""
+    if _is_static_number(value):
+        return
+    shape = jnp.shape(value)
+    try:
+        fits = jnp.broadcast_shapes(shape, currents.shape[1:]) == currents.shape[1:]
+    except ValueError:
+        fits = False
+    if not fits or not jnp.issubdtype(jnp.result_type(value), jnp.floating):
+        raise ValueError(f"{name} must be a Python number or a floating array broadcastable to one step of "
+                         f"the currents {currents.shape[1:]}, got {jnp.result_type(value)}{shape}")
+
+
+def _check_inputs(currents, parameters, reset, implementation, checkpoint_every):
     currents = jnp.asarray(currents)
     if currents.ndim < 1:
         raise ValueError(f"currents must be time-major [T, ...], got a scalar of shape {currents.shape}")
@@ -66,6 +86,9 @@ def _check_inputs(currents, beta, threshold, reset, implementation, checkpoint_e
         raise ValueError(f"reset must be one of {RESETS}, got {reset!r}")
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+    for name, value in parameters.items():
+        _check_parameter_array(name, value, currents)
+    beta, threshold = parameters["beta"], parameters["threshold"]
     if _is_static_number(beta) and not 0.0 <= beta <= 1.0:
         raise ValueError(f"beta must lie in [0, 1], got {beta}")
     if _is_static_number(threshold) and not threshold > 0.0:
@@ -73,6 +96,14 @@ def _check_inputs(currents, beta, threshold, reset, implementation, checkpoint_e
     if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
         raise ValueError(f"checkpoint_every must be a positive int or None, got {checkpoint_every!r}")
     return currents
+
+
+def _split(parameters: dict) -> tuple[tuple, dict]:
+    """({name: value} -> (static values as (float or None, ...) in PARAMETERS order, {name: array} of the
+    rest); the statics become compile-time constants, the arrays inputs with gradients."""
+    static = tuple(float(parameters[k]) if _is_static_number(parameters[k]) else None for k in PARAMETERS)
+    arrays = {k: jnp.asarray(parameters[k]) for k, v in zip(PARAMETERS, static) if v is None}
+    return static, arrays
 
 
 def lif(
@@ -93,8 +124,10 @@ def lif(
 
     Args:
       currents: input currents I, [T, ...], floating dtype (float32 or bfloat16).
-      beta: membrane decay per step, in [0, 1]; a Python float, or an array broadcastable to I[0]
-        (a learnable beta; uses the reference implementation).
+      beta: membrane decay per step, in [0, 1]; a Python float (a compile-time constant), or a floating
+        array broadcastable to I[0], e.g. [N] per neuron or [] per layer (learnable: every implementation
+        returns its gradient; keep it in range by a parametrisation such as beta = sigmoid(w), as
+        `spikejax.models.SpikingNeurons` does; an array is not range-checked).
       threshold: firing threshold (> 0), same forms as beta.
       reset: "subtract" or "zero".
       surrogate, surrogate_params: surrogate derivative by name and its parameters.
@@ -108,38 +141,36 @@ def lif(
     Returns:
       spikes [T, ...] in the dtype of `currents` (0/1 values), or (spikes, membrane) if return_membrane.
     """
-    currents = _check_inputs(currents, beta, threshold, reset, implementation, checkpoint_every)
+    parameters = {"beta": beta, "threshold": threshold}
+    currents = _check_inputs(currents, parameters, reset, implementation, checkpoint_every)
     name, frozen = surrogate_lib.resolve(surrogate, surrogate_params)
-    static = _is_static_number(beta) and _is_static_number(threshold)
-    if implementation in ("fused", "pallas") and not static:
-        raise ValueError(f"implementation={implementation!r} needs Python-number beta and threshold; "
-                         "use implementation='reference' for learnable (array) parameters")
+    static, arrays = _split(parameters)
     kernel_ok = not return_membrane and jnp.dtype(state_dtype) == jnp.float32 and checkpoint_every is None
     if implementation == "pallas" and not kernel_ok:
         raise ValueError("implementation='pallas' returns spikes only, integrates in float32 and chunks "
                          "time itself: drop return_membrane, state_dtype and checkpoint_every, or use 'fused'")
-    if implementation == "auto" and static and kernel_ok and jax.default_backend() == "gpu":
+    if implementation == "auto" and kernel_ok and jax.default_backend() == "gpu":
         implementation = "pallas"
     if implementation == "pallas":
         from spikejax import lif_pallas  # imported on use: it needs jax.experimental.pallas
 
-        return lif_pallas.make_lif(float(beta), float(threshold), reset, name, frozen, bool(detach_reset))(currents)
-    if implementation == "reference" or not static:
+        return lif_pallas.make_lif(*static, reset, name, frozen, bool(detach_reset))(currents, arrays)
+    if implementation == "reference":
         if checkpoint_every is not None:
             raise ValueError("checkpoint_every applies to the fused implementation only")
         spikes, membrane = _lif_reference(currents, beta, threshold, reset, name, frozen, detach_reset,
                                           jnp.dtype(state_dtype))
     else:
-        fn = _fused_lif(float(beta), float(threshold), reset, name, frozen, bool(detach_reset),
-                        jnp.dtype(state_dtype).name, checkpoint_every)
-        spikes, membrane = fn(currents)
+        fn = _fused_lif(*static, reset, name, frozen, bool(detach_reset), jnp.dtype(state_dtype).name,
+                        checkpoint_every)
+        spikes, membrane = fn(currents, arrays)
     return (spikes, membrane) if return_membrane else spikes
 
 
 def cuba_lif(
     currents: jax.Array,
     *,
-    alpha: float,
+    alpha: float | jax.Array,
     beta: float | jax.Array,
     return_membrane: bool = False,
     state_dtype: Any = jnp.float32,
@@ -151,18 +182,23 @@ def cuba_lif(
 
     Args:
       currents: input currents I [T, ...].
-      alpha: synaptic decay per step in [0, 1] (a Python float).
+      alpha: synaptic decay per step in [0, 1]: a Python float, or an array broadcastable to I[0]
+        (learnable; its gradient is the autodiff of this linear filter, a reverse scan as cheap as the
+        forward, while the LIF part keeps its fused or Pallas adjoint).
       beta, return_membrane, state_dtype, **lif_kwargs: as for `lif`.
 
     Returns:
       spikes [T, ...] in the dtype of `currents`, or (spikes, membrane).
     """
     currents = jnp.asarray(currents)
-    if not _is_static_number(alpha) or not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be a Python number in [0, 1], got {alpha!r}")
     if currents.ndim < 1 or not jnp.issubdtype(currents.dtype, jnp.floating):
         raise ValueError(f"currents must be floating point [T, ...], got {currents.dtype}{currents.shape}")
     state_dtype = jnp.dtype(state_dtype)
+    _check_parameter_array("alpha", alpha, currents)
+    if not _is_static_number(alpha):
+        alpha = jnp.asarray(alpha).astype(state_dtype)
+    elif not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
 
     def step(i_prev, current):
         i = alpha * i_prev + current.astype(state_dtype)
@@ -207,77 +243,103 @@ def _lif_reference(currents, beta, threshold, reset, name, frozen, detach_reset,
 
 @functools.cache
 def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_name, checkpoint_every):
+    """f(currents, arrays) -> (spikes, membrane) with a custom VJP. `beta`/`threshold`: a float (a
+    constant) or None (then arrays["beta"] / arrays["threshold"], whose gradients the adjoint pass sums,
+    see `spikejax.lif_step`)."""
     state_dtype = jnp.dtype(state_dtype_name)
     derivative = functools.partial(surrogate_lib.SURROGATES[name][0], **dict(frozen))
+    learned = tuple(k for k, v in zip(PARAMETERS, (beta, threshold)) if v is None)
 
-    def integrate(currents, v0):
+    def values(arrays):
+        """{beta, threshold} as constants or state_dtype arrays."""
+        out = dict(zip(PARAMETERS, (beta, threshold)))
+        out.update({k: arrays[k].astype(state_dtype) for k in learned})
+        return out
+
+    def integrate(currents, v0, params):
         """Forward recurrence from state v0 (before step 0): returns v [T, ...] in state_dtype."""
 
         def step(v_prev, current):
-            v = membrane_step(v_prev, current.astype(state_dtype), beta=beta, threshold=threshold, reset=reset)
+            v = membrane_step(v_prev, current.astype(state_dtype), reset=reset, **params)
             return v, v
 
         # v[-1] = 0 gives s[-1] = 0, matching the initial condition.
         return jax.lax.scan(step, v0, currents)
 
-    def adjoint(membrane, grad_spikes, grad_membrane, a_next):
-        """Reverse-time adjoint over a span; returns (dL/dv before the span, dL/dI for the span)."""
+    def adjoint(membrane, grad_spikes, grad_membrane, carry, params):
+        """Reverse-time adjoint over a span from carry (dL/dv after the span, parameter-gradient sums);
+        returns (the carry before the span, dL/dI for the span)."""
 
-        def step(a, xs):
+        def step(carry, xs):
+            a, sums = carry
             v, gs, gv = xs
-            a_here = adjoint_step(a, v, gs.astype(state_dtype), beta=beta, threshold=threshold, reset=reset,
-                                  detach_reset=detach_reset, derivative=derivative,
-                                  grad_membrane=gv.astype(state_dtype))
-            return a_here, a_here
+            out = adjoint_step(a, v, gs.astype(state_dtype), reset=reset, detach_reset=detach_reset,
+                               derivative=derivative, grad_membrane=gv.astype(state_dtype),
+                               parameter_grads=bool(learned), **params)
+            if not learned:
+                return (out, sums), out
+            a_here, terms = out[0], dict(zip(PARAMETERS, out[1:]))
+            return (a_here, {k: sums[k] + terms[k] for k in learned}), a_here
 
-        return jax.lax.scan(step, a_next, (membrane, grad_spikes, grad_membrane), reverse=True)
+        return jax.lax.scan(step, carry, (membrane, grad_spikes, grad_membrane), reverse=True)
 
-    def outputs(currents, membrane):
-        spikes = (membrane > threshold).astype(currents.dtype)
+    def outputs(currents, membrane, params):
+        spikes = (membrane > params["threshold"]).astype(currents.dtype)
         return spikes, membrane.astype(currents.dtype)
 
-    @jax.custom_vjp
-    def fused(currents):
-        _, membrane = integrate(currents, jnp.zeros_like(currents[0], state_dtype))
-        return outputs(currents, membrane)
+    def start(currents):
+        return jnp.zeros_like(currents[0], state_dtype)  # zeros_like keeps shard_map's varying axes
 
-    def fused_fwd(currents):
-        v0 = jnp.zeros_like(currents[0], state_dtype)  # zeros_like keeps shard_map's varying axes
+    def parameter_grads(sums, arrays):
+        return {k: sum_to_shape(sums[k], arrays[k].shape).astype(arrays[k].dtype) for k in learned}
+
+    @jax.custom_vjp
+    def fused(currents, arrays):
+        params = values(arrays)
+        _, membrane = integrate(currents, start(currents), params)
+        return outputs(currents, membrane, params)
+
+    def fused_fwd(currents, arrays):
+        params = values(arrays)
+        v0 = start(currents)
         if checkpoint_every is None:
-            _, membrane = integrate(currents, v0)
-            return outputs(currents, membrane), membrane
+            _, membrane = integrate(currents, v0, params)
+            return outputs(currents, membrane, params), (membrane, arrays)
         chunks, steps = _chunked(currents, checkpoint_every)
 
         def chunk(v_prev, chunk_currents):
-            v_last, membrane = integrate(chunk_currents, v_prev)
-            return v_last, (v_prev, outputs(chunk_currents, membrane))
+            v_last, membrane = integrate(chunk_currents, v_prev, params)
+            return v_last, (v_prev, outputs(chunk_currents, membrane, params))
 
         _, (starts, (spikes, membrane)) = jax.lax.scan(chunk, v0, chunks)
         merge = lambda x: x.reshape((-1,) + x.shape[2:])[:steps]
-        return (merge(spikes), merge(membrane)), (currents, starts)
+        return (merge(spikes), merge(membrane)), ((currents, starts), arrays)
 
     def fused_bwd(residual, grads):
+        residual, arrays = residual
+        params = values(arrays)
         grad_spikes, grad_membrane = grads
         if checkpoint_every is None:
             membrane = residual
-            a0 = jnp.zeros_like(membrane[0])
-            _, grad_currents = adjoint(membrane, grad_spikes, grad_membrane, a0)
-            return (grad_currents.astype(grad_spikes.dtype),)
+            zero = jnp.zeros_like(membrane[0])
+            (_, sums), grad_currents = adjoint(membrane, grad_spikes, grad_membrane,
+                                               (zero, {k: zero for k in learned}), params)
+            return grad_currents.astype(grad_spikes.dtype), parameter_grads(sums, arrays)
         currents, starts = residual
         chunks, steps = _chunked(currents, checkpoint_every)
         gs_chunks, _ = _chunked(grad_spikes, checkpoint_every)
         gv_chunks, _ = _chunked(grad_membrane, checkpoint_every)
 
-        def chunk(a_next, xs):
+        def chunk(carry, xs):
             v_prev, chunk_currents, gs, gv = xs
-            _, membrane = integrate(chunk_currents, v_prev)
-            a_first, grad_chunk = adjoint(membrane, gs, gv, a_next)
-            return a_first, grad_chunk
+            _, membrane = integrate(chunk_currents, v_prev, params)
+            return adjoint(membrane, gs, gv, carry, params)
 
-        a0 = jnp.zeros_like(currents[0], state_dtype)
-        _, grad_chunks = jax.lax.scan(chunk, a0, (starts, chunks, gs_chunks, gv_chunks), reverse=True)
+        zero = start(currents)
+        (_, sums), grad_chunks = jax.lax.scan(chunk, (zero, {k: zero for k in learned}),
+                                              (starts, chunks, gs_chunks, gv_chunks), reverse=True)
         grad_currents = grad_chunks.reshape((-1,) + grad_chunks.shape[2:])[:steps]
-        return (grad_currents.astype(currents.dtype),)
+        return grad_currents.astype(currents.dtype), parameter_grads(sums, arrays)
 
     fused.defvjp(fused_fwd, fused_bwd)
     return fused
