@@ -69,3 +69,16 @@ def replicate(tree, mesh):
     """Puts a host pytree (identical on every process) on every device of the mesh."""
     sharding = replicated(mesh)
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
+
+
+def varying(tree, axis_name: str):
+    """`tree` (replicated inside shard_map) marked as varying over `axis_name`.
+
+    Under shard_map, the gradient with respect to a replicated (invariant) input is already summed over the
+    devices (the transpose of the implicit broadcast is a psum), so `pmean` of it is the *sum* of the
+    per-device gradients. Taking the gradient with respect to this varying copy instead gives each device
+    its own gradient, which `lax.pmean` then averages. `lax.pcast(to="varying")` in newer jax, `pvary` before.
+    """
+    if hasattr(jax.lax, "pcast"):
+        return jax.lax.pcast(tree, axis_name, to="varying")
+    return jax.lax.pvary(tree, axis_name)

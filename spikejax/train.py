@@ -57,7 +57,10 @@ def train_step(state, inputs, labels, mask, *, graphdef, tx, loss_fn, rate_penal
                                              for h in layers[1:-1])
         return loss, out
 
-    (loss, out), grads = jax.value_and_grad(objective, has_aux=True)(state["params"])
+    params = state["params"]
+    if axis_name is not None:
+        params = parallel.varying(params, axis_name)  # per-device gradients, averaged by the pmean below
+    (loss, out), grads = jax.value_and_grad(objective, has_aux=True)(params)
     correct = (readout.predict(out) == labels).astype(jnp.float32)
     metrics = {"loss": loss, "accuracy": jnp.sum(correct * mask) / jnp.maximum(jnp.sum(mask), 1.0),
                "output_rate": jnp.mean(out.astype(jnp.float32))}

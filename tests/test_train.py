@@ -60,7 +60,10 @@ def test_four_devices_match_one_device(digits_data_dir):
     # spiking network: a rounding-size difference flips one spike at the threshold, which moves a count
     # by a whole unit (measured: bit-identical after step 1, 7e-4 apart after step 2). Adam would also
     # turn rounding noise in near-zero gradients into +-lr updates.
-    config = small_config(digits_data_dir, **{"optimizer.name": "sgd", "optimizer.learning_rate": 0.05})
+    # learnable beta and threshold: their gradients are summed per device and across devices
+    config = small_config(digits_data_dir, **{"optimizer.name": "sgd", "optimizer.learning_rate": 0.05,
+                                              "model.neuron.learn_beta": True, "model.neuron.learn_threshold": True,
+                                              "optimizer.warmup_steps": 0, "optimizer.schedule": "constant"})
     mesh_args = []
     split = data.load("digits_events", "train", data_dir=digits_data_dir)
     batches = [next(iter(data.TrainIterator(split, 64, seed=1, state={"epoch": 0, "position": i})))
@@ -75,6 +78,7 @@ def test_four_devices_match_one_device(digits_data_dir):
         for b in batches:
             state, metrics = step(state, *parallel.global_batch_arrays(mesh, b))
         assert len(state["params"]["layers"][0]["kernel"][...].sharding.device_set) == len(devices)
+        assert np.ptp(np.asarray(state["params"]["spiking"][0]["beta_raw"][...])) > 0  # per neuron, learned
         mesh_args.append((jax.device_get(state["params"]), float(metrics["loss"])))
     (one, loss_one), (four, loss_four) = mesh_args
     assert abs(loss_one - loss_four) < 1e-6
