@@ -43,6 +43,12 @@ def get_config() -> ml_collections.ConfigDict:
     # steps and recompute each K-step chunk in the backward (less memory for long T; fused LIF only)
     # auto (Pallas kernels on GPU, XLA scans elsewhere) | fused | pallas | reference
     c.model.neuron.implementation = "auto"
+    # trainable neuron parameters (beta = sigmoid(w), threshold = softplus(w), alpha = sigmoid(w), starting at
+    # the values above), one per neuron (dense feature / conv channel) or one per layer
+    c.model.neuron.learn_beta = False
+    c.model.neuron.learn_threshold = False
+    c.model.neuron.learn_alpha = False  # cuba_lif only
+    c.model.neuron.learn_shape = "neuron"  # "neuron" or "layer"
 
     c.loss = ml_collections.ConfigDict()
     c.loss.name = "nll"  # mse | softmax | nll

@@ -24,7 +24,9 @@ def neuron(config) -> models.Neuron:
                          reset=n.reset, surrogate=n.surrogate,
                          surrogate_params=tuple(sorted((k, float(v)) for k, v in dict(n.surrogate_params).items())),
                          detach_reset=bool(n.detach_reset), recompute_chunk=n.recompute_chunk,
-                         implementation=n.implementation)
+                         implementation=n.implementation, learn_beta=bool(n.learn_beta),
+                         learn_threshold=bool(n.learn_threshold), learn_alpha=bool(n.learn_alpha),
+                         learn_shape=n.learn_shape)
 
 
 def binning(config) -> data_lib.Binning:

@@ -126,6 +126,10 @@ def _rules() -> dict[str, Rule]:
         "model.neuron.detach_reset": boolean,
         "model.neuron.recompute_chunk": optional(integer(1)),
         "model.neuron.implementation": choice(IMPLEMENTATIONS),
+        "model.neuron.learn_beta": boolean,
+        "model.neuron.learn_threshold": boolean,
+        "model.neuron.learn_alpha": boolean,
+        "model.neuron.learn_shape": choice(["neuron", "layer"]),
         "loss.name": choice(sorted(LOSSES)),
         "loss.window": optional(integer(1)),
         "loss.min_count": number(0.0, low_open=True),
@@ -199,6 +203,14 @@ def validate(config) -> None:
         resolve(values["model.neuron.surrogate"], values["model.neuron.surrogate_params"])
     except ValueError as error:
         raise ConfigError(f"config field model.neuron.surrogate_params: {error}") from None
+    if values["model.neuron.learn_alpha"] and values["model.neuron.kind"] != "cuba_lif":
+        raise ConfigError("config field model.neuron.learn_alpha = True: needs model.neuron.kind = 'cuba_lif' "
+                          "(a plain LIF has no synaptic decay)")
+    for name in ("beta", "alpha"):
+        value = values[f"model.neuron.{name}"]
+        if values[f"model.neuron.learn_{name}"] and not 0.0 < value < 1.0:
+            raise ConfigError(f"config field model.neuron.{name} = {value!r}: a learnable {name} (sigmoid of a "
+                              "parameter) must start inside (0, 1)")
     if values["model.name"] == "conv" and len(values["model.hidden"]) != 1:
         raise ConfigError(f"config field model.hidden = {values['model.hidden']!r}: the conv model takes one "
                           "dense width, e.g. (512,)")
@@ -208,7 +220,9 @@ def validate(config) -> None:
 _RENAMED = {"model.neuron.checkpoint_every": ("model.neuron.recompute_chunk", lambda v: v or None)}
 _ZERO_MEANT_NONE = ("loss.window", "max_steps")
 # Fields added since 0.1.0, with the value that reproduces what an older run did.
-_ADDED = {"data.validation_fraction": 0.0, "model.bias": True}
+_ADDED = {"data.validation_fraction": 0.0, "model.bias": True, "model.neuron.learn_beta": False,
+          "model.neuron.learn_threshold": False, "model.neuron.learn_alpha": False,
+          "model.neuron.learn_shape": "neuron"}
 
 
 def upgrade(saved: dict) -> dict:

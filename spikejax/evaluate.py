@@ -101,6 +101,8 @@ def evaluate_params(config, workdir: str, params, *, mesh, graphdef, model, test
     and the two plots on process 0. Returns the eval dict."""
     kwargs = dict(mesh=mesh, graphdef=graphdef, model=model)
     result = {**evaluate_split(config, params, test_data, **kwargs), **(extra or {})}
+    local = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, params)
+    result["neuron"] = neuron_summary(config, nnx.merge(graphdef, local))  # replicated: any local copy
     if validation is not None:
         held = evaluate_split(config, params, validation, **kwargs)
         result["validation"] = {"accuracy": held["accuracy"], "num_examples": held["num_examples"],
@@ -154,6 +156,22 @@ def summarize(totals: dict, config) -> dict:
         "synops_per_sample": {**synops, "total": float(sum(synops.values()))},
         "neurobench": neurobench_summary(totals["neurobench"], n),
     }
+
+
+def neuron_summary(config, model) -> dict:
+    """eval.json's "neuron": the run's neuron config (model.neuron, with its learn_* fields) and, per spiking
+    layer (layer1, ..., output), mean / std / min / max of every learned parameter's value."""
+    from spikejax import config as config_lib
+
+    learned = {}
+    spiking = list(model.spiking)
+    names = [f"layer{i}" for i in range(1, len(spiking))] + ["output"]
+    for name, layer in zip(names, spiking):
+        values = {k: np.asarray(v, np.float64) for k, v in layer.values().items()}
+        if values:
+            learned[name] = {k: {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
+                                 "max": float(v.max()), "size": int(v.size)} for k, v in values.items()}
+    return {"config": config_lib.to_dict(config.model.neuron), "learned": learned}
 
 
 def neurobench_summary(sums, examples: float) -> dict:

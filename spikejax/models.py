@@ -22,10 +22,17 @@ from flax import nnx
 
 from spikejax import neurons
 
+LEARN_SHAPES = ("neuron", "layer")
+
 
 @dataclasses.dataclass(frozen=True)
 class Neuron:
-    """A spiking nonlinearity over time: [T, ...] currents -> [T, ...] spikes (see `neurons.lif`)."""
+    """A spiking nonlinearity over time: [T, ...] currents -> [T, ...] spikes (see `neurons.lif`).
+
+    `learn_beta` / `learn_threshold` / `learn_alpha` make those parameters trainable in every layer (held
+    by `SpikingNeurons`), one per neuron (`learn_shape="neuron"`: per feature of a dense layer, per channel
+    of a conv layer, shared over positions like its bias) or one per layer ("layer"); beta, threshold and
+    alpha are then their initial values."""
 
     kind: str = "lif"  # "lif" or "cuba_lif"
     beta: float = 0.9
@@ -37,18 +44,69 @@ class Neuron:
     detach_reset: bool = True
     recompute_chunk: int | None = None  # fused LIF: keep one state per this many steps (neurons.lif checkpoint_every)
     implementation: str = "auto"  # see neurons.lif
+    learn_beta: bool = False
+    learn_threshold: bool = False
+    learn_alpha: bool = False  # cuba_lif only
+    learn_shape: str = "neuron"  # "neuron" or "layer"
 
     def __post_init__(self):
         if self.kind not in ("lif", "cuba_lif"):
             raise ValueError(f"neuron kind must be 'lif' or 'cuba_lif', got {self.kind!r}")
+        if self.learn_shape not in LEARN_SHAPES:
+            raise ValueError(f"learn_shape must be one of {LEARN_SHAPES}, got {self.learn_shape!r}")
+        if self.learn_alpha and self.kind != "cuba_lif":
+            raise ValueError("learn_alpha needs kind='cuba_lif' (a plain LIF has no synaptic decay)")
+        for name in ("beta", "alpha"):
+            if getattr(self, f"learn_{name}") and not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"a learnable {name} is sigmoid(w): its initial value must lie in (0, 1), got "
+                                 f"{getattr(self, name)}")
 
-    def __call__(self, currents):
-        kwargs = dict(beta=self.beta, threshold=self.threshold, reset=self.reset, surrogate=self.surrogate,
+    @property
+    def learned(self) -> tuple[str, ...]:
+        """The names of the learnable parameters, e.g. ("beta", "threshold")."""
+        return tuple(k for k in ("beta", "threshold", "alpha") if getattr(self, f"learn_{k}"))
+
+    def __call__(self, currents, **values):
+        """`values`: beta / threshold / alpha arrays that replace the fixed numbers (see SpikingNeurons)."""
+        get = lambda k: values.get(k, getattr(self, k))
+        kwargs = dict(beta=get("beta"), threshold=get("threshold"), reset=self.reset, surrogate=self.surrogate,
                       surrogate_params=dict(self.surrogate_params), detach_reset=self.detach_reset,
                       checkpoint_every=self.recompute_chunk, implementation=self.implementation)
         if self.kind == "cuba_lif":
-            return neurons.cuba_lif(currents, alpha=self.alpha, **kwargs)
+            return neurons.cuba_lif(currents, alpha=get("alpha"), **kwargs)
         return neurons.lif(currents, **kwargs)
+
+
+# Parametrisations that keep the learnable parameters in range: value = forward(raw), raw = inverse(value).
+PARAMETRISATION = {
+    "beta": (jax.nn.sigmoid, lambda x: math.log(x / (1.0 - x))),  # (0, 1)
+    "alpha": (jax.nn.sigmoid, lambda x: math.log(x / (1.0 - x))),  # (0, 1)
+    "threshold": (jax.nn.softplus, lambda x: x + math.log(-math.expm1(-x))),  # > 0; log(exp(x) - 1), stable
+}
+
+
+class SpikingNeurons(nnx.Module):
+    """One layer's neurons: `neuron` over currents [T, B, ..., features], holding its learnable parameters as
+    unconstrained `nnx.Param`s `beta_raw`, `threshold_raw`, `alpha_raw` of shape [features] or []:
+
+      beta = sigmoid(beta_raw),  alpha = sigmoid(alpha_raw),  threshold = softplus(threshold_raw)
+
+    initialised so that they start at the neuron's numbers. With nothing learnable it holds no state (the
+    parameter tree is what it was before learnable neurons existed)."""
+
+    def __init__(self, neuron: Neuron, features: int):
+        self.neuron = neuron
+        shape = (features,) if neuron.learn_shape == "neuron" else ()
+        for name in neuron.learned:
+            raw = PARAMETRISATION[name][1](float(getattr(neuron, name)))
+            setattr(self, f"{name}_raw", nnx.Param(jnp.full(shape, raw, jnp.float32)))
+
+    def values(self) -> dict:
+        """{name: the parameter's value array} for the learnable parameters (f32, [features] or [])."""
+        return {name: PARAMETRISATION[name][0](getattr(self, f"{name}_raw")[...]) for name in self.neuron.learned}
+
+    def __call__(self, currents):
+        return self.neuron(currents, **self.values())
 
 
 def _time_distributed(layer, x):
@@ -71,14 +129,15 @@ class SpikingMLP(nnx.Module):
         init = _kernel_init(init_scale)
         self.layers = nnx.List([nnx.Linear(a, b, use_bias=bias, dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
                                            kernel_init=init) for a, b in zip(sizes[:-1], sizes[1:])])
+        self.spiking = nnx.List([SpikingNeurons(neuron, n) for n in sizes[1:]])
         self.neuron, self.dtype = neuron, dtype
         self.fan_out = tuple(sizes[1:]) + (0,)  # synapses driven by one spike of each spiking layer
 
     def __call__(self, x):
         x = x.reshape(x.shape[:2] + (-1,)).astype(self.dtype)
         spikes = [x]
-        for layer in self.layers:
-            x = self.neuron(_time_distributed(layer, x))
+        for layer, spiking in zip(self.layers, self.spiking):
+            x = spiking(_time_distributed(layer, x))
             spikes.append(x)
         return x, spikes
 
@@ -116,6 +175,7 @@ class SpikingConvNet(nnx.Module):
                                 rngs=rngs)
         self.out = nnx.Linear(hidden, num_classes, use_bias=bias, dtype=dtype, param_dtype=jnp.float32,
                               kernel_init=init, rngs=rngs)
+        self.spiking = nnx.List([SpikingNeurons(neuron, n) for n in (*channels, hidden, num_classes)])
         self.neuron, self.dtype = neuron, dtype
         # a spike entering conv i drives k*k*out synapses (after a 2x2 average pool it reaches the next
         # conv through one pooled unit, so the same count holds); a dense input spike drives `hidden`
@@ -127,13 +187,13 @@ class SpikingConvNet(nnx.Module):
     def __call__(self, x):
         x = jnp.moveaxis(x, 2, -1).astype(self.dtype)  # [T, B, H, W, P]
         spikes = [x]
-        for conv in self.convs:
-            x = self.neuron(_time_distributed(conv, x))
+        for conv, spiking in zip(self.convs, self.spiking):
+            x = spiking(_time_distributed(conv, x))
             spikes.append(x)
             x = _time_distributed(lambda y: nnx.avg_pool(y, (2, 2), strides=(2, 2)), x)
         x = x.reshape(x.shape[:2] + (-1,))
-        for layer in (self.dense, self.out):
-            x = self.neuron(_time_distributed(layer, x))
+        for layer, spiking in zip((self.dense, self.out), self.spiking[len(self.convs):]):
+            x = spiking(_time_distributed(layer, x))
             spikes.append(x)
         return x, spikes
 
@@ -189,4 +249,4 @@ def synops_fan_out(model) -> tuple[int, ...]:
     return model.fan_out
 
 
-__all__ = ["Neuron", "SpikingMLP", "SpikingConvNet", "build", "synops_fan_out"]
+__all__ = ["Neuron", "SpikingNeurons", "SpikingMLP", "SpikingConvNet", "build", "synops_fan_out"]

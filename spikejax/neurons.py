@@ -145,6 +145,9 @@ def lif(
     currents = _check_inputs(currents, parameters, reset, implementation, checkpoint_every)
     name, frozen = surrogate_lib.resolve(surrogate, surrogate_params)
     static, arrays = _split(parameters)
+    # broadcast to one step as a sum with zeros_like(I[0]): under shard_map this makes them vary over the
+    # same mesh axes as the currents, as a custom_vjp's cotangents must (autodiff then psums them back)
+    arrays = {k: v + jnp.zeros_like(currents[0], v.dtype) for k, v in arrays.items()}
     kernel_ok = not return_membrane and jnp.dtype(state_dtype) == jnp.float32 and checkpoint_every is None
     if implementation == "pallas" and not kernel_ok:
         raise ValueError("implementation='pallas' returns spikes only, integrates in float32 and chunks "

@@ -66,24 +66,41 @@ def _nir():
 # Export
 
 
-def _neuron_node(neuron, shape: tuple[int, ...], dt: float):
-    """(the NIR node of a spikejax `models.Neuron` over `shape`, the gain to fold into its input weights)."""
+def _neuron_values(neuron, spiking) -> dict:
+    """{beta, threshold, alpha}: per-feature float32 arrays [features] or scalars, the learned ones read from
+    the layer's `SpikingNeurons`."""
+    values = {k: np.float32(getattr(neuron, k)) for k in ("beta", "threshold", "alpha")}
+    values.update({k: _array(v) for k, v in spiking.values().items()})
+    return values
+
+
+def _neuron_node(neuron, values: dict, shape: tuple[int, ...], dt: float):
+    """(the NIR node of a spikejax `models.Neuron` over `shape` (features first: [F] or [C, H, W]) with
+    parameter `values` (scalars or per-feature [F]), the gain [F] to fold into its input weights)."""
     nir = _nir()
-    full = lambda v: np.full(shape, v, np.float32)
-    beta, threshold = float(neuron.beta), float(neuron.threshold)
+
+    def full(v):
+        v = np.asarray(v, np.float32)
+        return np.broadcast_to(v.reshape(v.shape + (1,) * (len(shape) - 1)) if v.ndim else v, shape).copy()
+
+    features = shape[0]
+    beta, threshold, alpha = (np.asarray(values[k], np.float32) for k in ("beta", "threshold", "alpha"))
+    ones = np.ones(features, np.float32)
     if neuron.kind == "cuba_lif":
-        alpha = float(neuron.alpha)
-        if alpha >= 1.0 or beta >= 1.0:
-            raise NIRError(f"CubaLIF with alpha = {alpha}, beta = {beta}: NIR's CubaLIF needs finite time constants "
-                           "(alpha, beta < 1)")
+        if np.any(alpha >= 1.0) or np.any(beta >= 1.0):
+            raise NIRError(f"CubaLIF with alpha = {alpha.max()}, beta = {beta.max()}: NIR's CubaLIF needs finite "
+                           "time constants (alpha, beta < 1)")
         tau_syn, tau_mem = dt / (1.0 - alpha), dt / (1.0 - beta)
         return nir.CubaLIF(tau_syn=full(tau_syn), tau_mem=full(tau_mem), r=full(tau_mem / dt), v_leak=full(0.0),
-                           v_threshold=full(threshold), v_reset=full(0.0), w_in=full(tau_syn / dt)), 1.0
-    if beta >= 1.0:
-        return nir.IF(r=full(1.0 / dt), v_threshold=full(threshold), v_reset=full(0.0)), 1.0
+                           v_threshold=full(threshold), v_reset=full(0.0), w_in=full(tau_syn / dt)), ones
+    if np.all(beta >= 1.0):
+        return nir.IF(r=full(1.0 / dt), v_threshold=full(threshold), v_reset=full(0.0)), ones
+    if np.any(beta >= 1.0):
+        raise NIRError("a layer whose learned beta reaches 1 in some neurons and not in others has no NIR node "
+                       "(LIF needs beta < 1, IF beta = 1)")
     tau = dt / (1.0 - beta)
     return nir.LIF(tau=full(tau), r=full(1.0), v_leak=full(0.0), v_threshold=full(threshold),
-                   v_reset=full(0.0)), tau / dt
+                   v_reset=full(0.0)), np.broadcast_to(tau / dt, (features,)).astype(np.float32)
 
 
 def _array(x) -> np.ndarray:
@@ -118,10 +135,11 @@ def to_nir(model, *, dt: float = DEFAULT_DT, approximate: bool = False):
         kernels = [_array(layer.kernel) for layer in model.layers]
         nodes["input"] = nir.Input(input_type=np.array([kernels[0].shape[0]]))
         previous = "input"
-        for i, layer in enumerate(model.layers):
+        for i, (layer, spiking) in enumerate(zip(model.layers, model.spiking)):
             kernel, bias = kernels[i], _array(layer.bias) if layer.bias is not None else None
-            node, gain = _neuron_node(neuron, (kernel.shape[1],), dt)
-            previous = add(f"linear{i}", _dense(kernel.T * gain, None if bias is None else bias * gain), previous)
+            node, gain = _neuron_node(neuron, _neuron_values(neuron, spiking), (kernel.shape[1],), dt)
+            previous = add(f"linear{i}", _dense(kernel.T * gain[:, None], None if bias is None else bias * gain),
+                           previous)
             previous = add(f"{type(node).__name__.lower()}{i}", node, previous)
         output = kernels[-1].shape[1]
     elif isinstance(model, models.SpikingConvNet):
@@ -142,12 +160,12 @@ def _conv_graph(model, neuron, dt, nodes, edges, add):
     channels, height, width = model.frame_shape
     nodes["input"] = nir.Input(input_type=np.array([channels, height, width]))
     previous, scale = "input", 1.0
-    for i, conv in enumerate(model.convs):
+    for i, (conv, spiking) in enumerate(zip(model.convs, model.spiking)):
         kernel = _array(conv.kernel)  # [kh, kw, in, out]
         bias = _array(conv.bias) if conv.bias is not None else np.zeros(kernel.shape[-1], np.float32)
         out = kernel.shape[-1]
-        node, gain = _neuron_node(neuron, (out, height, width), dt)
-        weight = np.transpose(kernel, (3, 2, 0, 1)) * (gain * scale)  # OIHW
+        node, gain = _neuron_node(neuron, _neuron_values(neuron, spiking), (out, height, width), dt)
+        weight = np.transpose(kernel, (3, 2, 0, 1)) * (gain * scale)[:, None, None, None]  # OIHW
         pad = ((kernel.shape[0] - 1) // 2, (kernel.shape[1] - 1) // 2)
         previous = add(f"conv{i}", nir.Conv2d(input_shape=(height, width), weight=weight, stride=(1, 1),
                                               padding=pad, dilation=(1, 1), groups=1, bias=bias * gain), previous)
@@ -160,10 +178,12 @@ def _conv_graph(model, neuron, dt, nodes, edges, add):
                                           end_dim=-1), previous)
     dense = _array(model.dense.kernel)  # rows in spikejax's (h, w, c) order
     dense = dense.reshape(height, width, channels, -1).transpose(2, 0, 1, 3).reshape(channels * height * width, -1)
+    spiking = model.spiking[len(model.convs):]
     for i, (kernel, layer) in enumerate(((dense * scale, model.dense), (_array(model.out.kernel), model.out))):
         bias = _array(layer.bias) if layer.bias is not None else None
-        node, gain = _neuron_node(neuron, (kernel.shape[1],), dt)
-        previous = add(f"linear{i}", _dense(kernel.T * gain, None if bias is None else bias * gain), previous)
+        node, gain = _neuron_node(neuron, _neuron_values(neuron, spiking[i]), (kernel.shape[1],), dt)
+        previous = add(f"linear{i}", _dense(kernel.T * gain[:, None], None if bias is None else bias * gain),
+                       previous)
         previous = add(f"{type(node).__name__.lower()}{len(model.convs) + i}", node, previous)
     return previous, kernel.shape[1]
 

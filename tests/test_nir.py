@@ -18,9 +18,18 @@ def _spikes(shape, seed=0, rate=0.2):
     return (np.random.default_rng(seed).random(shape) < rate).astype(np.float32)
 
 
-def _model(name, kind, reset="zero", bias=True):
-    neuron = models.Neuron(kind=kind, beta=0.9, alpha=0.7, threshold=1.0, reset=reset)
-    return models.build(name, FRAME, 5, neuron, seed=0, hidden=(32,), init_scale=6.0, bias=bias)
+def _model(name, kind, reset="zero", bias=True, learned=False):
+    """With `learned`, per-neuron beta and threshold (and alpha for cuba_lif) set to random values, as
+    training would leave them."""
+    learn = dict(learn_beta=True, learn_threshold=True, learn_alpha=kind == "cuba_lif") if learned else {}
+    neuron = models.Neuron(kind=kind, beta=0.9, alpha=0.7, threshold=1.0, reset=reset, **learn)
+    model = models.build(name, FRAME, 5, neuron, seed=0, hidden=(32,), init_scale=6.0, bias=bias)
+    rng = np.random.default_rng(5)
+    for layer in model.spiking:
+        for key in neuron.learned:
+            raw = getattr(layer, f"{key}_raw")
+            raw[...] = raw[...] + jnp.asarray(rng.normal(0.0, 0.5, raw[...].shape), jnp.float32)
+    return model
 
 
 def test_export_writes_the_euler_mapping():
@@ -90,14 +99,20 @@ def test_a_hand_built_graph_runs_as_a_numpy_euler_loop():
     np.testing.assert_array_equal(np.asarray(out), s3)
 
 
-@pytest.mark.parametrize("name,kind,bias", [("mlp", "lif", True), ("mlp", "cuba_lif", True), ("conv", "lif", True),
-                                            ("conv", "cuba_lif", True), ("mlp", "lif", False), ("conv", "lif", False)])
-def test_spikejax_models_round_trip_through_a_nir_file_spike_for_spike(name, kind, bias, tmp_path):
-    model = _model(name, kind, bias=bias)
+@pytest.mark.parametrize("name,kind,bias,learned", [
+    ("mlp", "lif", True, False), ("mlp", "cuba_lif", True, False), ("conv", "lif", True, False),
+    ("conv", "cuba_lif", True, False), ("mlp", "lif", False, False), ("conv", "lif", False, False),
+    ("mlp", "cuba_lif", True, True), ("conv", "lif", True, True)])  # learned: per-neuron arrays in the file
+def test_spikejax_models_round_trip_through_a_nir_file_spike_for_spike(name, kind, bias, learned, tmp_path):
+    model = _model(name, kind, bias=bias, learned=learned)
     path = str(tmp_path / "model.nir")
     graph = snir.to_nir(model)
     assert {type(n).__name__ for n in graph.nodes.values()} >= ({"Affine"} if bias else {"Linear"})
     assert bias or "Affine" not in {type(n).__name__ for n in graph.nodes.values()}
+    if learned:  # the file holds one value per neuron, varying
+        node = graph.nodes["cubalif0" if kind == "cuba_lif" else "lif0"]
+        for array in (node.tau_mem if kind == "cuba_lif" else node.tau, node.v_threshold):
+            assert np.ptp(array) > 0
     nir.write(path, graph)
     network = snir.from_nir(path)
     x = _spikes((20, 4) + FRAME)

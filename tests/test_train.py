@@ -190,6 +190,31 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(digits_data_dir, t
     _assert_trees_equal(kept, good)
 
 
+def test_learnable_neurons_are_trained_checkpointed_and_reported(digits_data_dir, tmp_path):
+    """beta per neuron and threshold per layer: they move in training, the checkpoint holds the raw
+    parameters, and eval.json's "neuron" reports the config and the values (sigmoid / softplus of them)."""
+    config = small_config(digits_data_dir, max_steps=4, **{"model.neuron.learn_beta": True,
+                                                          "model.neuron.learn_threshold": True,
+                                                          "model.neuron.learn_shape": "layer",
+                                                          "optimizer.warmup_steps": 0})
+    workdir = str(tmp_path / "learn")
+    result = train.train_and_evaluate(config, workdir)
+    step, params = _params(config, workdir)
+    hidden = params["spiking"][0]
+    assert step == 4 and hidden["beta_raw"].shape == () and set(hidden) == {"beta_raw", "threshold_raw"}
+    beta, threshold = 1 / (1 + np.exp(-hidden["beta_raw"])), np.log1p(np.exp(hidden["threshold_raw"]))
+    assert abs(beta - 0.9) > 1e-6 and abs(threshold - 1.0) > 1e-6  # trained away from the initial values
+    report = json.load(open(os.path.join(workdir, "eval.json")))["neuron"]
+    assert report == result["neuron"] and report["config"]["learn_shape"] == "layer"
+    assert report["learned"]["layer1"]["beta"]["mean"] == pytest.approx(float(beta), rel=1e-6)
+    assert report["learned"]["layer1"]["threshold"]["size"] == 1
+    for field, value, match in [("learn_alpha", True, "needs model.neuron.kind = 'cuba_lif'"),
+                                ("beta", 1.0, "must start inside")]:
+        bad = small_config(digits_data_dir, **{"model.neuron.learn_beta": True, f"model.neuron.{field}": value})
+        with pytest.raises(errors.ConfigError, match=match):
+            train.train_and_evaluate(bad, str(tmp_path / field))
+
+
 def test_conflicting_config_is_refused(digits_data_dir, tmp_path):
     workdir = str(tmp_path / "run")
     train.train_and_evaluate(small_config(digits_data_dir, max_steps=2), workdir)
