@@ -111,7 +111,7 @@ def _rules() -> dict[str, Rule]:
         "data.binarize": boolean,
         "data.options": mapping,
         "data.validation_fraction": fraction,
-        "model.name": choice(["mlp", "conv"]),
+        "model.name": choice(["mlp", "conv", "rnn"]),
         "model.hidden": int_sequence(),
         "model.dtype": choice(["auto", "float32", "bfloat16"]),
         "model.init_scale": number(0.0, low_open=True),
@@ -211,6 +211,10 @@ def validate(config) -> None:
         if values[f"model.neuron.learn_{name}"] and not 0.0 < value < 1.0:
             raise ConfigError(f"config field model.neuron.{name} = {value!r}: a learnable {name} (sigmoid of a "
                               "parameter) must start inside (0, 1)")
+    if values["model.name"] == "rnn" and (values["model.neuron.kind"] != "lif" or not values["model.hidden"]):
+        raise ConfigError(f"config field model.name = 'rnn': needs model.neuron.kind = 'lif' (got "
+                          f"{values['model.neuron.kind']!r}) and at least one hidden layer (got "
+                          f"{values['model.hidden']!r})")
     if values["model.name"] == "conv" and len(values["model.hidden"]) != 1:
         raise ConfigError(f"config field model.hidden = {values['model.hidden']!r}: the conv model takes one "
                           "dense width, e.g. (512,)")

@@ -32,13 +32,14 @@ def membrane_step(v_prev, current, *, beta, threshold, reset):
 
 
 def adjoint_step(a_next, v, grad_spike, *, beta, threshold, reset, detach_reset, derivative,
-                 grad_membrane=None, parameter_grads=False):
+                 grad_membrane=None, parameter_grads=False, spiked=None):
     """a[t] from a[t+1], v[t] and the cotangents of s[t] (and of v[t] when given).
-    `derivative`: the surrogate derivative as a function of v - threshold.
+    `derivative`: the surrogate derivative as a function of v - threshold. `spiked`: s[t] when the caller
+    kept it (else v > threshold).
 
     With `parameter_grads`, returns (a[t], step t's term of dL/dbeta, step t's term of dL/dthreshold),
     elementwise in v's shape (the caller sums them over time and over broadcast axes)."""
-    spiked = (v > threshold).astype(v.dtype)
+    spiked = (v > threshold).astype(v.dtype) if spiked is None else spiked
     if reset == "subtract":
         carry_v, carry_s = beta, -threshold
     else:

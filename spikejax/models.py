@@ -9,6 +9,7 @@ then `nnx.merge(graphdef, params)(x)` inside a jitted step.
 Architectures (in the spirit of the SLAYER networks the paper built on):
   mlp   dense hidden... -> C          NMNIST 2312-512-10, N-TIDIGITS18 64-256-256-11, digits_events
   conv  conv 16c5 -> pool2 -> conv 32c3 -> pool2 -> dense 512 -> C       DVS Gesture at 32x32x2
+  rnn   recurrent hidden... -> C (neurons.recurrent_lif)                  SHD 700-256-20
 """
 from __future__ import annotations
 
@@ -215,6 +216,64 @@ class SpikingConvNet(nnx.Module):
         return out
 
 
+class SpikingRNN(nnx.Module):
+    """Recurrent spiking network: in_features -> recurrent hidden... -> num_classes.
+
+    Each hidden layer is `neurons.recurrent_lif`: I[t] = x[t] W_in + b + s[t-1] W_rec (W_in from the layer
+    below as one matmul over all T*B rows, only W_rec inside the time loop); the output layer is dense with
+    a plain `Neuron` (its spike counts feed the losses). LIF neurons only (kind="lif"). W_rec is initialised
+    with `recurrent_scale` (variance scaling over fan-in, like the other kernels with `init_scale`)."""
+
+    def __init__(self, in_features: int, hidden: Sequence[int], num_classes: int, neuron: Neuron, *,
+                 rngs: nnx.Rngs, dtype=jnp.float32, init_scale: float = 1.0, bias: bool = True,
+                 recurrent_scale: float = 1.0):
+        if neuron.kind != "lif":
+            raise ValueError(f"the recurrent model's neurons are LIF (kind='lif'), got kind={neuron.kind!r}")
+        if not hidden:
+            raise ValueError("the recurrent model needs at least one hidden layer, e.g. hidden=(128,)")
+        init = _kernel_init(init_scale)
+        linear = lambda a, b, use_bias, kernel_init: nnx.Linear(a, b, use_bias=use_bias, dtype=dtype, rngs=rngs,
+                                                              param_dtype=jnp.float32, kernel_init=kernel_init)
+        sizes = [in_features, *hidden]
+        self.layers = nnx.List([linear(a, b, bias, init) for a, b in zip(sizes[:-1], sizes[1:])])
+        self.recurrent = nnx.List([linear(n, n, False, _kernel_init(recurrent_scale)) for n in hidden])
+        self.out = linear(hidden[-1], num_classes, bias, init)
+        self.spiking = nnx.List([SpikingNeurons(neuron, n) for n in (*hidden, num_classes)])
+        self.neuron, self.dtype = neuron, dtype
+        # a hidden spike drives the next layer and, one step later, its own layer through W_rec
+        self.fan_out = (hidden[0], *(n + m for n, m in zip(hidden, (*hidden[1:], num_classes))), 0)
+
+    def __call__(self, x):
+        x = x.reshape(x.shape[:2] + (-1,)).astype(self.dtype)
+        spikes = [x]
+        implementation = "reference" if self.neuron.implementation == "reference" else "auto"
+        for layer, recurrent, spiking in zip(self.layers, self.recurrent, self.spiking):
+            values = spiking.values()
+            x = neurons.recurrent_lif(
+                x, layer.kernel[...], recurrent.kernel[...], None if layer.bias is None else layer.bias[...],
+                beta=values.get("beta", self.neuron.beta), threshold=values.get("threshold", self.neuron.threshold),
+                reset=self.neuron.reset, surrogate=self.neuron.surrogate,
+                surrogate_params=dict(self.neuron.surrogate_params), detach_reset=self.neuron.detach_reset,
+                implementation=implementation)
+            spikes.append(x)
+        x = self.spiking[-1](_time_distributed(self.out, x))
+        spikes.append(x)
+        return x, spikes
+
+    def connections(self, spikes):
+        """(input [T, B, F], nonzero fan-out [F], all fan-out) of every connection, for
+        `readout.neurobench_ops`: each layer's W_in, its W_rec (driven by the spikes of the step before),
+        and the output layer."""
+        out = []
+        for layer, recurrent, x, s in zip(self.layers, self.recurrent, spikes[:-2], spikes[1:-1]):
+            for kernel, source in ((layer.kernel[...], x),
+                                   (recurrent.kernel[...], jnp.concatenate([jnp.zeros_like(s[:1]), s[:-1]]))):
+                out.append((source, jnp.sum(kernel != 0, axis=1), kernel.shape[1]))
+        kernel = self.out.kernel[...]
+        out.append((spikes[-2], jnp.sum(kernel != 0, axis=1), kernel.shape[1]))
+        return out
+
+
 def _conv_fan_out(kernel, frame):
     """[H, W, C_in]: how many (output position, output channel) taps of a stride-1 SAME convolution with
     `kernel` [kh, kw, C_in, C_out] each input position feeds (zero kernel entries excluded): the gradient of
@@ -229,7 +288,7 @@ def _conv_fan_out(kernel, frame):
 
 def build(name: str, frame_shape: Sequence[int], num_classes: int, neuron: Neuron, *, seed: int,
           hidden: Sequence[int] = (), dtype="float32", init_scale: float = 1.0, bias: bool = True) -> nnx.Module:
-    """A model by name ("mlp" or "conv") for inputs [T, B, *frame_shape]; `bias=False` leaves out every
+    """A model by name ("mlp", "conv" or "rnn") for inputs [T, B, *frame_shape]; `bias=False` leaves out every
     bias (some neuromorphic chips have none)."""
     rngs = nnx.Rngs(seed)
     dtype = jnp.dtype(dtype)
@@ -241,7 +300,10 @@ def build(name: str, frame_shape: Sequence[int], num_classes: int, neuron: Neuro
             raise ValueError(f"model 'conv' needs [P, H, W] frames, got frame shape {tuple(frame_shape)}")
         return SpikingConvNet(frame_shape, num_classes, neuron, rngs=rngs, dtype=dtype, init_scale=init_scale,
                               bias=bias, **({"hidden": hidden[0]} if hidden else {}))
-    raise ValueError(f"unknown model {name!r}; choose 'mlp' or 'conv'")
+    if name == "rnn":
+        return SpikingRNN(math.prod(frame_shape), hidden, num_classes, neuron, rngs=rngs, dtype=dtype,
+                          init_scale=init_scale, bias=bias)
+    raise ValueError(f"unknown model {name!r}; choose 'mlp', 'conv' or 'rnn'")
 
 
 def synops_fan_out(model) -> tuple[int, ...]:
@@ -249,4 +311,4 @@ def synops_fan_out(model) -> tuple[int, ...]:
     return model.fan_out
 
 
-__all__ = ["Neuron", "SpikingNeurons", "SpikingMLP", "SpikingConvNet", "build", "synops_fan_out"]
+__all__ = ["Neuron", "SpikingNeurons", "SpikingMLP", "SpikingConvNet", "SpikingRNN", "build", "synops_fan_out"]

@@ -62,18 +62,31 @@ def _is_static_number(x: Any) -> bool:
 PARAMETERS = ("beta", "threshold")  # the LIF parameters that may be arrays (learnable)
 
 
-def _check_parameter_array(name, value, currents):
-    """A non-number parameter must be a floating array broadcastable to one step, currents.shape[1:]."""
+def _check_parameter_array(name, value, step_shape):
+    """A non-number parameter must be a floating array broadcastable to one step, `step_shape`."""
     if _is_static_number(value):
         return
     shape = jnp.shape(value)
     try:
-        fits = jnp.broadcast_shapes(shape, currents.shape[1:]) == currents.shape[1:]
+        fits = jnp.broadcast_shapes(shape, step_shape) == tuple(step_shape)
     except ValueError:
         fits = False
     if not fits or not jnp.issubdtype(jnp.result_type(value), jnp.floating):
         raise ValueError(f"{name} must be a Python number or a floating array broadcastable to one step of "
-                         f"the currents {currents.shape[1:]}, got {jnp.result_type(value)}{shape}")
+                         f"the currents {tuple(step_shape)}, got {jnp.result_type(value)}{shape}")
+
+
+def _check_parameters(parameters: dict, step_shape, reset: str):
+    """beta / threshold: numbers in range or arrays that fit one step; a known reset."""
+    if reset not in RESETS:
+        raise ValueError(f"reset must be one of {RESETS}, got {reset!r}")
+    for name, value in parameters.items():
+        _check_parameter_array(name, value, step_shape)
+    beta, threshold = parameters["beta"], parameters["threshold"]
+    if _is_static_number(beta) and not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must lie in [0, 1], got {beta}")
+    if _is_static_number(threshold) and not threshold > 0.0:
+        raise ValueError(f"threshold must be > 0, got {threshold}")
 
 
 def _check_inputs(currents, parameters, reset, implementation, checkpoint_every):
@@ -82,17 +95,9 @@ def _check_inputs(currents, parameters, reset, implementation, checkpoint_every)
         raise ValueError(f"currents must be time-major [T, ...], got a scalar of shape {currents.shape}")
     if not jnp.issubdtype(currents.dtype, jnp.floating):
         raise ValueError(f"currents must be floating point, got dtype {currents.dtype}")
-    if reset not in RESETS:
-        raise ValueError(f"reset must be one of {RESETS}, got {reset!r}")
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
-    for name, value in parameters.items():
-        _check_parameter_array(name, value, currents)
-    beta, threshold = parameters["beta"], parameters["threshold"]
-    if _is_static_number(beta) and not 0.0 <= beta <= 1.0:
-        raise ValueError(f"beta must lie in [0, 1], got {beta}")
-    if _is_static_number(threshold) and not threshold > 0.0:
-        raise ValueError(f"threshold must be > 0, got {threshold}")
+    _check_parameters(parameters, currents.shape[1:], reset)
     if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
         raise ValueError(f"checkpoint_every must be a positive int or None, got {checkpoint_every!r}")
     return currents
@@ -197,7 +202,7 @@ def cuba_lif(
     if currents.ndim < 1 or not jnp.issubdtype(currents.dtype, jnp.floating):
         raise ValueError(f"currents must be floating point [T, ...], got {currents.dtype}{currents.shape}")
     state_dtype = jnp.dtype(state_dtype)
-    _check_parameter_array("alpha", alpha, currents)
+    _check_parameter_array("alpha", alpha, currents.shape[1:])
     if not _is_static_number(alpha):
         alpha = jnp.asarray(alpha).astype(state_dtype)
     elif not 0.0 <= alpha <= 1.0:
@@ -212,6 +217,67 @@ def cuba_lif(
     spikes, membrane = out
     spikes = spikes.astype(currents.dtype)
     return (spikes, membrane.astype(currents.dtype)) if return_membrane else spikes
+
+
+def recurrent_lif(
+    inputs: jax.Array,
+    w_in: jax.Array,
+    w_rec: jax.Array,
+    bias: jax.Array | None = None,
+    *,
+    beta: float | jax.Array,
+    threshold: float | jax.Array = 1.0,
+    reset: str = "subtract",
+    surrogate: str = "fast_sigmoid",
+    surrogate_params: dict | None = None,
+    detach_reset: bool = True,
+    implementation: str = "auto",
+):
+    """Recurrent LIF layer: I[t] = x[t] W_in + b + s[t-1] W_rec, then the LIF step as in `lif`.
+
+    The input product is one matmul over all T*B rows; only s[t-1] W_rec is inside the time loop. The
+    "fused" implementation (what "auto" picks on every backend) is one `custom_vjp` whose residuals are the
+    spikes (int8) beside the layer's inputs; its reverse-time backward recomputes the currents and membrane
+    from them (equations in `spikejax.lif_recurrent`). "reference" differentiates a `lax.scan` by autodiff.
+
+    Args:
+      inputs: x [T, B, D], floating (spikes or currents); matmuls run in this dtype, accumulated in f32.
+      w_in: [D, N]. w_rec: [N, N] (row: presynaptic neuron). bias: [N] or None.
+      beta, threshold: Python numbers or arrays broadcastable to [B, N] (learnable, e.g. [N]); as in `lif`.
+      reset, surrogate, surrogate_params, detach_reset: as in `lif`. The recurrent path is never detached.
+      implementation: "auto", "fused" or "reference".
+
+    Returns:
+      spikes [T, B, N] in the dtype of `inputs`.
+    """
+    inputs = jnp.asarray(inputs)
+    if inputs.ndim != 3 or not jnp.issubdtype(inputs.dtype, jnp.floating):
+        raise ValueError(f"inputs must be floating [T, B, D], got {inputs.dtype}{inputs.shape}")
+    features = inputs.shape[-1]
+    if jnp.ndim(w_in) != 2 or jnp.shape(w_in)[0] != features:
+        raise ValueError(f"w_in must be [D={features}, N], got shape {jnp.shape(w_in)}")
+    neurons = jnp.shape(w_in)[1]
+    if jnp.shape(w_rec) != (neurons, neurons):
+        raise ValueError(f"w_rec must be [N, N] = {(neurons, neurons)}, got shape {jnp.shape(w_rec)}")
+    if bias is not None and jnp.shape(bias) != (neurons,):
+        raise ValueError(f"bias must be [N] = ({neurons},) or None, got shape {jnp.shape(bias)}")
+    if implementation not in ("auto", "fused", "reference"):
+        raise ValueError(f"recurrent_lif's implementation must be 'auto', 'fused' or 'reference', got "
+                         f"{implementation!r} (there is no Pallas kernel for the recurrent layer)")
+    parameters = {"beta": beta, "threshold": threshold}
+    _check_parameters(parameters, (inputs.shape[1], neurons), reset)
+    name, frozen = surrogate_lib.resolve(surrogate, surrogate_params)
+    from spikejax import lif_recurrent  # the layer's custom_vjp; imports lif_step only
+
+    if implementation == "reference":
+        return lif_recurrent.recurrent_lif_reference(inputs, w_in, w_rec, bias, beta=beta, threshold=threshold,
+                                                     reset=reset, name=name, frozen=frozen,
+                                                     detach_reset=detach_reset)
+    static, arrays = _split(parameters)
+    like = jnp.zeros_like(inputs[0, :, :1], jnp.float32)  # [B, 1]: varies with the batch under shard_map
+    arrays = {k: v + like.astype(v.dtype) for k, v in arrays.items()}
+    fn = lif_recurrent.make_recurrent_lif(*static, reset, name, frozen, bool(detach_reset), bias is not None)
+    return fn(inputs, w_in, w_rec, bias, arrays)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -144,6 +144,9 @@ def to_nir(model, *, dt: float = DEFAULT_DT, approximate: bool = False):
         output = kernels[-1].shape[1]
     elif isinstance(model, models.SpikingConvNet):
         previous, output = _conv_graph(model, neuron, dt, nodes, edges, add)
+    elif isinstance(model, models.SpikingRNN):
+        raise NIRError("to_nir does not export the recurrent model yet (SpikingRNN: NIR writes recurrence as a "
+                       "cycle through a Linear node, and spikejax's importer runs feed-forward graphs only)")
     else:
         raise NIRError(f"to_nir exports SpikingMLP and SpikingConvNet models, got {type(model).__name__}")
     add("output", nir.Output(output_type=np.array([output])), previous)

@@ -64,3 +64,22 @@ def spike_nll_numpy(spikes, labels, *, window=None, min_count=1.0):
             grad[start:stop, b] += dn
     scale = batch * len(windows)
     return loss / scale, grad / scale
+
+
+def recurrent_lif_numpy(x, w_in, w_rec, bias, *, beta, threshold=1.0, reset="subtract"):
+    """The recurrent LIF layer as a plain loop: I[t] = x[t] W_in + b + s[t-1] W_rec, then the lif step.
+    Returns spikes [T, B, N] (float64)."""
+    x = np.asarray(x, np.float64)
+    neurons = w_in.shape[1]
+    v = np.zeros(x.shape[1:2] + (neurons,))
+    s = np.zeros_like(v)
+    out = []
+    for t in range(x.shape[0]):
+        current = x[t] @ w_in + (0.0 if bias is None else bias) + s @ w_rec
+        if reset == "subtract":
+            v = beta * v + current - threshold * s
+        else:
+            v = beta * v * (1.0 - s) + current
+        s = (v > threshold).astype(np.float64)
+        out.append(s)
+    return np.stack(out)

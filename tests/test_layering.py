@@ -9,15 +9,16 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "spikejax")
 
-CORE = {"spikejax.surrogate", "spikejax.lif_step", "spikejax.neurons", "spikejax.lif_pallas", "spikejax.losses",
-        "spikejax.readout", "spikejax.errors"}
+CORE = {"spikejax.surrogate", "spikejax.lif_step", "spikejax.neurons", "spikejax.lif_pallas", "spikejax.lif_recurrent",
+        "spikejax.losses", "spikejax.readout", "spikejax.errors"}
 # What each layer may import from spikejax (besides itself); everything else in spikejax is above it.
 ALLOWED = {
     "spikejax.errors": set(),
     "spikejax.surrogate": set(),
     "spikejax.lif_step": set(),
-    "spikejax.neurons": {"spikejax.surrogate", "spikejax.lif_step", "spikejax.lif_pallas"},
+    "spikejax.neurons": {"spikejax.surrogate", "spikejax.lif_step", "spikejax.lif_pallas", "spikejax.lif_recurrent"},
     "spikejax.lif_pallas": {"spikejax.surrogate", "spikejax.lif_step"},
+    "spikejax.lif_recurrent": {"spikejax.surrogate", "spikejax.lif_step"},
     "spikejax.losses": set(),
     "spikejax.readout": set(),
     "spikejax.models": CORE,
