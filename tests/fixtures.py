@@ -89,3 +89,34 @@ def dense_reference(columns, shape, time_bins, bin_width_us, binarize=True):
         if step < time_bins:
             out[step, feature] += 1
     return (out > 0).astype(np.uint8) if binarize else np.minimum(out, 255).astype(np.uint8)
+
+
+def write_shd(root, split="train", samples=6, seed=0):
+    """<root>/SHD/shd_{split}.h5 in the layout the SHD authors publish: spikes/times (vlen float16 seconds),
+    spikes/units (vlen uint16 channels), labels (uint16), extra/speaker (uint16), extra/keys and
+    extra/meta_info/{gender, age, body_height}. (spikejax reads spikes/* and labels; the string storage of
+    extra/keys and meta_info is a guess.) Returns [(channels, t_us, label)] as tonic reads them: the float16
+    seconds widened to float64, times 1e6, truncated to integer microseconds."""
+    rng = np.random.default_rng(seed)
+    folder = os.path.join(root, "SHD")
+    os.makedirs(folder, exist_ok=True)
+    labels = rng.permutation(np.arange(samples) % 20).astype(np.uint16)
+    expected = []
+    with h5py.File(os.path.join(folder, f"shd_{split}.h5"), "w") as f:
+        times = f.create_dataset("spikes/times", (samples,), dtype=h5py.vlen_dtype(np.dtype("float16")))
+        units = f.create_dataset("spikes/units", (samples,), dtype=h5py.vlen_dtype(np.dtype("uint16")))
+        for i in range(samples):
+            count = int(rng.integers(30, 80))
+            seconds = np.sort(rng.random(count) * 0.9).astype(np.float16)
+            channels = rng.integers(0, 700, count).astype(np.uint16)
+            times[i], units[i] = seconds, channels
+            t_us = (seconds.astype(np.float64) * 1e6).astype(np.int64)
+            expected.append((channels.astype(np.int64), t_us, int(labels[i])))
+        f.create_dataset("labels", data=labels)
+        f.create_dataset("extra/speaker", data=rng.integers(0, 12, samples).astype(np.uint16))
+        keys = [f"english-{d}" for d in range(10)] + [f"german-{d}" for d in range(10)]
+        f.create_dataset("extra/keys", data=np.array([k.encode() for k in keys]))
+        f.create_dataset("extra/meta_info/gender", data=np.array([b"female", b"male"] * 6))
+        f.create_dataset("extra/meta_info/age", data=rng.integers(20, 60, 12).astype(np.uint16))
+        f.create_dataset("extra/meta_info/body_height", data=rng.uniform(1.5, 2.0, 12).astype(np.float32))
+    return expected

@@ -1,6 +1,7 @@
 """Data: real tonic loaders on byte-exact fixtures (network blocked), downloads from a 127.0.0.1 server,
 bad-input errors, binning against a loop, the cache and the resumable iterator."""
 import functools
+import gzip
 import hashlib
 import http.server
 import os
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from spikejax import data
-from spikejax.data import download, dvs_gesture, nmnist, ntidigits18
+from spikejax.data import download, dvs_gesture, nmnist, ntidigits18, shd
 from spikejax.data.events import Binning, bin_events
 from tests import fixtures
 
@@ -90,6 +91,56 @@ def test_ntidigits_fixture_single_digits_and_handle_closed(tmp_path):
     with h5py.File(tmp_path / "NTIDIGITS18" / "n-tidigits.hdf5", "a"):
         pass
     assert pickle.loads(pickle.dumps(split)).labels.tolist() == split.labels.tolist()
+
+
+def test_shd_fixture_through_tonic(tmp_path):
+    expected = {split: fixtures.write_shd(str(tmp_path), split, seed=i) for i, split in enumerate(("train", "test"))}
+    binning = Binning(time_bins=9, bin_width_us=100_000, polarity=False)
+    for split_name in ("train", "test"):
+        split = data.load("shd", split_name, data_dir=str(tmp_path), binning=binning)
+        assert split.frame_shape == (700,)
+        np.testing.assert_array_equal(split.labels, [label for *_, label in expected[split_name]])
+        for i, (channels, t_us, _) in enumerate(expected[split_name]):
+            ref = fixtures.dense_reference(list(zip(t_us, channels)), (700,), 9, 100_000)
+            np.testing.assert_array_equal(split.dense([i])[0], ref)
+            assert ref.sum() > 0
+
+
+def test_shd_download_md5_and_the_manual_routes(tmp_path, http_root, monkeypatch):
+    www, base = http_root
+    source = tmp_path / "source"
+    written = fixtures.write_shd(str(source), "test", samples=5)
+    with zipfile.ZipFile(www / "shd_test.h5.zip", "w") as archive:
+        archive.write(source / "SHD" / "shd_test.h5", "shd_test.h5")
+    md5 = hashlib.md5((www / "shd_test.h5.zip").read_bytes()).hexdigest()
+    monkeypatch.setattr(shd.SHD, "archives", {"test": download.Archive(f"{base}/shd_test.h5.zip", "shd_test.h5.zip",
+                                                                       md5)})
+    assert len(data.load("shd", "test", data_dir=str(tmp_path / "data"))) == len(written)
+    monkeypatch.setattr(shd.SHD, "archives", {"test": download.Archive(f"{base}/shd_test.h5.zip", "shd_test.h5.zip",
+                                                                       "0" * 32)})
+    with pytest.raises(download.DatasetDownloadError, match="by hand.*0{32}"):
+        data.load("shd", "test", data_dir=str(tmp_path / "other"))
+    # by hand: the authors' gzip file is decompressed and used (the train archive is not even looked for)
+    manual = tmp_path / "manual" / "SHD"
+    manual.mkdir(parents=True)
+    with open(source / "SHD" / "shd_test.h5", "rb") as f, gzip.open(manual / "shd_train.h5.gz", "wb") as g:
+        g.write(f.read())
+    assert len(data.load("shd", "train", data_dir=str(tmp_path / "manual"))) == len(written)
+
+
+def test_bad_shd_files_raise_errors_naming_the_file(tmp_path):
+    fixtures.write_shd(str(tmp_path / "a"), "train")
+    path = tmp_path / "a" / "SHD" / "shd_train.h5"
+    with h5py.File(path, "a") as f:
+        f["labels"][2] = 25
+    with pytest.raises(ValueError, match=f"{path} sample 2: label 25 is outside 0-19"):
+        data.load("shd", "train", data_dir=str(tmp_path / "a"))
+    fixtures.write_shd(str(tmp_path / "b"), "train")
+    path = tmp_path / "b" / "SHD" / "shd_train.h5"
+    with open(path, "r+b") as f:
+        f.truncate(300)  # a cut-off download
+    with pytest.raises(ValueError, match=f"{path}: not a readable HDF5 file"):
+        data.load("shd", "train", data_dir=str(tmp_path / "b"))
 
 
 def test_bad_files_raise_errors_naming_the_file(tmp_path):

@@ -296,3 +296,27 @@ def test_real_dataset_configs_train_end_to_end_on_fixtures(name, bin_width_us, t
     assert len(result["accuracy_over_time"]) == 8
     expected_layers = {"nmnist": 3, "dvs_gesture": 5, "ntidigits18": 4}[name]  # input + spiking layers
     assert len(result["synops_per_sample"]) == expected_layers + 1  # + total
+
+
+@pytest.mark.slow
+def test_shd_trains_the_recurrent_model_end_to_end_from_the_command_line(tmp_path):
+    """`--dataset=shd` selects configs/shd.py (the recurrent model, 700 channels, 20 classes) and trains and
+    evaluates on byte-exact SHD fixture files, with T shortened to 10 steps."""
+    from tests import fixtures
+
+    root = str(tmp_path / "data")
+    fixtures.write_shd(root, "train", samples=24)
+    fixtures.write_shd(root, "test", samples=8, seed=1)
+    workdir = str(tmp_path / "run")
+    out = _run(["experiments.train", "--dataset=shd", f"--data_dir={root}", f"--workdir={workdir}", "--batch_size=8",
+                "--max_steps=3", "--config.data.time_bins=10", "--config.data.bin_width_us=90000",
+                "--config.eval_batch_size=8", "--config.model.neuron.learn_beta=True"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.load(open(os.path.join(workdir, "eval.json")))
+    assert result["dataset"] == "shd" and result["num_examples"] == 8 and len(result["accuracy_over_time"]) == 10
+    assert list(result["synops_per_sample"]) == ["input", "layer1", "output", "total"]  # 700 -> 256 (recurrent) -> 20
+    assert result["neuron"]["learned"]["layer1"]["beta"]["size"] == 256
+    state, step, *_ = evaluate.restore(evaluate.saved_config(workdir), workdir)
+    params = state["params"]
+    assert step == 3 and params["recurrent"][0]["kernel"][...].shape == (256, 256)
+    assert params["layers"][0]["kernel"][...].shape == (700, 256) and params["out"]["kernel"][...].shape == (256, 20)

@@ -3,7 +3,7 @@
   load("digits_events", "train", data_dir="~/.cache/spikejax")        # embedded, offline
   load("dvs_gesture", "test", data_dir="/data", binning=Binning(300, 5000, downsample=4))
 
-Names: "digits_events" (embedded NMNIST stand-in), "nmnist", "dvs_gesture", "ntidigits18". Real datasets
+Names: "digits_events" (embedded NMNIST stand-in), "nmnist", "dvs_gesture", "ntidigits18", "shd". Real datasets
 are downloaded into <data_dir>/<TonicClassName>/ when missing (see README, 'Datasets'); binned tensors
 are cached in <data_dir>/cache/.
 """
@@ -41,6 +41,10 @@ class DatasetInfo:
         return len(self.classes)
 
 
+# SHD's labels: 0-9 the English digits zero-nine, 10-19 the German null-neun (the files' extra/keys)
+SHD_CLASSES = tuple(f"english {d}" for d in range(10)) + tuple(f"german {d}" for d in range(10))
+
+
 def _digits_samples(data_dir, split, *, seed: int = 0):
     del data_dir
     return digits_events.samples(split, seed=seed)
@@ -57,6 +61,7 @@ def _registry() -> dict[str, DatasetInfo]:
     nmnist, nmnist_count = tonic_entry("nmnist")
     dvs, dvs_count = tonic_entry("dvs_gesture")
     tidigits, tidigits_count = tonic_entry("ntidigits18")
+    shd, shd_count = tonic_entry("shd")
     return {
         "digits_events": DatasetInfo(digits_events.SENSOR_SIZE, tuple(digits_events.CLASSES),
                                      Binning(time_bins=30, bin_width_us=10_000), _digits_samples,
@@ -71,6 +76,8 @@ def _registry() -> dict[str, DatasetInfo]:
         "ntidigits18": DatasetInfo((64, 1, 1), ("o", "1", "2", "3", "4", "5", "6", "7", "8", "9", "z"),
                                    Binning(time_bins=250, bin_width_us=5_000, polarity=False), tidigits,
                                    tidigits_count),
+        "shd": DatasetInfo((700, 1, 1), SHD_CLASSES, Binning(time_bins=100, bin_width_us=10_000, polarity=False),
+                           shd, shd_count),
     }
 
 
