@@ -49,6 +49,33 @@ def check(shape, dtype, reset, detach_reset, surrogate, seed):
             "spike_flips": flips, "grad_rel_l2": rel, "ok": ok}
 
 
+def check_learnable(shape, dtype, reset, detach_reset, seed):
+    """Per-neuron beta and threshold arrays: the Pallas gradients of currents, beta and threshold against
+    the reference's (relative L2 error), and the spikes."""
+    keys = jax.random.split(jax.random.key(100 + seed), 4)
+    currents = (0.3 + 0.8 * jax.random.normal(keys[0], shape)).astype(dtype)
+    weights = jax.random.normal(keys[1], shape).astype(dtype)
+    beta = jax.random.uniform(keys[2], shape[-1:], minval=0.7, maxval=0.95)
+    threshold = jax.random.uniform(keys[3], shape[-1:], minval=0.8, maxval=1.2)
+
+    def loss(c, b, th, implementation):
+        spikes = neurons.lif(c, beta=b, threshold=th, reset=reset, detach_reset=detach_reset,
+                             implementation=implementation)
+        return jnp.sum((spikes * weights).astype(jnp.float32)), spikes
+
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True), static_argnums=3)
+    got, s_pallas = grad(currents, beta, threshold, "pallas")
+    ref, s_ref = grad(currents, beta, threshold, "reference")
+    f32 = lambda a: a.astype(jnp.float32)
+    rel = [float(jnp.linalg.norm(f32(g) - f32(r)) / jnp.linalg.norm(f32(r))) for g, r in zip(got, ref)]
+    flips = int(jnp.sum(s_pallas != s_ref))
+    tol = 1e-5 if dtype == jnp.float32 else 1e-2
+    ok = flips <= max(1, s_ref.size // 10**6) and max(rel) < max(tol, 1e-4)
+    return {"case": "learnable beta, threshold [n]", "shape": list(shape), "dtype": jnp.dtype(dtype).name,
+            "reset": reset, "detach_reset": detach_reset, "spike_flips": flips,
+            "grad_rel_l2 (I, beta, threshold)": rel, "ok": ok}
+
+
 def check_shard_map():
     from jax.sharding import PartitionSpec as P
 
@@ -116,6 +143,12 @@ def main():
     r["seconds"] = time.perf_counter() - start
     results["checks"].append(r)
     print(json.dumps(r), flush=True)
+    learnable = [((37, 5, 77), jnp.float32, "zero", False), ((300, 32, 512), jnp.float32, "subtract", True),
+                 ((300, 32, 512), jnp.bfloat16, "subtract", False)]
+    for seed, case in enumerate(learnable):
+        r = check_learnable(*case, seed=seed)
+        results["checks"].append(r)
+        print(json.dumps(r), flush=True)
     for seed, case in enumerate(cases):
         start = time.perf_counter()
         r = check(*case, seed=seed)

@@ -34,6 +34,8 @@ part() {  # part NAME SECONDS command...
 "jaxlib", jaxlib.__version__, "flax", flax.__version__, "optax", optax.__version__, jax.devices())'
 } 2>&1 | tee -a "$OUT/all.log"
 part gpu_check 200 "$PY" -m benchmarks.gpu_check "$OUT/gpu_check.json" --timing
+part learnable 90 "$PY" -m benchmarks.learnable --implementation pallas --reps 20
+part recurrent 90 "$PY" -m benchmarks.recurrent --reps 10
 part lif_dense 150 "$PY" -m benchmarks.lif_dense --n 16384 --batch 16 --steps 500 --reps 10 \
   --variants floor_bf16,pallas_bf16,fused_bf16,floor_f32,pallas_f32,fused_f32 --out "$OUT/lif_dense.json"
 part train_step 120 bash -c "$PY -m benchmarks.train_step --configs=dvs_gesture --reps=20 --pipeline_seconds=5 &&

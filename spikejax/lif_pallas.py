@@ -16,6 +16,10 @@ Memory: the forward keeps, besides the input currents, one f32 membrane state pe
 (4/chunk bytes per neuron-step); the backward recomputes each chunk's membrane from that state and the
 currents, then runs the chunk's adjoint in reverse, writing dL/dI over the spike cotangent.
 
+Learnable (array) beta / threshold enter as one [1, M] row each (broadcast to every neuron of the flattened
+step); the backward kernel sums their per-neuron gradients in registers across the time loop and writes one
+[1, M] row each, which the wrapper reduces to the parameters' shapes.
+
 Off GPU the kernels run in Pallas' interpret mode (slow; for tests of the lowering-independent logic).
 """
 from __future__ import annotations

@@ -22,6 +22,10 @@ writes, per spiking layer:
 and imports the inverse (beta = 1 - dt/tau, input gain dt r / tau, and dt v_leak / tau as a constant
 current). NIR resets to v_reset: that is spikejax's `reset="zero"` only when v_reset = 0.
 
+Learned neuron parameters (`model.neuron.learn_*`, per feature / conv channel or per layer) are written per
+neuron: the node's arrays vary, and each neuron's gain is folded into its own row (output channel) of the
+weights and bias. The recurrent model is not exported (NIR writes recurrence as a cycle).
+
 Layout: NIR is channels-first and per sample. Export turns conv kernels HWIO -> OIHW, permutes the rows
 of the dense kernel after the flatten from spikejax's (h, w, c) order to NIR's (c, h, w), and writes the
 2x2 average pool as a SumPool2d with the 1/4 folded into the next layer (AvgPool2d is read by snnTorch
