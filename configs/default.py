@@ -67,7 +67,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.optimizer.schedule = "cosine"
     c.optimizer.warmup_steps = 20
     c.optimizer.grad_clip = 1.0  # global-norm clip; inf: none
-    c.optimizer.weight_decay = 0.0
+    c.optimizer.weight_decay = 0.0  # never applied to learnable neuron parameters
+    c.optimizer.neuron_learning_rate_scale = 1.0  # learnable neuron parameters: their updates times this
 
     c.batch_size = 64
     c.eval_batch_size = 256

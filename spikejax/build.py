@@ -77,7 +77,31 @@ def loss_label(config) -> str:
     return config.loss.name + (f"(window={window})" if window else "")
 
 
+NEURON_PARAMETERS = ("beta_raw", "threshold_raw", "alpha_raw")  # models.SpikingNeurons' nnx.Params
+
+
+def _is_neuron_parameter(path) -> bool:
+    """Whether a parameter's tree path names a learnable neuron parameter (a flax Variable adds a
+    trailing `.value` key, so any key of the path may be the name)."""
+    return any(getattr(key, "key", getattr(key, "name", None)) in NEURON_PARAMETERS for key in path)
+
+
+def _scale_neuron_updates(factor: float) -> optax.GradientTransformation:
+    """Multiplies the updates of the learnable neuron parameters by `factor` (stateless)."""
+    def update(updates, state, params=None):
+        del params
+        scaled = jax.tree_util.tree_map_with_path(lambda path, u: u * factor if _is_neuron_parameter(path) else u,
+                                                  updates)
+        return scaled, state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def optimizer(config, total_steps: int) -> optax.GradientTransformation:
+    """Global-norm clip, then AdamW or SGD (+ decayed weights) on the schedule. With learnable neuron
+    parameters (model.neuron.learn_*), weight decay skips them (it would pull beta and alpha to 0.5 and the
+    threshold to log 2) and `optimizer.neuron_learning_rate_scale` multiplies their updates. Without them
+    the transformation (and its state's structure) is what it was before learnable neurons existed."""
     o = config.optimizer
     warmup = min(o.warmup_steps, max(total_steps - 1, 0))
     if o.schedule == "cosine":
@@ -85,11 +109,21 @@ def optimizer(config, total_steps: int) -> optax.GradientTransformation:
     else:
         lr = optax.join_schedules([optax.linear_schedule(0.0, o.learning_rate, warmup),
                                    optax.constant_schedule(o.learning_rate)], [warmup])
+    n = config.model.neuron
+    learned = n.learn_beta or n.learn_threshold or n.learn_alpha
+    mask = None
+    if learned:
+        mask = lambda params: jax.tree_util.tree_map_with_path(lambda path, _: not _is_neuron_parameter(path),
+                                                               params)
     if o.name == "adamw":
-        update = optax.adamw(lr, weight_decay=o.weight_decay)
+        update = optax.adamw(lr, weight_decay=o.weight_decay, mask=mask)
     else:
-        update = optax.chain(optax.add_decayed_weights(o.weight_decay), optax.sgd(lr, momentum=o.momentum or None))
-    return optax.chain(optax.clip_by_global_norm(o.grad_clip), update)
+        update = optax.chain(optax.add_decayed_weights(o.weight_decay, mask=mask),
+                             optax.sgd(lr, momentum=o.momentum or None))
+    parts = [optax.clip_by_global_norm(o.grad_clip), update]
+    if learned and o.neuron_learning_rate_scale != 1.0:
+        parts.append(_scale_neuron_updates(o.neuron_learning_rate_scale))
+    return optax.chain(*parts)
 
 
 def init_state(params, tx: optax.GradientTransformation, mesh, seed: int = 0) -> dict:

@@ -145,6 +145,7 @@ def _rules() -> dict[str, Rule]:
         "optimizer.warmup_steps": integer(0),
         "optimizer.grad_clip": number(0.0, low_open=True, finite=False),  # inf: no clipping
         "optimizer.weight_decay": number(0.0),
+        "optimizer.neuron_learning_rate_scale": number(0.0, low_open=True),
         "batch_size": integer(1),
         "eval_batch_size": integer(1),
         "epochs": integer(1),
@@ -226,7 +227,7 @@ _ZERO_MEANT_NONE = ("loss.window", "max_steps")
 # Fields added since 0.1.0, with the value that reproduces what an older run did.
 _ADDED = {"data.validation_fraction": 0.0, "model.bias": True, "model.neuron.learn_beta": False,
           "model.neuron.learn_threshold": False, "model.neuron.learn_alpha": False,
-          "model.neuron.learn_shape": "neuron"}
+          "model.neuron.learn_shape": "neuron", "optimizer.neuron_learning_rate_scale": 1.0}
 
 
 def upgrade(saved: dict) -> dict:

@@ -215,6 +215,29 @@ def test_learnable_neurons_are_trained_checkpointed_and_reported(digits_data_dir
             train.train_and_evaluate(bad, str(tmp_path / field))
 
 
+def test_optimizer_scales_neuron_updates_and_never_decays_them(digits_data_dir):
+    from flax import nnx
+
+    def updates(**overrides):
+        config = small_config(digits_data_dir, **{"model.neuron.learn_beta": True, "optimizer.name": "sgd",
+                                                  "optimizer.momentum": 0.0, "optimizer.schedule": "constant",
+                                                  "optimizer.warmup_steps": 0, **overrides})
+        params = nnx.state(build.model(config, (2, 34, 34), 10), nnx.Param)
+        grads = jax.tree.map(jnp.ones_like, params)
+        tx = build.optimizer(config, 10)
+        out, _ = tx.update(grads, tx.init(params), params)
+        return params, out
+
+    params, plain = updates()
+    _, scaled = updates(**{"optimizer.neuron_learning_rate_scale": 30.0})
+    np.testing.assert_allclose(scaled["spiking"][0]["beta_raw"][...], 30 * plain["spiking"][0]["beta_raw"][...])
+    np.testing.assert_array_equal(scaled["layers"][0]["kernel"][...], plain["layers"][0]["kernel"][...])
+    _, decayed = updates(**{"optimizer.weight_decay": 0.5, "optimizer.grad_clip": float("inf")})
+    np.testing.assert_allclose(decayed["spiking"][0]["beta_raw"][...], -1e-3)  # the gradient only: -lr * 1
+    kernel = params["layers"][0]["kernel"][...]
+    np.testing.assert_allclose(decayed["layers"][0]["kernel"][...], -1e-3 * (1 + 0.5 * kernel), rtol=1e-5)
+
+
 def test_conflicting_config_is_refused(digits_data_dir, tmp_path):
     workdir = str(tmp_path / "run")
     train.train_and_evaluate(small_config(digits_data_dir, max_steps=2), workdir)
