@@ -6,6 +6,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -83,27 +84,36 @@ def _largest_file(folder):
     return max(files, key=os.path.getsize)
 
 
-@pytest.mark.parametrize("damage", ["truncate", "delete"])
-def test_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(digits_data_dir, tmp_path, damage):
-    workdir = str(tmp_path / "run")
+def test_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(digits_data_dir, tmp_path):
+    """Two damages of the newest checkpoint, each in its own copy of one trained run: a truncated state file
+    and a deleted _METADATA. Both evaluations run at once."""
     config = small_config(digits_data_dir, max_steps=6, checkpoint_every_steps=3)
-    train.train_and_evaluate(config, workdir)
-    damaged = os.path.join(workdir, "checkpoints", "6")
-    target = _largest_file(os.path.join(damaged, "state"))
-    if damage == "truncate":
-        os.truncate(target, 1000)
-    else:
-        os.remove(os.path.join(damaged, "state", "_METADATA"))
-    out = _cli([sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}"])
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert f"checkpoint {damaged} is damaged" in out.stderr and "step 3" in out.stderr
-    assert "Traceback" not in out.stderr
-    assert json.load(open(os.path.join(workdir, "eval.json")))["step"] == 3
-    # training resumes from step 3, moves the damaged folder aside and saves step 6 again
-    result = train.train_and_evaluate(small_config(digits_data_dir, max_steps=9, checkpoint_every_steps=3), workdir)
-    assert result["step"] == 9
-    assert glob.glob(os.path.join(workdir, "checkpoints", "6.damaged-*"))
-    assert evaluate.restore(config, workdir)[1] == 9
+    first = str(tmp_path / "first")
+    train.train_and_evaluate(config, first)
+    workdirs = {"truncate": str(tmp_path / "truncate"), "delete": str(tmp_path / "delete")}
+    for damage, workdir in workdirs.items():
+        shutil.copytree(first, workdir)
+        damaged = os.path.join(workdir, "checkpoints", "6")
+        if damage == "truncate":
+            os.truncate(_largest_file(os.path.join(damaged, "state")), 1000)
+        else:
+            os.remove(os.path.join(damaged, "state", "_METADATA"))
+    runs = {damage: subprocess.Popen([sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}"], cwd=REPO,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for damage, workdir in workdirs.items()}
+    for damage, workdir in workdirs.items():
+        _, stderr = runs[damage].communicate(timeout=300)
+        damaged = os.path.join(workdir, "checkpoints", "6")
+        assert runs[damage].returncode == 0, stderr[-3000:]
+        assert f"checkpoint {damaged} is damaged" in stderr and "step 3" in stderr, damage
+        assert "Traceback" not in stderr
+        assert json.load(open(os.path.join(workdir, "eval.json")))["step"] == 3
+        # training resumes from step 3, moves the damaged folder aside and saves step 6 again
+        result = train.train_and_evaluate(small_config(digits_data_dir, max_steps=9, checkpoint_every_steps=3),
+                                          workdir)
+        assert result["step"] == 9
+        assert glob.glob(os.path.join(workdir, "checkpoints", "6.damaged-*"))
+        assert evaluate.restore(config, workdir)[1] == 9
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -153,21 +163,8 @@ def test_lock_is_released_and_a_failed_start_leaves_no_folder(tmp_path):
 # 4. $SPIKEJAX_DATA_DIR
 
 
-@pytest.mark.slow
-def test_every_entry_point_honours_spikejax_data_dir(digits_data_dir, tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {"SPIKEJAX_DATA_DIR": digits_data_dir, "HOME": str(home)}
-    out = _cli([sys.executable, "-m", "experiments.inspect_data", f"--out={tmp_path / 's.png'}"], env=env)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert f"cache: {digits_data_dir}/cache/" in out.stdout
-    workdir = str(tmp_path / "run")
-    out = _cli([sys.executable, "-m", "experiments.train", "--config.model.hidden=(32,)", "--max_steps=2",
-                f"--workdir={workdir}"], env=env)
-    assert out.returncode == 0, out.stderr[-2000:]
-    out = _cli([sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}"], env=env)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert not (home / ".cache" / "spikejax").exists()  # nothing built or downloaded at the default location
+# Every entry point (train, evaluate, inspect_data) run with only $SPIKEJAX_DATA_DIR set and HOME elsewhere:
+# tests/test_train.py::test_train_evaluate_and_inspect_commands.
 
 
 def test_default_data_dir_is_read_at_call_time(monkeypatch):

@@ -91,10 +91,11 @@ def _parameter_grads(currents, weights, beta, threshold, **kwargs):
     return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(currents, beta, threshold)
 
 
-# the interpreted Pallas kernels are slow: two of the four reset combinations, each reset once
+# the interpreted Pallas kernels are slow: the zero reset, not detached (every term of the adjoint); the
+# subtractive reset runs in the bf16 / per-layer test below
 @pytest.mark.parametrize("case,reset,detach_reset", [
     (case, reset, detach) for case in sorted(LEARN_CASES) for reset in ("subtract", "zero")
-    for detach in (True, False) if case != "pallas" or detach == (reset == "subtract")])
+    for detach in (True, False) if case != "pallas" or (reset, detach) == ("zero", False)])
 def test_learnable_parameter_gradients_match_autodiff(case, reset, detach_reset):
     currents = jnp.asarray(_currents(7, shape=(40, 3, 5)))
     weights = jnp.asarray(np.random.default_rng(8).standard_normal(currents.shape), jnp.float32)

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -100,13 +101,13 @@ def _start_two_processes(data_dir, workdir, *extra):
 def test_two_processes_match_single_process(digits_data_dir, tmp_path):
     shared = str(tmp_path / "multi")
     procs = _start_two_processes(digits_data_dir, shared)
+    config = small_config(digits_data_dir)
+    single = str(tmp_path / "single")
+    result = train.train_and_evaluate(config, single)  # meanwhile, this process: 4 forced host devices
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     for p, out in zip(procs, outputs):
         assert p.returncode == 0, out[-3000:]
     assert "on 4 device(s) (2 process(es)" in outputs[0]
-    config = small_config(digits_data_dir)
-    single = str(tmp_path / "single")
-    result = train.train_and_evaluate(config, single)  # this process: 4 forced host devices
     assert result["validation"]["num_examples"] == 143 and 0 <= result["validation"]["accuracy"] <= 1
     step_multi, multi = _params(config, shared)
     step_single, one = _params(config, single)
@@ -163,11 +164,12 @@ def test_sigterm_then_resume_matches_uninterrupted_run(digits_data_dir, tmp_path
     config = small_config(digits_data_dir, epochs=2, max_steps=None, checkpoint_every_steps=1000)
     stopped_at, _ = _params(config, workdir)
     assert 5 <= stopped_at < 40  # mid-run (20 steps per epoch)
-    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    resumed_run = _start(command[2:])
+    reference = str(tmp_path / "uninterrupted")
+    train.train_and_evaluate(config, reference)  # meanwhile, in this process
+    out = _finish(resumed_run)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"resumed from {workdir}/checkpoints at step {stopped_at}" in out.stdout
-    reference = str(tmp_path / "uninterrupted")
-    train.train_and_evaluate(config, reference)
     step_a, resumed = _params(config, workdir)
     step_b, straight = _params(config, reference)
     assert step_a == step_b == 40
@@ -265,10 +267,35 @@ def test_command_line_errors_name_the_choices():
 
 
 @pytest.mark.slow
+def _start(args, env=None):
+    """A command started in the background; `_finish` collects it like `_run` (output through files, since
+    a full pipe would stall it)."""
+    out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    process = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, stdout=out, stderr=err, text=True,
+                               env=None if env is None else {**os.environ, **env})
+    return process, out, err
+
+
+def _finish(started):
+    process, out, err = started
+    process.wait(timeout=600)
+    out.seek(0), err.seek(0)
+    return subprocess.CompletedProcess(process.args, process.returncode, out.read(), err.read())
+
+
 def test_train_evaluate_and_inspect_commands(digits_data_dir, tmp_path):
+    """The three commands, finding the data through $SPIKEJAX_DATA_DIR alone (HOME elsewhere, no
+    --data_dir): nothing is built or downloaded at the default location."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"SPIKEJAX_DATA_DIR": digits_data_dir, "HOME": str(home)}
     workdir = str(tmp_path / "runs")
+    png = str(tmp_path / "sample.png")
+    # independent of the training run, so started beside it
+    inspect = _start(["experiments.inspect_data", "--dataset=digits_events", f"--out={png}"], env=env)
+    refused = _start(["experiments.compare_losses", "--loss=nll", f"--workdir={workdir}"], env=env)
     out = _run(["experiments.train", "--dataset=digits_events", "--loss=softmax", "--epochs=1", "--max_steps=4",
-                f"--data_dir={digits_data_dir}", f"--workdir={os.path.join(workdir, 'softmax')}"])
+                f"--workdir={os.path.join(workdir, 'softmax')}"], env={**os.environ, **env})
     assert out.returncode == 0, out.stderr[-3000:]
     records = [json.loads(line) for line in open(os.path.join(workdir, "softmax", "metrics.jsonl"))]
     assert [r["step"] for r in records] == [4] and all(np.isfinite(r["loss"]) for r in records)  # log_every=10
@@ -276,9 +303,9 @@ def test_train_evaluate_and_inspect_commands(digits_data_dir, tmp_path):
     assert json.load(open(os.path.join(workdir, "softmax", "eval.json")))["train_seconds"] > 0
     events = os.listdir(os.path.join(workdir, "softmax", "tensorboard"))
     assert any(name.startswith("events.out.tfevents") for name in events)
-    out = _run(["experiments.compare_losses", "--loss=nll", f"--workdir={workdir}"])
+    out = _finish(refused)
     assert out.returncode == 2 and "compare_losses trains every loss" in out.stderr
-    out = _run(["experiments.evaluate", f"--workdir={os.path.join(workdir, 'softmax')}"])
+    out = _run(["experiments.evaluate", f"--workdir={os.path.join(workdir, 'softmax')}"], env={**os.environ, **env})
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.load(open(os.path.join(workdir, "softmax", "eval.json")))
     assert result["loss"] == "softmax" and result["dataset"] == "digits_events"
@@ -286,11 +313,12 @@ def test_train_evaluate_and_inspect_commands(digits_data_dir, tmp_path):
     assert set(result["latency_steps"]) >= {"accuracy_95pct_of_final", "accuracy_99pct_of_final", "decision"}
     assert set(result["latency_steps"]["decision"]) >= {"0.5", "0.7", "0.9"}
     assert result["spikes_per_sample"]["total"] > 0 and result["synops_per_sample"]["total"] > 0
-    png = str(tmp_path / "sample.png")
-    out = _run(["experiments.inspect_data", "--dataset=digits_events", f"--data_dir={digits_data_dir}", f"--out={png}"])
+    out = _finish(inspect)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "1437 samples, 10 classes" in out.stdout and "events per sample" in out.stdout
+    assert f"cache: {digits_data_dir}/cache/" in out.stdout
     assert os.path.getsize(png) > 1000
+    assert not (home / ".cache" / "spikejax").exists()  # nothing built or downloaded at the default location
 
 
 @pytest.mark.slow
