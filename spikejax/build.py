@@ -77,13 +77,10 @@ def loss_label(config) -> str:
     return config.loss.name + (f"(window={window})" if window else "")
 
 
-NEURON_PARAMETERS = ("beta_raw", "threshold_raw", "alpha_raw")  # models.SpikingNeurons' nnx.Params
-
-
 def _is_neuron_parameter(path) -> bool:
-    """Whether a parameter's tree path names a learnable neuron parameter (a flax Variable adds a
-    trailing `.value` key, so any key of the path may be the name)."""
-    return any(getattr(key, "key", getattr(key, "name", None)) in NEURON_PARAMETERS for key in path)
+    """Whether a parameter's tree path names a learnable neuron parameter (`models.RAW_NAMES`; a flax
+    Variable adds a trailing `.value` key, so any key of the path may be the name)."""
+    return any(getattr(key, "key", getattr(key, "name", None)) in models.RAW_NAMES for key in path)
 
 
 def _scale_neuron_updates(factor: float) -> optax.GradientTransformation:

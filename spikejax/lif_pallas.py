@@ -89,15 +89,13 @@ def make_lif(beta: float | None, threshold: float | None, reset: str, name: str,
 
     derivative = functools.partial(surrogate_lib.SURROGATES[name][0], **dict(frozen))
     chunk = chunk or CHUNK
-    constants = dict(zip(("beta", "threshold"), (beta, threshold)))
-    learned = tuple(k for k, v in constants.items() if v is None)
+    learned = lif_step.learned_names(beta, threshold)
     padding = {"beta": 0.0, "threshold": 1.0}  # padded neurons: no input, never fire
 
     def parameters(param_refs):
         """{beta, threshold}: the constants, and the learned ones loaded for this block of neurons."""
-        out = dict(constants)
-        out.update({k: ref[0].astype(jnp.float32) for k, ref in zip(learned, param_refs)})
-        return out
+        loaded = {k: ref[0] for k, ref in zip(learned, param_refs)}
+        return lif_step.parameter_values(beta, threshold, loaded, jnp.float32)
 
     def spans(steps):
         """(number of full chunks, length of the trailing partial chunk), both static."""
@@ -144,22 +142,17 @@ def make_lif(beta: float | None, threshold: float | None, reset: str, name: str,
                 membrane.append(v)
             grads = [gs_ref[c * chunk + j].astype(jnp.float32) for j in range(length)]
             for j in reversed(range(length)):
-                out = adjoint(a, membrane[j], grads[j])
-                if learned:
-                    a, terms = out[0], dict(zip(("beta", "threshold"), out[1:]))
-                    sums = tuple(total + terms[k] for total, k in zip(sums, learned))
-                else:
-                    a = out
+                a, sums = lif_step.add_parameter_terms(adjoint(a, membrane[j], grads[j]), sums, learned)
                 gx_ref[c * chunk + j] = a.astype(gx_ref.dtype)
             return a, sums
 
         zero = jnp.zeros(x_ref.shape[1:], jnp.float32)
-        carry = (zero, tuple(zero for _ in learned))
+        carry = (zero, {k: zero for k in learned})
         if rest:
             carry = run(full, carry, rest)
         _, sums = jax.lax.fori_loop(0, full, lambda i, carry: run(full - 1 - i, carry, chunk), carry)
-        for ref, total in zip(grad_refs, sums):
-            ref[0] = total
+        for k, ref in zip(learned, grad_refs):
+            ref[0] = sums[k]
 
     def call(kernel, inputs, outputs, aliases=None):
         steps, neurons = inputs[0].shape

@@ -39,8 +39,6 @@ import jax.numpy as jnp
 from spikejax import lif_step
 from spikejax import surrogate as surrogate_lib
 
-PARAMETERS = ("beta", "threshold")
-
 
 def _dot(a, b):
     """a [..., K] @ b [K, M] in a's dtype, accumulated in float32."""
@@ -59,12 +57,8 @@ def make_recurrent_lif(beta, threshold, reset: str, name: str, frozen: tuple, de
     """f(x, w_in, w_rec, bias, arrays) -> spikes [T, B, N] in x's dtype, with a custom VJP. `beta` and
     `threshold` are floats (constants) or None (then in `arrays`, broadcastable to [B, N])."""
     derivative = functools.partial(surrogate_lib.SURROGATES[name][0], **dict(frozen))
-    learned = tuple(k for k, v in zip(PARAMETERS, (beta, threshold)) if v is None)
-
-    def values(arrays):
-        out = dict(zip(PARAMETERS, (beta, threshold)))
-        out.update({k: arrays[k].astype(jnp.float32) for k in learned})
-        return out
+    learned = lif_step.learned_names(beta, threshold)
+    values = lambda arrays: lif_step.parameter_values(beta, threshold, arrays, jnp.float32)
 
     def forward(x, w_in, w_rec, bias, arrays):
         params = values(arrays)
@@ -112,10 +106,8 @@ def make_recurrent_lif(beta, threshold, reset: str, name: str, frozen: tuple, de
             out = lif_step.adjoint_step(a_next, v, through_recurrence, reset=reset, detach_reset=detach_reset,
                                         derivative=derivative, parameter_grads=bool(learned), spiked=spiked,
                                         **params)
-            if not learned:
-                return (out, sums), out
-            a, terms = out[0], dict(zip(PARAMETERS, out[1:]))
-            return (a, {k: sums[k] + terms[k] for k in learned}), a
+            a, sums = lif_step.add_parameter_terms(out, sums, learned)
+            return (a, sums), a
 
         zero = jnp.zeros_like(membrane[0])
         (_, sums), grad_currents = jax.lax.scan(adjoint, (zero, {k: zero for k in learned}),

@@ -22,6 +22,28 @@ Parameter gradients, summed over t (a[T] = 0). beta and threshold enter v[t+1] a
 """
 from __future__ import annotations
 
+PARAMETERS = ("beta", "threshold")  # the LIF parameters that may be arrays (learned)
+
+
+def learned_names(beta, threshold) -> tuple[str, ...]:
+    """The parameters given as None (arrays, learned) rather than as numbers, in PARAMETERS order."""
+    return tuple(k for k, v in zip(PARAMETERS, (beta, threshold)) if v is None)
+
+
+def parameter_values(beta, threshold, arrays, dtype) -> dict:
+    """{beta, threshold}: the numbers, and for each one given as None its array from `arrays`, as `dtype`."""
+    out = dict(zip(PARAMETERS, (beta, threshold)))
+    out.update({k: arrays[k].astype(dtype) for k in learned_names(beta, threshold)})
+    return out
+
+
+def add_parameter_terms(out, sums: dict, learned: tuple[str, ...]):
+    """`adjoint_step`'s output -> (a[t], the running parameter-gradient sums plus this step's terms)."""
+    if not learned:
+        return out, sums
+    terms = dict(zip(PARAMETERS, out[1:]))
+    return out[0], {k: sums[k] + terms[k] for k in learned}
+
 
 def membrane_step(v_prev, current, *, beta, threshold, reset):
     """v[t] from the previous pre-reset membrane v[t-1] and I[t], in the dtype of v_prev."""

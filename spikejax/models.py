@@ -78,6 +78,13 @@ class Neuron:
         return neurons.lif(currents, **kwargs)
 
 
+def raw_name(name: str) -> str:
+    """The nnx.Param attribute of SpikingNeurons that holds learnable parameter `name` unconstrained."""
+    return f"{name}_raw"
+
+
+RAW_NAMES = tuple(raw_name(k) for k in ("beta", "threshold", "alpha"))
+
 # Parametrisations that keep the learnable parameters in range: value = forward(raw), raw = inverse(value).
 PARAMETRISATION = {
     "beta": (jax.nn.sigmoid, lambda x: math.log(x / (1.0 - x))),  # (0, 1)
@@ -100,11 +107,11 @@ class SpikingNeurons(nnx.Module):
         shape = (features,) if neuron.learn_shape == "neuron" else ()
         for name in neuron.learned:
             raw = PARAMETRISATION[name][1](float(getattr(neuron, name)))
-            setattr(self, f"{name}_raw", nnx.Param(jnp.full(shape, raw, jnp.float32)))
+            setattr(self, raw_name(name), nnx.Param(jnp.full(shape, raw, jnp.float32)))
 
     def values(self) -> dict:
         """{name: the parameter's value array} for the learnable parameters (f32, [features] or [])."""
-        return {name: PARAMETRISATION[name][0](getattr(self, f"{name}_raw")[...]) for name in self.neuron.learned}
+        return {name: PARAMETRISATION[name][0](getattr(self, raw_name(name))[...]) for name in self.neuron.learned}
 
     def __call__(self, currents):
         return self.neuron(currents, **self.values())

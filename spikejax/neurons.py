@@ -49,7 +49,15 @@ import jax
 import jax.numpy as jnp
 
 from spikejax import surrogate as surrogate_lib
-from spikejax.lif_step import adjoint_step, membrane_step, sum_to_shape
+from spikejax.lif_step import (
+    PARAMETERS,
+    add_parameter_terms,
+    adjoint_step,
+    learned_names,
+    membrane_step,
+    parameter_values,
+    sum_to_shape,
+)
 
 RESETS = ("subtract", "zero")
 IMPLEMENTATIONS = ("auto", "fused", "pallas", "reference")
@@ -59,7 +67,6 @@ def _is_static_number(x: Any) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
-PARAMETERS = ("beta", "threshold")  # the LIF parameters that may be arrays (learnable)
 
 
 def _check_parameter_array(name, value, step_shape):
@@ -317,13 +324,8 @@ def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_n
     see `spikejax.lif_step`)."""
     state_dtype = jnp.dtype(state_dtype_name)
     derivative = functools.partial(surrogate_lib.SURROGATES[name][0], **dict(frozen))
-    learned = tuple(k for k, v in zip(PARAMETERS, (beta, threshold)) if v is None)
-
-    def values(arrays):
-        """{beta, threshold} as constants or state_dtype arrays."""
-        out = dict(zip(PARAMETERS, (beta, threshold)))
-        out.update({k: arrays[k].astype(state_dtype) for k in learned})
-        return out
+    learned = learned_names(beta, threshold)
+    values = lambda arrays: parameter_values(beta, threshold, arrays, state_dtype)
 
     def integrate(currents, v0, params):
         """Forward recurrence from state v0 (before step 0): returns v [T, ...] in state_dtype."""
@@ -345,10 +347,8 @@ def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_n
             out = adjoint_step(a, v, gs.astype(state_dtype), reset=reset, detach_reset=detach_reset,
                                derivative=derivative, grad_membrane=gv.astype(state_dtype),
                                parameter_grads=bool(learned), **params)
-            if not learned:
-                return (out, sums), out
-            a_here, terms = out[0], dict(zip(PARAMETERS, out[1:]))
-            return (a_here, {k: sums[k] + terms[k] for k in learned}), a_here
+            a_here, sums = add_parameter_terms(out, sums, learned)
+            return (a_here, sums), a_here
 
         return jax.lax.scan(step, carry, (membrane, grad_spikes, grad_membrane), reverse=True)
 
