@@ -90,10 +90,7 @@ def make_recurrent_lif(beta, threshold, reset: str, name: str, frozen: tuple, de
 
         def integrate(v_prev, xs):
             current, spiked_prev = xs
-            if reset == "subtract":
-                v = params["beta"] * v_prev + current - params["threshold"] * spiked_prev
-            else:
-                v = params["beta"] * v_prev * (1.0 - spiked_prev) + current
+            v = lif_step.membrane_step(v_prev, current, reset=reset, spiked_prev=spiked_prev, **params)
             return v, v
 
         _, membrane = jax.lax.scan(integrate, jnp.zeros_like(currents[0]), (currents, s_prev))

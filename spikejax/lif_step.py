@@ -45,9 +45,10 @@ def add_parameter_terms(out, sums: dict, learned: tuple[str, ...]):
     return out[0], {k: sums[k] + terms[k] for k in learned}
 
 
-def membrane_step(v_prev, current, *, beta, threshold, reset):
-    """v[t] from the previous pre-reset membrane v[t-1] and I[t], in the dtype of v_prev."""
-    s_prev = (v_prev > threshold).astype(v_prev.dtype)
+def membrane_step(v_prev, current, *, beta, threshold, reset, spiked_prev=None):
+    """v[t] from the previous pre-reset membrane v[t-1] and I[t], in the dtype of v_prev. `spiked_prev`:
+    s[t-1] when the caller kept it (else v[t-1] > threshold)."""
+    s_prev = (v_prev > threshold).astype(v_prev.dtype) if spiked_prev is None else spiked_prev
     if reset == "subtract":
         return beta * v_prev + current - threshold * s_prev
     return beta * v_prev * (1.0 - s_prev) + current

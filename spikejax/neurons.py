@@ -67,8 +67,6 @@ def _is_static_number(x: Any) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
-
-
 def _check_parameter_array(name, value, step_shape):
     """A non-number parameter must be a floating array broadcastable to one step, `step_shape`."""
     if _is_static_number(value):

@@ -78,13 +78,23 @@ def _in_norse(graph, x):
     return _run_torch(norse.from_nir(graph, dt=DT), x, stateful=True)
 
 
-@pytest.mark.parametrize("model,kind", [("mlp", "lif"), ("mlp", "cuba_lif"), ("conv", "lif")])
-def test_exported_models_spike_identically_in_snntorch_and_norse(digits_data_dir, tmp_path, model, kind):
+# learned: per-neuron beta, threshold (and alpha), moved by 10 steps at 100x the rate, exported as arrays
+LEARNED = {"model.neuron.learn_beta": True, "model.neuron.learn_threshold": True, "optimizer.warmup_steps": 0,
+           "optimizer.neuron_learning_rate_scale": 100.0}
+
+
+@pytest.mark.parametrize("model,kind,learned", [("mlp", "lif", False), ("mlp", "cuba_lif", False),
+                                                ("conv", "lif", False), ("mlp", "cuba_lif", True)])
+def test_exported_models_spike_identically_in_snntorch_and_norse(digits_data_dir, tmp_path, model, kind, learned):
+    extra = {**LEARNED, "model.neuron.learn_alpha": kind == "cuba_lif"} if learned else {}
     trained, _ = _trained(digits_data_dir, str(tmp_path / "run"), **{"model.name": model,
-                                                                      "model.neuron.kind": kind})
+                                                                      "model.neuron.kind": kind, **extra})
     path = str(tmp_path / "model.nir")
     nir.write(path, snir.to_nir(trained, dt=DT))
     graph = nir.read(path)
+    if learned:
+        node = graph.nodes["cubalif0"]
+        assert np.ptp(node.tau_mem) > 0 and np.ptp(node.tau_syn) > 0 and np.ptp(node.v_threshold) > 0
     x = _test_inputs(digits_data_dir, flat=model == "mlp")
     mine = np.asarray(trained(jnp.asarray(_test_inputs(digits_data_dir, flat=False)))[0])
     assert 0 < mine.sum() < mine.size
