@@ -73,14 +73,16 @@ def _nir():
 def _neuron_values(neuron, spiking) -> dict:
     """{beta, threshold, alpha}: per-feature float32 arrays [features] or scalars, the learned ones read from
     the layer's `SpikingNeurons`."""
-    values = {k: np.float32(getattr(neuron, k)) for k in ("beta", "threshold", "alpha")}
-    values.update({k: _array(v) for k, v in spiking.values().items()})
+    values = {k: np.float64(getattr(neuron, k)) for k in ("beta", "threshold", "alpha")}
+    values.update({k: _array(v).astype(np.float64) for k, v in spiking.values().items()})
     return values
 
 
 def _neuron_node(neuron, values: dict, shape: tuple[int, ...], dt: float):
     """(the NIR node of a spikejax `models.Neuron` over `shape` (features first: [F] or [C, H, W]) with
-    parameter `values` (scalars or per-feature [F]), the gain [F] to fold into its input weights)."""
+    parameter `values` (scalars or per-feature [F]), the gain [F] to fold into its input weights). The time
+    constants are computed in float64 and stored as float32; the gain is float32, so that the folded weights
+    are the float32 products W * gain, as importers would form them."""
     nir = _nir()
 
     def full(v):
@@ -88,7 +90,7 @@ def _neuron_node(neuron, values: dict, shape: tuple[int, ...], dt: float):
         return np.broadcast_to(v.reshape(v.shape + (1,) * (len(shape) - 1)) if v.ndim else v, shape).copy()
 
     features = shape[0]
-    beta, threshold, alpha = (np.asarray(values[k], np.float32) for k in ("beta", "threshold", "alpha"))
+    beta, threshold, alpha = (np.asarray(values[k], np.float64) for k in ("beta", "threshold", "alpha"))
     ones = np.ones(features, np.float32)
     if neuron.kind == "cuba_lif":
         if np.any(alpha >= 1.0) or np.any(beta >= 1.0):
@@ -159,7 +161,8 @@ def to_nir(model, *, dt: float = DEFAULT_DT, approximate: bool = False):
 
 def _dense(weight: np.ndarray, bias: np.ndarray | None):
     nir = _nir()
-    return nir.Linear(weight=weight) if bias is None else nir.Affine(weight=weight, bias=bias)
+    weight = weight.astype(np.float32)
+    return nir.Linear(weight=weight) if bias is None else nir.Affine(weight=weight, bias=bias.astype(np.float32))
 
 
 def _conv_graph(model, neuron, dt, nodes, edges, add):
@@ -172,10 +175,11 @@ def _conv_graph(model, neuron, dt, nodes, edges, add):
         bias = _array(conv.bias) if conv.bias is not None else np.zeros(kernel.shape[-1], np.float32)
         out = kernel.shape[-1]
         node, gain = _neuron_node(neuron, _neuron_values(neuron, spiking), (out, height, width), dt)
-        weight = np.transpose(kernel, (3, 2, 0, 1)) * (gain * scale)[:, None, None, None]  # OIHW
+        weight = (np.transpose(kernel, (3, 2, 0, 1)) * (gain * scale)[:, None, None, None]).astype(np.float32)  # OIHW
         pad = ((kernel.shape[0] - 1) // 2, (kernel.shape[1] - 1) // 2)
+        bias = (bias * gain).astype(np.float32)
         previous = add(f"conv{i}", nir.Conv2d(input_shape=(height, width), weight=weight, stride=(1, 1),
-                                              padding=pad, dilation=(1, 1), groups=1, bias=bias * gain), previous)
+                                              padding=pad, dilation=(1, 1), groups=1, bias=bias), previous)
         previous = add(f"{type(node).__name__.lower()}{i}", node, previous)
         previous = add(f"pool{i}", nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
                                                  padding=np.array([0, 0])), previous)
