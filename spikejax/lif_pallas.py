@@ -18,7 +18,7 @@ currents, then runs the chunk's adjoint in reverse, writing dL/dI over the spike
 
 Learnable (array) beta / threshold enter as one [1, M] row each (broadcast to every neuron of the flattened
 step); the backward kernel sums their per-neuron gradients in registers across the time loop and writes one
-[1, M] row each, which the wrapper reduces to the parameters' shapes.
+[1, M] row each; autodiff of the caller's broadcast reduces them to the parameters' shapes.
 
 Off GPU the kernels run in Pallas' interpret mode (slow; for tests of the lowering-independent logic).
 """
@@ -83,7 +83,7 @@ def make_lif(beta: float | None, threshold: float | None, reset: str, name: str,
              detach_reset: bool, chunk: int | None = None):
     """Returns f(currents [T, ...], arrays) -> spikes [T, ...] (currents' dtype) with a custom VJP, both
     Pallas. `beta`/`threshold` are floats (compiled in) or None: then arrays["beta"] / arrays["threshold"]
-    (broadcastable to currents[0]) are kernel inputs, and the backward kernel also sums their gradients
+    (of one step's shape, currents.shape[1:]) are kernel inputs, and the backward kernel also sums their gradients
     per neuron (`spikejax.lif_step`) in registers over the time loop."""
     from jax.experimental import pallas as pl
 
@@ -173,17 +173,15 @@ def make_lif(beta: float | None, threshold: float | None, reset: str, name: str,
             return x
         return jnp.pad(x, ((0, 0), (0, padded - neurons)), constant_values=pad_value)
 
-    def flat_parameters(arrays, like):
-        """The learned parameters broadcast to one step of the currents, as [1, padded M] f32 rows."""
-        step_shape = like.shape[1:]
-        return [flat(jnp.broadcast_to(arrays[k].astype(jnp.float32), step_shape)[None], padding[k])
-                for k in learned]
+    def flat_parameters(arrays):
+        """The learned parameters (one step's shape each) as [1, padded M] f32 rows."""
+        return [flat(arrays[k].astype(jnp.float32)[None], padding[k]) for k in learned]
 
     def forward(currents, arrays):
         x = flat(currents)
         steps, neurons = x.shape
         chunks = -(-steps // chunk)
-        params = flat_parameters(arrays, currents)
+        params = flat_parameters(arrays)
         spikes, state = call(forward_kernel, [x, *params], [_out_struct(x, x.shape, x.dtype),
                                                              _out_struct(x, (chunks, neurons), jnp.float32)])
         return spikes, (x, state, params, arrays)
@@ -206,8 +204,7 @@ def make_lif(beta: float | None, threshold: float | None, reset: str, name: str,
         gx, *sums = call(backward_kernel, [x, state, gs, *params], [_out_struct(gs, x.shape, x.dtype), *rows],
                          aliases={2: 0})
         step_shape = grad_spikes.shape[1:]
-        per_neuron = {k: _unflatten(total, (1,) + step_shape)[0] for k, total in zip(learned, sums)}
-        grads = {k: lif_step.sum_to_shape(g, arrays[k].shape).astype(arrays[k].dtype) for k, g in per_neuron.items()}
+        grads = {k: _unflatten(total, (1,) + step_shape)[0].astype(arrays[k].dtype) for k, total in zip(learned, sums)}
         return _unflatten(gx, grad_spikes.shape), grads
 
     lif.defvjp(lif_fwd, lif_bwd)

@@ -55,7 +55,7 @@ def _driven(x, w_in, bias):
 def make_recurrent_lif(beta, threshold, reset: str, name: str, frozen: tuple, detach_reset: bool,
                        has_bias: bool):
     """f(x, w_in, w_rec, bias, arrays) -> spikes [T, B, N] in x's dtype, with a custom VJP. `beta` and
-    `threshold` are floats (constants) or None (then in `arrays`, broadcastable to [B, N])."""
+    `threshold` are floats (constants) or None (then in `arrays`, of shape [B, N])."""
     derivative = functools.partial(surrogate_lib.SURROGATES[name][0], **dict(frozen))
     learned = lif_step.learned_names(beta, threshold)
     values = lambda arrays: lif_step.parameter_values(beta, threshold, arrays, jnp.float32)
@@ -114,7 +114,7 @@ def make_recurrent_lif(beta, threshold, reset: str, name: str, frozen: tuple, de
         grad_w_rec = jnp.matmul(rows(s_prev).T, rows(grad_currents), preferred_element_type=jnp.float32)
         grad_x = _dot(grad_currents.astype(x.dtype), w_in.T)
         grad_bias = jnp.sum(grad_currents, axis=(0, 1)).astype(bias.dtype) if has_bias else None
-        grad_arrays = {k: lif_step.sum_to_shape(sums[k], arrays[k].shape).astype(arrays[k].dtype) for k in learned}
+        grad_arrays = {k: sums[k].astype(arrays[k].dtype) for k in learned}
         return (grad_x.astype(x.dtype), grad_w_in.astype(w_in.dtype), grad_w_rec.astype(w_rec.dtype), grad_bias,
                 grad_arrays)
 

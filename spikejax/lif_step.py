@@ -13,7 +13,9 @@ Adjoint, a[t] = dL/dv[t] = dL/dI[t], and b[t] = the cotangent reaching s[t] thro
 
 with c_v = beta (subtract) or beta*(1 - s[t]) (zero), and c_s = -threshold (subtract) or -beta*v[t] (zero).
 
-Parameter gradients, summed over t (a[T] = 0). beta and threshold enter v[t+1] and s[t]:
+Parameter gradients, summed over t (a[T] = 0) and kept per element of one step: the callers broadcast
+array parameters to one step's shape before their custom_vjp, so autodiff of that broadcast reduces these
+sums to a per-neuron [N] or per-layer [] parameter. beta and threshold enter v[t+1] and s[t]:
 
   dL/dbeta      = sum_t a[t+1] * v[t]                  (subtract)
                   sum_t a[t+1] * v[t]*(1 - s[t])       (zero)
@@ -83,10 +85,3 @@ def adjoint_step(a_next, v, grad_spike, *, beta, threshold, reset, detach_reset,
         d_threshold = -slope * through_spike
     return a, d_beta, d_threshold
 
-
-def sum_to_shape(x, shape):
-    """Sums x over the axes that broadcasting `shape` to x.shape expanded (the adjoint of the broadcast):
-    how a per-step parameter gradient becomes the gradient of a per-neuron [N] or per-layer [] parameter."""
-    x = x.sum(axis=tuple(range(x.ndim - len(shape))))
-    axes = tuple(i for i, n in enumerate(shape) if n == 1 and x.shape[i] != 1)
-    return x.sum(axis=axes, keepdims=True) if axes else x

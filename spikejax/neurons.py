@@ -56,7 +56,6 @@ from spikejax.lif_step import (
     learned_names,
     membrane_step,
     parameter_values,
-    sum_to_shape,
 )
 
 RESETS = ("subtract", "zero")
@@ -280,7 +279,8 @@ def recurrent_lif(
                                                      detach_reset=detach_reset)
     static, arrays = _split(parameters)
     like = jnp.zeros_like(inputs[0, :, :1], jnp.float32)  # [B, 1]: varies with the batch under shard_map
-    arrays = {k: v + like.astype(v.dtype) for k, v in arrays.items()}
+    step = (inputs.shape[1], neurons)
+    arrays = {k: jnp.broadcast_to(v + like.astype(v.dtype), step) for k, v in arrays.items()}
     fn = lif_recurrent.make_recurrent_lif(*static, reset, name, frozen, bool(detach_reset), bias is not None)
     return fn(inputs, w_in, w_rec, bias, arrays)
 
@@ -318,8 +318,8 @@ def _lif_reference(currents, beta, threshold, reset, name, frozen, detach_reset,
 @functools.cache
 def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_name, checkpoint_every):
     """f(currents, arrays) -> (spikes, membrane) with a custom VJP. `beta`/`threshold`: a float (a
-    constant) or None (then arrays["beta"] / arrays["threshold"], whose gradients the adjoint pass sums,
-    see `spikejax.lif_step`)."""
+    constant) or None (then arrays["beta"] / arrays["threshold"], of one step's shape currents.shape[1:],
+    whose gradients the adjoint pass sums, see `spikejax.lif_step`)."""
     state_dtype = jnp.dtype(state_dtype_name)
     derivative = functools.partial(surrogate_lib.SURROGATES[name][0], **dict(frozen))
     learned = learned_names(beta, threshold)
@@ -358,7 +358,7 @@ def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_n
         return jnp.zeros_like(currents[0], state_dtype)  # zeros_like keeps shard_map's varying axes
 
     def parameter_grads(sums, arrays):
-        return {k: sum_to_shape(sums[k], arrays[k].shape).astype(arrays[k].dtype) for k in learned}
+        return {k: sums[k].astype(arrays[k].dtype) for k in learned}
 
     @jax.custom_vjp
     def fused(currents, arrays):

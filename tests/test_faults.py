@@ -19,7 +19,7 @@ import pytest
 
 from spikejax import config as config_lib
 from spikejax import data, errors, evaluate, train
-from tests.test_train import REPO, small_config
+from tests.test_train import REPO, _finish, _start, small_config
 
 
 def _command(workdir, data_dir, *extra):
@@ -98,13 +98,12 @@ def test_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(digits_da
             os.truncate(_largest_file(os.path.join(damaged, "state")), 1000)
         else:
             os.remove(os.path.join(damaged, "state", "_METADATA"))
-    runs = {damage: subprocess.Popen([sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}"], cwd=REPO,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for damage, workdir in workdirs.items()}
+    runs = {damage: _start(["experiments.evaluate", f"--workdir={workdir}"]) for damage, workdir in workdirs.items()}
     for damage, workdir in workdirs.items():
-        _, stderr = runs[damage].communicate(timeout=300)
+        out = _finish(runs[damage])
+        stderr = out.stderr
         damaged = os.path.join(workdir, "checkpoints", "6")
-        assert runs[damage].returncode == 0, stderr[-3000:]
+        assert out.returncode == 0, stderr[-3000:]
         assert f"checkpoint {damaged} is damaged" in stderr and "step 3" in stderr, damage
         assert "Traceback" not in stderr
         assert json.load(open(os.path.join(workdir, "eval.json")))["step"] == 3

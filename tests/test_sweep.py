@@ -15,7 +15,7 @@ from flax import nnx
 from configs import sweep as sweep_configs
 from spikejax import build, comparison, evaluate, parallel, replicas, sweep
 from spikejax.errors import ConfigError
-from tests.test_train import REPO, small_config
+from tests.test_train import REPO, _finish, _start, small_config
 
 
 def test_grid_covers_every_loss_parameter_and_keeps_mse_targets_ordered():
@@ -173,8 +173,7 @@ def test_a_killed_sweep_resumes_to_the_same_result(digits_data_dir, tmp_path):
     reports."""
     whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
     # the uninterrupted sweep runs beside the killed one (both are mostly start-up and compilation)
-    log = open(tmp_path / "whole.log", "w")  # a file, not a pipe: a full pipe would stall the child
-    uninterrupted = subprocess.Popen(_compare(whole, digits_data_dir), cwd=REPO, stdout=log, stderr=log)
+    uninterrupted = _start(_compare(whole, digits_data_dir)[2:])
     process = subprocess.Popen(_compare(killed, digits_data_dir), cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     marker = os.path.join(killed, "final", "0", "checkpoints", "2")
@@ -187,8 +186,8 @@ def test_a_killed_sweep_resumes_to_the_same_result(digits_data_dir, tmp_path):
     out = subprocess.run(_compare(killed, digits_data_dir), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "tune 1/1: finished earlier" in out.stdout and "final 1/1: resumed from" in out.stdout
-    assert uninterrupted.wait(timeout=600) == 0, (tmp_path / "whole.log").read_text()[-3000:]
-    log.close()
+    out = _finish(uninterrupted)
+    assert out.returncode == 0, out.stderr[-3000:]
     a, b = (json.load(open(os.path.join(w, "comparison.json"))) for w in (whole, killed))
     for label in a["losses"]:
         for metric in comparison.METRICS:
