@@ -116,10 +116,10 @@ class Checkpointer:
 
     def _remove_partial(self, step: int) -> None:
         for path in glob.glob(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*")):
-            shutil.rmtree(path, ignore_errors=True)
+            _remove_tree(path)
         final = os.path.join(self.directory, str(step))
         if os.path.isdir(final) and step not in self._complete_steps():
-            shutil.rmtree(final, ignore_errors=True)
+            _remove_tree(final)
 
     def _complete_steps(self) -> set[int]:
         return {s for s in self.manager.all_steps()
@@ -205,6 +205,16 @@ def _root_cause(error: BaseException) -> str:
         error = error.__cause__ or error.__context__
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0][:300] if text else ''}"
+
+
+def _remove_tree(path: str, attempts: int = 50) -> None:
+    """rmtree until `path` is gone: after a failed save an orbax writer thread may still add files to the
+    folder while it is being removed (CI once found a partial folder left behind)."""
+    for _ in range(attempts):
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path):
+            return
+        time.sleep(0.1)
 
 
 def _last_good(step: int | None) -> str:
