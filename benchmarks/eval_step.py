@@ -39,7 +39,8 @@ def main():
         model = build.model(config, split.frame_shape, len(split.classes))
         graphdef, params = nnx.split(model)
         params = parallel.replicate(params, mesh)
-        fn = evaluate.parallel_eval_step(mesh, graphdef=graphdef, loss_fn=build.loss(config), fan_out=model.fan_out,
+        fn = evaluate.parallel_eval_step(mesh, graphdef=graphdef, loss_fn=build.loss(config),
+                                         readout_fn=build.readout(config), fan_out=model.fan_out,
                                          frame_shape=build.packed_frame_shape(split))
         batch = next(iter(data.eval_batches(split, batch_size, packed=split.packed)))
         arrays = parallel.global_batch_arrays(mesh, batch)

@@ -66,11 +66,11 @@ def main():
     print("|---:|---:|---:|---:|---:|")
     for count in map(int, args.replicas.split(",")):
         overrides = grid(count)
-        hyper = replicas.hyperparameters(overrides, config)
+        selection, hyper = replicas.hyperparameters(overrides, config)
         tx = replicas.peak_one_optimizer(config, 1000)
         graphdef, state = replicas.init_state(config, hyper, tx, mesh)
         step = replicas.parallel_train_step(mesh, graphdef=graphdef, tx=tx, frame_shape=frame,
-                                            **replicas.loss_set(hyper))
+                                            selection=selection)
         hyper_device = jax.tree.map(jnp.asarray, hyper)
         holder = {"state": state}
 
@@ -84,11 +84,13 @@ def main():
             singles = []
             for o in overrides:
                 single = replicas._seeded(config, o["seed"])
-                single.loss.name, single.loss.window = o["loss"], o.get("window")
+                single.loss.name = o["loss"]
+                single.loss[o["loss"]].update({k: v for k, v in o.items() if k not in replicas.BASE_FIELDS})
                 graphdef_one, params = nnx.split(build.model(single))
                 tx_one = build.optimizer(single, 1000)
                 singles.append([train.parallel_train_step(mesh, graphdef=graphdef_one, tx=tx_one,
-                                                          loss_fn=build.loss(single), frame_shape=frame),
+                                                          loss_fn=build.loss(single),
+                                                          readout_fn=build.readout(single), frame_shape=frame),
                                 build.init_state(params, tx_one, mesh, single.seed)])
 
             def in_turn():

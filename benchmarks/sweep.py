@@ -48,7 +48,9 @@ def main():
         for i, row in enumerate(rows):
             single = ml_collections.ConfigDict(config.to_dict())
             single.seed, single.optimizer.learning_rate = row["seed"], row["learning_rate"]
-            single.loss.name, single.loss.window = row["loss"], row.get("window")
+            single.loss.name = row["loss"]
+            single.loss[row["loss"]].update({k: v for k, v in row.items()
+                                             if k not in ("label", "loss", "seed", "learning_rate")})
             with contextlib.redirect_stdout(io.StringIO()):
                 train.train_and_evaluate(single, os.path.join(root, f"single{i}"))
         sequential = time.perf_counter() - start

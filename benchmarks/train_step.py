@@ -71,7 +71,7 @@ def measure(name, args):
     tx = build.optimizer(config, 1000)
     state = build.init_state(params, tx, mesh)
     step = train.parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=build.loss(config),
-                                     frame_shape=build.packed_frame_shape(split))
+                                     readout_fn=build.readout(config), frame_shape=build.packed_frame_shape(split))
     batch = next(iterator)
     arrays = parallel.global_batch_arrays(mesh, batch)
     compile_start = time.perf_counter()

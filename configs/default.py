@@ -5,6 +5,20 @@
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from spikejax import losses
+
+
+def loss_parameters() -> dict:
+    """{loss: {parameter: default}} for every registered loss (None defaults as typed placeholders, so
+    `--config.loss.nll.window=10` parses)."""
+    blocks = {}
+    for name in losses.names():
+        block = ml_collections.ConfigDict()
+        for p in losses.get(name).params:
+            block[p.name] = placeholder(int if p.integer else float) if p.default is None else p.default
+        blocks[name] = block
+    return blocks
+
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -51,14 +65,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.neuron.learn_shape = "neuron"  # "neuron" or "layer"
 
     c.loss = ml_collections.ConfigDict()
-    c.loss.name = "nll"  # mse | softmax | nll
-    c.loss.window = placeholder(int)  # nll only: None = whole sample, W = sliding window of W steps
-    c.loss.min_count = 1.0
-    c.loss.true_rate = 0.2
-    c.loss.false_rate = 0.03
-    c.loss.temperature = 1.0
-    c.loss.rate_penalty = 0.0
-    c.loss.target_rate = 0.02
+    c.loss.name = "nll"  # any registered loss: mse | softmax | nll (spikejax.losses), or your own (--import)
+    c.loss.rate_penalty = 0.0  # weight of the hidden layers' firing-rate penalty
+    c.loss.target_rate = 0.02  # its target rate (spikes per step)
+    # every registered loss's parameters at their defaults, e.g. loss.nll.window, loss.softmax.temperature
+    c.loss.update(loss_parameters())
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.name = "adamw"  # "adamw" or "sgd"

@@ -2,13 +2,34 @@
 
   python -m experiments.compare_losses                                   # this grid, digits_events
   python -m experiments.compare_losses --sweep=configs/sweep.py:quick    # the smoke setting (--quick)
-  python -m experiments.compare_losses --sweep.seeds=10 --sweep.learning_rates=1e-3,3e-3
+  python -m experiments.compare_losses --sweep.seeds=10 --sweep.learning_rates='(1e-3,3e-3)'
+  python -m experiments.compare_losses --sweep.grid.softmax.temperature='(0.5,1.0,2.0)'
 
-Tuning: every loss x learning rate x that loss's parameters, `tune_seeds` seeds each, chosen on validation
-accuracy; final: the chosen configuration of each loss with `seeds` fresh seeds, tested once.
+Tuning: every loss x learning rate x that loss's grid, `tune_seeds` seeds each, chosen on validation
+accuracy; final: the chosen configuration of each loss with `seeds` fresh seeds, tested once. `losses`
+names comparison labels: every registered loss is one, and variants add more (nll_window: spike NLL over
+sliding windows); `grid.<label>.<param>` starts at the registry's default grid (`spikejax.losses`).
 """
 import ml_collections
 from ml_collections.config_dict import placeholder
+
+from spikejax import losses
+
+
+def default_grid(quick: bool = False) -> ml_collections.ConfigDict:
+    """{label: {param: values}} of every comparison label, from the registry; `quick` keeps one value per
+    axis (the parameter's default when the grid holds it, else the grid's middle value)."""
+    grid = ml_collections.ConfigDict()
+    for label in losses.labels():
+        entry = losses.entry(label)
+        spec = losses.get(entry.loss)
+        axes = ml_collections.ConfigDict()
+        for name, values in entry.grid.items():
+            default = spec.param(name).default
+            one = default if default in values else values[len(values) // 2]
+            axes[name] = (one,) if quick else tuple(values)
+        grid[label] = axes
+    return grid
 
 
 def get_config(setting: str = "") -> ml_collections.ConfigDict:
@@ -19,16 +40,11 @@ def get_config(setting: str = "") -> ml_collections.ConfigDict:
     s.epochs = 8  # both stages (None: the run config's); 8 keeps the default comparison under 15 min on 2 cores
     s.max_replicas = placeholder(int)  # None: each stage in one program; N: programs of at most N replicas
     s.learning_rates = (1e-3, 3e-3, 1e-2)
-    s.mse_true_rates = (0.5, 0.8)  # count-MSE targets: true class rate x T spikes, the others false rate x T
-    s.mse_false_rates = (0.05,)
-    s.temperatures = (0.5, 2.0)
-    s.min_counts = (0.5, 2.0)
-    s.windows = (5, 10)
+    s.grid = default_grid()
     if setting == "quick":  # about a minute on 2 CPU cores, for smoke runs; no statistics worth reading
         s.seeds, s.tune_seeds, s.epochs = 2, 1, 2
         s.learning_rates = (3e-3,)
-        s.mse_true_rates, s.mse_false_rates = (0.2,), (0.02,)
-        s.temperatures, s.min_counts, s.windows = (1.0,), (1.0,), (10,)
+        s.grid = default_grid(quick=True)
     elif setting:
         raise ValueError(f"unknown sweep setting {setting!r}; the one setting is 'quick'")
     return s

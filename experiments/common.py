@@ -10,6 +10,7 @@ line); 128+n stopped by signal n after saving. `--verbosity=1` (or SPIKEJAX_TRAC
 """
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
@@ -20,16 +21,20 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import configs
+from spikejax import losses
 from spikejax.data import DATASETS
 from spikejax.errors import ConfigError, SpikejaxError, is_disk_full
-from spikejax.losses import LOSSES
 
 config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/dvs_gesture.py; override fields with --config.a.b=value. "
     "Default: configs/<dataset>.py.", lock_config=True)
 flags.DEFINE_enum("dataset", None, sorted(DATASETS), "Dataset (default: the config's, digits_events).")
-flags.DEFINE_enum("loss", None, sorted(LOSSES), "Loss (default: the config's, nll).")
-flags.DEFINE_integer("window", None, "Sliding window in steps for --loss=nll (default: whole sample).")
+flags.DEFINE_string("loss", None, "Loss, a registered name (spikejax.losses: mse, softmax, nll, or your own "
+                    "through --import; default: the config's, nll).")
+flags.DEFINE_integer("window", None, "Sliding window in steps for a loss with a window parameter (--loss=nll; "
+                     "default: whole sample).")
+flags.DEFINE_multi_string("import", [], "A module on the Python path to import before the config is read, e.g. "
+                          "one that registers your own loss with @spikejax.losses.register (repeatable).")
 flags.DEFINE_string("workdir", None, "Run directory (default: runs/<dataset>-<loss>); reused to resume.")
 flags.DEFINE_string("data_dir", None, "Where datasets are downloaded and cached (default: $SPIKEJAX_DATA_DIR, "
                     "else ~/.cache/spikejax).")
@@ -79,6 +84,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, with configs/<dataset>.py as the --config default (see CONFIG_FILE_DEFAULTS)
     and one-line errors (exit 2) instead of tracebacks."""
     argv = list(argv)
+    import_modules(argv[1:])
     for name, default in CONFIG_FILE_DEFAULTS.items():
         path = default(argv[1:]) if flag_value(argv[1:], name) is None else None
         if path is not None:
@@ -93,6 +99,26 @@ def parse_flags(argv: list[str]) -> list[str]:
         hint = re.search(r'Did you mean "([^"]+)"', text)
         _fail(f"unknown config field {name.group(1) if name else text!r}"
               + (f" (did you mean {hint.group(1)!r}?)" if hint else ""), 2)
+
+
+def import_modules(argv: list[str]) -> None:
+    """Imports every --import=MODULE of argv (before the config files, which read the loss registry)."""
+    for i, arg in enumerate(argv):
+        names = None
+        if arg.startswith("--import="):
+            names = arg.split("=", 1)[1]
+        elif arg == "--import" and i + 1 < len(argv):
+            names = argv[i + 1]
+        for name in (names or "").split(","):
+            if not name:
+                continue
+            try:
+                importlib.import_module(name)
+            except ImportError as error:
+                _fail(f"--import={name}: {error}; the module must be importable from the working directory or "
+                      "$PYTHONPATH", 2)
+            except ValueError as error:  # e.g. a loss registered twice, or a bad Param
+                _fail(f"--import={name}: {error}", 2)
 
 
 def _verbose() -> bool:
@@ -191,12 +217,26 @@ def build_config() -> ml_collections.ConfigDict:
         if value is not None:
             config[key] = value
     if FLAGS.loss is not None:
+        try:
+            losses.get(FLAGS.loss)
+        except ValueError as error:
+            raise ConfigError(f"--loss={FLAGS.loss}: {error} (a loss of your own: --import=your_module)") from None
         config.loss.name = FLAGS.loss
     if FLAGS.window is not None:
-        config.loss.window = FLAGS.window
+        spec = losses.get(config.loss.name)
+        if "window" not in [p.name for p in spec.params]:
+            raise ConfigError(f"--window={FLAGS.window}: loss {config.loss.name!r} has no window parameter")
+        config.loss[spec.name].window = FLAGS.window
     return config
 
 
 def default_workdir(config) -> str:
-    suffix = f"-w{config.loss.window}" if config.loss.window else ""
-    return f"runs/{config.dataset}-{config.loss.name}{suffix}"
+    """runs/<dataset>-<loss>[-<param><value> for each loss parameter off its default][-seed<S> unless 0]."""
+    from spikejax import config as config_lib
+
+    spec = losses.get(config.loss.name)
+    values = config_lib.loss_parameters(config)
+    suffix = "".join(f"-{p.name}{values[p.name]:g}" if isinstance(values[p.name], float) else
+                     f"-{p.name}{values[p.name]}" for p in spec.params if values[p.name] != p.default)
+    seed = f"-seed{config.seed}" if config.seed else ""
+    return f"runs/{config.dataset}-{config.loss.name}{suffix}{seed}"

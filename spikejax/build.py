@@ -5,7 +5,6 @@ Every function reads a (validated, see `spikejax.config.validate`) run config an
 """
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import jax
@@ -13,6 +12,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from spikejax import config as config_lib
 from spikejax import data as data_lib
 from spikejax import losses, models, parallel
 from spikejax.data import split as split_lib
@@ -58,23 +58,22 @@ def model(config, frame=None, num_classes=None) -> nnx.Module:
 
 
 def loss(config) -> Callable:
-    """(spikes [T, B, C], labels [B], mask [B]) -> scalar, the configured loss with its parameters."""
-    c = config.loss
-    fn = losses.get_loss(c.name)
-    if fn is losses.count_mse:
-        kwargs = dict(true_rate=c.true_rate, false_rate=c.false_rate)
-    elif fn is losses.count_softmax:
-        kwargs = dict(temperature=c.temperature)
-    else:
-        kwargs = dict(window=c.window, min_count=c.min_count)
-    return functools.partial(fn, **kwargs)
+    """(outputs {"spikes": [T, B, C], ...}, labels [B], mask [B]) -> scalar: the configured loss with its
+    parameters, on the output it reads (`spikejax.losses` registry)."""
+    spec = losses.get(config.loss.name)
+    params = config_lib.loss_parameters(config)
+    return lambda outputs, labels, mask: spec.fn(outputs[spec.reads], labels, mask=mask, **params)
+
+
+def readout(config) -> Callable:
+    """outputs -> predictions int [T, B] from every time prefix: the configured loss's readout."""
+    spec = losses.get(config.loss.name)
+    return lambda outputs: spec.readout(outputs[spec.reads])
 
 
 def loss_label(config) -> str:
     """The loss's name as reports show it, e.g. "nll(window=10)"."""
-    fn = losses.get_loss(config.loss.name)
-    window = config.loss.window if fn is losses.spike_nll else None
-    return config.loss.name + (f"(window={window})" if window else "")
+    return config_lib.loss_label(config)
 
 
 def _is_neuron_parameter(path) -> bool:

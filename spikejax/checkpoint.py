@@ -42,8 +42,9 @@ RESUMABLE_FIELDS = ("epochs", "max_steps", "log_every", "checkpoint_every_steps"
 def check_resumable(saved: dict, current: dict) -> None:
     """Raises ConfigMismatchError listing every field (outside RESUMABLE_FIELDS) that differs."""
     a, b = config_lib.flatten(config_lib.upgrade(saved)), config_lib.flatten(config_lib.to_dict(current))
+    ignored = set(RESUMABLE_FIELDS) | config_lib.inactive_loss_fields(a) | config_lib.inactive_loss_fields(b)
     diffs = [f"  {k}: checkpoint {a.get(k)!r} != now {b.get(k)!r}" for k in sorted(set(a) | set(b))
-             if k not in RESUMABLE_FIELDS and a.get(k) != b.get(k)]
+             if k not in ignored and a.get(k) != b.get(k)]
     if diffs:
         raise ConfigMismatchError(
             "the workdir holds a checkpoint of a run with a different config; refusing to mix them:\n"

@@ -27,7 +27,7 @@ import platform
 
 import numpy as np
 
-from spikejax import stats
+from spikejax import losses, stats
 from spikejax.loop import atomic_write_json
 from spikejax.sweep import describe
 
@@ -40,9 +40,16 @@ METRICS = {  # name: (what it is, the direction the paper claims for spikemax ag
     "synops_network": ("SynOps per sample of the network's layers", "negative"),
     "synops_input": ("SynOps per sample of the input layer (fixed by the data)", None),
 }
-NAMES = {"mse": "count-MSE", "softmax": "count-softmax", "nll": "spike NLL (whole sample)",
-         "nll_window": "spike NLL (sliding window)"}
-SPIKEMAX = ("nll", "nll_window")
+SPIKEMAX_LOSS = "nll"  # the paper's method: every label of this loss is compared with every other label
+
+
+def title(label: str) -> str:
+    """A comparison label as people read it ("spike NLL (sliding window)"), from the loss registry."""
+    return losses.entry(label).title
+
+
+def spikemax_labels(labels) -> list[str]:
+    return [label for label in labels if losses.entry(label).loss == SPIKEMAX_LOSS]
 
 
 def metrics(test: dict) -> dict[str, float]:
@@ -78,13 +85,14 @@ def analyse(result: dict) -> dict:
                                             if r["row"]["label"] == label and r["frozen_at"] is not None],
                          **{m: stats.summary(v) for m, v in values.items()}}
     paired = {}
-    for a in (label for label in SPIKEMAX if label in labels):
+    methods = spikemax_labels(labels)
+    for a in methods:
         for b in labels:
-            if b != a and not (a == "nll_window" and b == "nll"):
+            if b != a and not (b in methods and methods.index(b) < methods.index(a)):  # each pair once
                 paired[f"{a} - {b}"] = {m: stats.paired([by_label[a][s][m] for s in seeds],
                                                         [by_label[b][s][m] for s in seeds]) for m in METRICS}
     claims = [{"pair": pair, "metric": m, "claim": METRICS[m][1]} for pair in paired
-              for m in METRICS if METRICS[m][1] and pair.split(" - ")[1] not in SPIKEMAX]
+              for m in METRICS if METRICS[m][1] and pair.split(" - ")[1] not in methods]
     adjusted = stats.holm([paired[c["pair"]][c["metric"]]["p"] for c in claims])
     for claim, p in zip(claims, adjusted):
         difference = paired[claim["pair"]][claim["metric"]]
@@ -137,7 +145,7 @@ def claim_sentences(analysis: dict) -> list[str]:
         a, b = c["pair"].split(" - ")
         direction = "higher" if c["claim"] == "positive" else "lower"
         ci = "" if c["ci95"] is None else f", 95% CI {c['ci95'][0]:+.4g} to {c['ci95'][1]:+.4g}"
-        out.append(f"- {NAMES[a]} has {direction} {METRICS[c['metric']][0]} than {NAMES[b]}: **{c['verdict']}** "
+        out.append(f"- {title(a)} has {direction} {METRICS[c['metric']][0]} than {title(b)}: **{c['verdict']}** "
                    f"(difference {c['mean']:+.4g}{ci}; p = {_number(c['p'])}, Holm-adjusted {_number(c['p_holm'])}).")
     return out
 

@@ -6,8 +6,11 @@ line names the field, the value and what is allowed. A field with no rule, or a 
 itself an error, so a new config field cannot skip validation.
 
 Optional values are `None` (ml_collections placeholders in the config files), never 0 or "" sentinels:
-`max_steps`, `loss.window`, `model.neuron.recompute_chunk`, `data_dir` (None: $SPIKEJAX_DATA_DIR, else
-~/.cache/spikejax).
+`max_steps`, `loss.nll.window`, `model.neuron.recompute_chunk`, `data_dir` (None: $SPIKEJAX_DATA_DIR,
+else ~/.cache/spikejax).
+
+Loss parameters live in one block per registered loss (`loss.<loss>.<param>`), their rules and defaults
+come from the registry (`spikejax.losses`); only the chosen loss's block affects a run.
 """
 from __future__ import annotations
 
@@ -94,8 +97,8 @@ def mapping(v):
 
 def _rules() -> dict[str, Rule]:
     # the registries are imported here, not at module import, so `spikejax.config` stays cheap
+    from spikejax import losses
     from spikejax.data import DATASETS
-    from spikejax.losses import LOSSES
     from spikejax.neurons import IMPLEMENTATIONS, RESETS
     from spikejax.surrogate import SURROGATES
 
@@ -130,12 +133,8 @@ def _rules() -> dict[str, Rule]:
         "model.neuron.learn_threshold": boolean,
         "model.neuron.learn_alpha": boolean,
         "model.neuron.learn_shape": choice(["neuron", "layer"]),
-        "loss.name": choice(sorted(LOSSES)),
-        "loss.window": optional(integer(1)),
-        "loss.min_count": number(0.0, low_open=True),
-        "loss.true_rate": rate,
-        "loss.false_rate": rate,
-        "loss.temperature": number(0.0, low_open=True),
+        "loss.name": choice(losses.names(aliases=True)),
+        **{f"loss.{name}.{p.name}": p.problem for name in losses.names() for p in losses.get(name).params},
         "loss.rate_penalty": number(0.0),
         "loss.target_rate": rate,
         "optimizer.name": choice(["adamw", "sgd"]),
@@ -204,6 +203,7 @@ def validate(config) -> None:
         resolve(values["model.neuron.surrogate"], values["model.neuron.surrogate_params"])
     except ValueError as error:
         raise ConfigError(f"config field model.neuron.surrogate_params: {error}") from None
+    _validate_loss(values)
     if values["model.neuron.learn_alpha"] and values["model.neuron.kind"] != "cuba_lif":
         raise ConfigError("config field model.neuron.learn_alpha = True: needs model.neuron.kind = 'cuba_lif' "
                           "(a plain LIF has no synaptic decay)")
@@ -221,9 +221,47 @@ def validate(config) -> None:
                           "dense width, e.g. (512,)")
 
 
+def _validate_loss(values: dict) -> None:
+    """The chosen loss's cross-parameter rule, and what it reads against what the models give."""
+    from spikejax import losses
+
+    spec = losses.get(values["loss.name"])
+    problems = spec.problems({p.name: values[f"loss.{spec.name}.{p.name}"] for p in spec.params})
+    if problems:
+        raise ConfigError(f"config fields loss.{spec.name}.*: {problems[0]}")
+    if spec.reads != "spikes":
+        raise ConfigError(f"config field loss.name = {values['loss.name']!r}: the loss reads the output layer's "
+                          f"{spec.reads}, and the models' output layers give spikes only")
+
+
+def loss_parameters(config) -> dict:
+    """The chosen loss's parameters {name: value} from a run config (ConfigDict or dict)."""
+    from spikejax import losses
+
+    spec = losses.get(config["loss"]["name"])
+    return {p.name: config["loss"][spec.name][p.name] for p in spec.params}
+
+
+def loss_label(config) -> str:
+    """The chosen loss as reports name it: "nll", "nll(window=10)" (parameters that differ from their
+    defaults)."""
+    from spikejax import losses
+
+    return losses.get(config["loss"]["name"]).label(loss_parameters(config))
+
+
+def inactive_loss_fields(flat: dict) -> set[str]:
+    """The flattened fields of the losses a run does not use (their parameters do not affect it)."""
+    from spikejax import losses
+
+    active = losses.get(flat["loss.name"]).name if "loss.name" in flat else None
+    blocks = {f"loss.{name}." for name in losses.names() if name != active}
+    return {k for k in flat if any(k.startswith(b) for b in blocks)}
+
+
 # Fields renamed, or given None where older versions (0.1.0) stored a 0 sentinel: {old: (new, upgrade)}.
 _RENAMED = {"model.neuron.checkpoint_every": ("model.neuron.recompute_chunk", lambda v: v or None)}
-_ZERO_MEANT_NONE = ("loss.window", "max_steps")
+_ZERO_MEANT_NONE = ("max_steps",)
 # Fields added since 0.1.0, with the value that reproduces what an older run did.
 _ADDED = {"data.validation_fraction": 0.0, "model.bias": True, "model.neuron.learn_beta": False,
           "model.neuron.learn_threshold": False, "model.neuron.learn_alpha": False,
@@ -241,7 +279,24 @@ def upgrade(saved: dict) -> dict:
             flat[name] = None
     for name, value in _ADDED.items():
         flat.setdefault(name, value)
+    _upgrade_loss_fields(flat)
     return unflatten(flat)
+
+
+def _upgrade_loss_fields(flat: dict) -> None:
+    """Loss parameters as saved before the registry (flat `loss.<param>`, 0 for a None window) move into
+    every registered loss that has a parameter of that name (`loss.<loss>.<param>`); a registered loss
+    missing from the saved config gets its defaults (it did not exist then, so the run did not use it)."""
+    from spikejax import losses
+
+    old = {k.split(".", 1)[1]: flat.pop(k) for k in list(flat)
+           if k.count(".") == 1 and k.startswith("loss.") and k.split(".", 1)[1] not in losses.registry.RESERVED}
+    for name in losses.names():
+        for p in losses.get(name).params:
+            value = old.get(p.name, p.default)
+            if p.optional and value == 0:
+                value = None
+            flat.setdefault(f"loss.{name}.{p.name}", value)
 
 
 def unflatten(flat: dict) -> dict:

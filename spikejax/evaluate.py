@@ -38,11 +38,13 @@ def apply_model(graphdef, params, inputs, frame_shape=None):
     return nnx.merge(graphdef, params)(inputs)
 
 
-def eval_step(params, inputs, labels, mask, *, graphdef, loss_fn, fan_out, axis_name=None, frame_shape=None):
-    """Sums over a (shard of a) padded batch: correct decisions over time, decision times and accuracy
-    at each confidence threshold, spikes and SynOps per layer, and the loss. Padding (mask 0) counts
-    nowhere. With `axis_name`, the sums are psum'd over that mesh axis."""
+def eval_step(params, inputs, labels, mask, *, graphdef, loss_fn, readout_fn, fan_out, axis_name=None,
+              frame_shape=None):
+    """Sums over a (shard of a) padded batch: correct decisions over time (the loss's readout), decision
+    times and accuracy at each confidence threshold, spikes and SynOps per layer, and the loss. Padding
+    (mask 0) counts nowhere. With `axis_name`, the sums are psum'd over that mesh axis."""
     out, layers = apply_model(graphdef, params, inputs, frame_shape)
+    outputs = {"spikes": out}
     weights = mask.astype(jnp.float32)
     model = nnx.merge(graphdef, params)
     ops = [readout.neurobench_ops(*c) for c in model.connections(layers)]
@@ -51,8 +53,8 @@ def eval_step(params, inputs, labels, mask, *, graphdef, loss_fn, fan_out, axis_
         "neurobench": jnp.stack([jnp.sum(sum(o[k] for o in ops) * weights) for k in range(3)]
                                 + [jnp.sum(sum(a[k] for a in activity) * weights) for k in range(2)]),
         "examples": jnp.sum(weights),
-        "loss": loss_fn(out, labels, mask=mask) * jnp.sum(weights),
-        "correct_over_time": jnp.sum(readout.correct_over_time(out, labels) * weights, axis=1),
+        "loss": loss_fn(outputs, labels, mask) * jnp.sum(weights),
+        "correct_over_time": jnp.sum((readout_fn(outputs) == labels[None, :]) * weights, axis=1),
         "spikes": jnp.stack([jnp.sum(readout.total_spikes(h) * weights) for h in layers]),
         "synops": jnp.stack([jnp.sum(readout.synops(h, f) * weights) for h, f in zip(layers, fan_out)]),
     }
@@ -89,7 +91,8 @@ def sum_over_split(fn, split: data_lib.CachedSplit, config, *, mesh, args=(), ex
 
 def evaluate_split(config, params, split: data_lib.CachedSplit, *, mesh, graphdef, model) -> dict:
     """The summary (see `summarize`) of `params` on every sample of `split`, each counted once."""
-    fn = parallel_eval_step(mesh, graphdef=graphdef, loss_fn=build.loss(config), fan_out=model.fan_out,
+    fn = parallel_eval_step(mesh, graphdef=graphdef, loss_fn=build.loss(config), readout_fn=build.readout(config),
+                            fan_out=model.fan_out,
                             frame_shape=build.packed_frame_shape(split))
     return summarize(sum_over_split(fn, split, config, mesh=mesh, args=(params,)), config)
 

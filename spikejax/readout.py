@@ -34,6 +34,12 @@ def spike_counts(spikes):
     return jnp.sum(jnp.asarray(spikes, jnp.float32), axis=0)
 
 
+def predictions_over_time(spikes):
+    """The predicted class from the counts up to each step: [T, B, C] -> int [T, B]; -1 while all silent."""
+    spikes = _check_output(spikes, "predictions_over_time")
+    return _predict_from_counts(jnp.cumsum(jnp.asarray(spikes, jnp.float32), axis=0))
+
+
 def predict(spikes):
     """Predicted class per sample, [T, B, C] -> int [B]; -1 for an all-silent output."""
     return _predict_from_counts(spike_counts(_check_output(spikes, "predict")))

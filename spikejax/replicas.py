@@ -6,8 +6,8 @@ Replicas differ in data, not in Python branches, so one program serves a whole g
   learning_rate  the peak learning rate: the optimizer is built with peak 1 and each replica's updates are
                  scaled by its own rate. Exact for AdamW and SGD, whose updates are -lr * (direction +
                  weight_decay * params) with a schedule that is linear in the peak rate
-  loss           kind (LOSS_KINDS index) and its parameters: true_rate, false_rate, temperature, min_count,
-                 window (0: whole sample), through `losses.spike_loss`
+  loss           the loss (an index into the program's `losses.Selection`) and its parameters, those
+                 that differ between replicas as per-replica arrays (`losses.selection`)
 Every replica sees the same batches in the same order, so losses compare paired, on the same data and, per
 seed, the same initial weights. The batch is unpacked once and shared (it is not mapped).
 
@@ -15,12 +15,13 @@ A replica that diverges (a non-finite loss, gradient or parameter) is frozen: it
 state from then on, and `state["frozen_at"][r]` records the step (-1 while it trains), so one bad learning
 rate neither stops the sweep nor makes its checkpoint unsavable.
 
-  hyper = replicas.hyperparameters([{"seed": 0, "learning_rate": 1e-3, "loss": "nll", "window": 10}, ...], base)
+  selection, hyper = replicas.hyperparameters([{"seed": 0, "learning_rate": 1e-3, "loss": "nll", "window": 10},
+                                               ...], base)
   tx = replicas.peak_one_optimizer(base, total_steps)
   graphdef, state = replicas.init_state(base, hyper, tx, mesh)      # every state leaf [R, ...]
-  step = replicas.parallel_train_step(mesh, graphdef=graphdef, tx=tx, **replicas.loss_set(hyper))
+  step = replicas.parallel_train_step(mesh, graphdef=graphdef, tx=tx, selection=selection)
   state, metrics = step(state, inputs, labels, mask, hyper)         # metrics [R]
-  sums = replicas.parallel_eval_step(mesh, graphdef=graphdef, fan_out=model.fan_out, **replicas.loss_set(hyper))(
+  sums = replicas.parallel_eval_step(mesh, graphdef=graphdef, fan_out=model.fan_out, selection=selection)(
       state["params"], inputs, labels, mask, hyper)                 # evaluate.eval_step's sums, each [R, ...]
 
 The sweep around it (grid, per-epoch validation, selection, resume) is `spikejax.sweep`.
@@ -39,28 +40,29 @@ from jax.sharding import PartitionSpec as P
 
 from spikejax import build, evaluate, losses, parallel, train
 
-FIELDS = ("seed", "learning_rate", "loss", "true_rate", "false_rate", "temperature", "min_count", "window")
+BASE_FIELDS = ("seed", "learning_rate", "loss")
 
 
-def hyperparameters(replicas: list[dict], config) -> dict[str, np.ndarray]:
-    """Per-replica arrays [R] from a list of overrides, the rest from `config` (its seed, peak learning
-    rate and loss fields). "loss" is a name in `losses.LOSSES`; "window" None or 0 is the whole sample."""
-    rows = []
+def hyperparameters(replicas: list[dict], config) -> tuple[losses.Selection, dict[str, np.ndarray]]:
+    """(the static loss selection, per-replica arrays [R]) from a list of overrides {"seed", "learning_rate",
+    "loss", and parameters of that loss}; what a replica does not set comes from `config` (its seed, peak
+    learning rate, loss name and that loss's parameters). The arrays: "seed", "learning_rate", "loss" (an
+    index into selection.names) and "<loss>.<param>" for the parameters that differ between replicas
+    (`losses.selection`)."""
+    rows, base = [], {"seed": config.seed, "learning_rate": config.optimizer.learning_rate}
     for overrides in replicas:
-        unknown = set(overrides) - set(FIELDS)
-        if unknown:
-            raise ValueError(f"replica overrides {sorted(unknown)} are not among {FIELDS}")
-        c = config.loss
-        row = {"seed": config.seed, "learning_rate": config.optimizer.learning_rate, "loss": c.name,
-               "true_rate": c.true_rate, "false_rate": c.false_rate, "temperature": c.temperature,
-               "min_count": c.min_count, "window": c.window, **overrides}
-        loss = losses.get_loss(row["loss"])
-        row["loss"] = losses.LOSS_KINDS.index({losses.count_mse: "mse", losses.count_softmax: "softmax",
-                                               losses.spike_nll: "nll"}[loss])
-        row["window"] = int(row["window"] or 0)
-        rows.append(row)
-    ints = {"seed", "loss", "window"}
-    return {k: np.asarray([r[k] for r in rows], np.int32 if k in ints else np.float32) for k in FIELDS}
+        row = {**base, "loss": config.loss.name, **overrides}
+        spec = losses.get(row["loss"])
+        params = {k: v for k, v in row.items() if k not in BASE_FIELDS}
+        problems = spec.problems({**dict(config.loss[spec.name]), **params})
+        if problems:
+            raise ValueError(f"replica overrides {overrides}: {problems[0]}; the fields are {list(BASE_FIELDS)} "
+                             "and the loss's parameters")
+        rows.append((row, spec.name, {**dict(config.loss[spec.name]), **params}))
+    selection, arrays = losses.selection([(name, params) for _, name, params in rows])
+    arrays["seed"] = np.asarray([row["seed"] for row, _, _ in rows], np.int32)
+    arrays["learning_rate"] = np.asarray([row["learning_rate"] for row, _, _ in rows], np.float32)
+    return selection, arrays
 
 
 def _seeded(config, seed: int) -> ml_collections.ConfigDict:
@@ -90,29 +92,30 @@ def peak_one_optimizer(config, total_steps: int) -> optax.GradientTransformation
     return build.optimizer(copy, total_steps)
 
 
-def _loss_fn(hyper, kinds, windowed):
-    """(spikes, labels, mask) -> this replica's loss, chosen and parametrised by its `hyper` entries."""
-    def loss_fn(spikes, labels, mask):
-        return losses.spike_loss(spikes, labels, kind=hyper["loss"], true_rate=hyper["true_rate"],
-                                 false_rate=hyper["false_rate"], temperature=hyper["temperature"],
-                                 min_count=hyper["min_count"], window=hyper["window"], mask=mask,
-                                 kinds=kinds, windowed=windowed)
+def _loss_fns(hyper, selection):
+    """(loss_fn, readout_fn) of this replica: its loss, chosen and parametrised by its `hyper` entries."""
+    def loss_fn(outputs, labels, mask):
+        return losses.selected_loss(selection, hyper, outputs, labels, mask=mask)
 
-    return loss_fn
+    def readout_fn(outputs):
+        return losses.selected_readout(selection, hyper["loss"], outputs)
+
+    return loss_fn, readout_fn
 
 
-def train_step(state, inputs, labels, mask, hyper, *, graphdef, tx, rate_penalty=0.0, target_rate=0.02,
-               axis_name=None, frame_shape=None, kinds=(0, 1, 2), windowed=True):
+def train_step(state, inputs, labels, mask, hyper, *, graphdef, tx, selection, rate_penalty=0.0, target_rate=0.02,
+               axis_name=None, frame_shape=None):
     """`train.train_step` for every replica on the same (shard of a) batch, vmapped: `state` and `hyper`
-    leaves have a leading replica axis; returns (new state, metrics, each [R]). `kinds`, `windowed`: the
-    losses the replicas use (see `losses.spike_loss`; `loss_set(hyper)` gives them). A replica whose step
+    leaves have a leading replica axis; returns (new state, metrics, each [R]). `selection`: the losses
+    the replicas use (`hyperparameters` gives it). A replica whose step
     gives a non-finite loss, gradient norm or parameter keeps its previous state, now and at every later
     step, and its `frozen_at` becomes this step."""
 
     def one(state, hyper):
         inner = {k: v for k, v in state.items() if k != "frozen_at"}
-        new, metrics = train.train_step(inner, inputs, labels, mask, graphdef=graphdef, tx=tx,
-                                        loss_fn=_loss_fn(hyper, kinds, windowed), rate_penalty=rate_penalty,
+        loss_fn, readout_fn = _loss_fns(hyper, selection)
+        new, metrics = train.train_step(inner, inputs, labels, mask, graphdef=graphdef, tx=tx, loss_fn=loss_fn,
+                                        readout_fn=readout_fn, rate_penalty=rate_penalty,
                                         target_rate=target_rate, axis_name=axis_name, frame_shape=frame_shape,
                                         update_scale=hyper["learning_rate"])
         ok = (metrics["params_finite"] > 0) & jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
@@ -125,23 +128,18 @@ def train_step(state, inputs, labels, mask, hyper, *, graphdef, tx, rate_penalty
     return jax.vmap(one)(state, hyper)
 
 
-def eval_step(params, inputs, labels, mask, hyper, *, graphdef, fan_out, axis_name=None, frame_shape=None,
-              kinds=(0, 1, 2), windowed=True):
+def eval_step(params, inputs, labels, mask, hyper, *, graphdef, selection, fan_out, axis_name=None,
+              frame_shape=None):
     """`evaluate.eval_step` for every replica (params and hyper leaves [R, ...]) on the same batch; each
     replica's loss is its own. Returns the sums with a leading replica axis."""
 
     def one(params, hyper):
-        return evaluate.eval_step(params, inputs, labels, mask, graphdef=graphdef,
-                                  loss_fn=_loss_fn(hyper, kinds, windowed), fan_out=fan_out,
+        loss_fn, readout_fn = _loss_fns(hyper, selection)
+        return evaluate.eval_step(params, inputs, labels, mask, graphdef=graphdef, loss_fn=loss_fn,
+                                  readout_fn=readout_fn, fan_out=fan_out,
                                   axis_name=axis_name, frame_shape=frame_shape)
 
     return jax.vmap(one)(params, hyper)
-
-
-def loss_set(hyper: dict) -> dict:
-    """The static loss choices that cover these replicas: {"kinds": (...), "windowed": bool}."""
-    return {"kinds": tuple(sorted({int(k) for k in np.asarray(hyper["loss"])})),
-            "windowed": bool(np.any(np.asarray(hyper["window"]) > 0))}
 
 
 def parallel_train_step(mesh, **kwargs):

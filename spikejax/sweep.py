@@ -22,7 +22,8 @@ the validation curves so far, the training time) and, once done, result.json. A 
 returns finished programs' results and resumes unfinished ones from their newest intact checkpoint; a
 different config or grid in the same folder is refused.
 
-Labels (the losses as reports name them): mse, softmax, nll (whole sample) and nll_window (sliding window).
+Labels (the losses as reports name them) are the registry's comparison labels (`spikejax.losses.labels()`):
+every registered loss, and variants such as nll_window (spike NLL over sliding windows).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ import time
 import jax
 import numpy as np
 
-from spikejax import build, evaluate, parallel, replicas
+from spikejax import build, evaluate, losses, parallel, replicas
 from spikejax import config as config_lib
 from spikejax import data as data_lib
 from spikejax.checkpoint import Checkpointer, check_resumable
@@ -41,19 +42,11 @@ from spikejax.errors import ConfigError, ConfigMismatchError, Interrupted
 from spikejax.loop import Progress, StopSignal, atomic_write_json, log, stop_now
 from spikejax.train import check_batch_split, checked_step_count, lock_workdir
 
-LOSS_OF_LABEL = {"mse": "mse", "softmax": "softmax", "nll": "nll", "nll_window": "nll"}
-LABELS = tuple(LOSS_OF_LABEL)
 TUNE_SEED_OFFSET = 1000
-# the loss parameters each label's grid varies, with the sweep-config field that lists their values
-GRID_FIELDS = {"mse": (("true_rate", "mse_true_rates"), ("false_rate", "mse_false_rates")),
-               "softmax": (("temperature", "temperatures"),),
-               "nll": (("min_count", "min_counts"),),
-               "nll_window": (("window", "windows"),)}
 
 
 def _rules() -> dict:
     positive = config_lib.number(0.0, low_open=True)
-    rate = config_lib.number(0.0, 1.0)
 
     def values(rule):
         def check(v):
@@ -62,19 +55,19 @@ def _rules() -> dict:
         return check
 
     def labels(v):
-        ok = isinstance(v, (list, tuple)) and v and all(x in LABELS for x in v) and len(set(v)) == len(v)
-        return None if ok else f"a tuple of distinct names among {list(LABELS)}"
+        known = losses.labels()
+        ok = isinstance(v, (list, tuple)) and v and all(x in known for x in v) and len(set(v)) == len(v)
+        return None if ok else f"a tuple of distinct names among {known}"
 
     return {"losses": labels, "seeds": config_lib.integer(1), "tune_seeds": config_lib.integer(1),
             "epochs": config_lib.optional(config_lib.integer(1)),
             "max_replicas": config_lib.optional(config_lib.integer(1)),
-            "learning_rates": values(positive), "mse_true_rates": values(rate), "mse_false_rates": values(rate),
-            "temperatures": values(positive), "min_counts": values(positive),
-            "windows": values(config_lib.integer(1))}
+            "learning_rates": values(positive), "grid": config_lib.mapping}
 
 
 def validate(sweep) -> None:
-    """ConfigError naming the first sweep field that is unknown, missing or invalid."""
+    """ConfigError naming the first sweep field that is unknown, missing or invalid; the grid of each
+    compared label is checked against its loss's parameters (`spikejax.losses`)."""
     values, rules = config_lib.to_dict(sweep), _rules()
     for name in sorted(set(values) ^ set(rules)):
         raise ConfigError(f"sweep field {name!r} is " + ("unknown" if name in values else "missing"))
@@ -82,26 +75,43 @@ def validate(sweep) -> None:
         problem = rule(values[name])
         if problem:
             raise ConfigError(f"sweep field {name} = {values[name]!r}: must be {problem}")
-    if "mse" in values["losses"] and not any(f < t for t in values["mse_true_rates"]
-                                             for f in values["mse_false_rates"]):
-        raise ConfigError("sweep fields mse_true_rates / mse_false_rates: no pair has false rate < true rate")
+    for label, axes in values["grid"].items():
+        if label not in losses.labels():
+            raise ConfigError(f"sweep field grid.{label}: no comparison label {label!r}; labels: {losses.labels()}")
+        spec = losses.get(losses.entry(label).loss)
+        if not isinstance(axes, dict):
+            raise ConfigError(f"sweep field grid.{label} = {axes!r}: must be a mapping of parameter -> values")
+        for name, grid in axes.items():
+            allowed = [p.name for p in spec.params]
+            if name not in allowed:
+                raise ConfigError(f"sweep field grid.{label}.{name}: loss {spec.name!r} has no parameter {name!r}; "
+                                  f"its parameters: {allowed}")
+            param = spec.param(name)
+            bad = [v for v in grid if param.problem(v)] if isinstance(grid, (list, tuple)) and grid else [grid]
+            if bad:
+                raise ConfigError(f"sweep field grid.{label}.{name} = {grid!r}: must be a non-empty tuple of values, "
+                                  f"each {param.problem(bad[0]) or 'valid'}")
 
 
-def configurations(sweep) -> list[dict]:
+def configurations(sweep, config) -> list[dict]:
     """The grid, in a fixed order: one dict per configuration, {"label", "loss", "learning_rate", and the
-    label's parameters}; count-MSE's pairs keep only false_rate < true_rate."""
+    label's fixed and tuned parameters}. Combinations the loss's constraint refuses (count-MSE: false rate
+    < true rate) are dropped; ConfigError when a label keeps none."""
     out = []
     for label in sweep.losses:
-        fields = GRID_FIELDS[label]
-        combos = [{}]
-        for name, source in fields:
-            combos = [{**c, name: v} for c in combos for v in sweep[source]]
-        if label == "mse":
-            combos = [c for c in combos if c["false_rate"] < c["true_rate"]]
+        entry = losses.entry(label)
+        spec = losses.get(entry.loss)
+        combos = [dict(entry.fixed)]
+        for name, values in dict(sweep.grid.get(label, {})).items():
+            combos = [{**c, name: v} for c in combos for v in values]
+        base = dict(config.loss[spec.name])
+        kept = [c for c in combos if not spec.problems({**base, **c})]
+        if not kept:
+            raise ConfigError(f"sweep field grid.{label}: no combination is allowed: "
+                              f"{spec.problems({**base, **combos[0]})[0]}")
         for learning_rate in sweep.learning_rates:
-            for combo in combos:
-                out.append({"label": label, "loss": LOSS_OF_LABEL[label], "learning_rate": float(learning_rate),
-                            **combo})
+            for combo in kept:
+                out.append({"label": label, "loss": spec.name, "learning_rate": float(learning_rate), **combo})
     return out
 
 
@@ -116,8 +126,8 @@ def _key(row: dict) -> str:
 
 def describe(row: dict) -> str:
     """"lr=0.001 temperature=2" for a configuration row."""
-    return " ".join(f"{'lr' if k == 'learning_rate' else k}={v:g}" for k, v in row.items()
-                    if k not in ("label", "loss", "seed"))
+    return " ".join(f"{'lr' if k == 'learning_rate' else k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                    for k, v in row.items() if k not in ("label", "loss", "seed"))
 
 
 def select(records: list[dict]) -> dict[str, dict]:
@@ -172,12 +182,12 @@ def run_program(config, rows: list[dict], folder: str, *, test: bool, stop: Stop
                           "must be > 0")
     test_data = build.load_split(config, "test") if test else None
     batches_per_epoch, stop_at = checked_step_count(config, train_data)
-    hyper = replicas.hyperparameters([_replica_overrides(r) for r in rows], config)
+    selection, hyper = replicas.hyperparameters([_replica_overrides(r) for r in rows], config)
     frame, classes = train_data.frame_shape, len(train_data.classes)
     tx = replicas.peak_one_optimizer(config, config.epochs * batches_per_epoch)
     graphdef, state = replicas.init_state(config, hyper, tx, mesh, frame, classes)
     model = build.model(config, frame, classes)
-    shared = dict(graphdef=graphdef, frame_shape=build.packed_frame_shape(train_data), **replicas.loss_set(hyper))
+    shared = dict(graphdef=graphdef, frame_shape=build.packed_frame_shape(train_data), selection=selection)
     step_fn = replicas.parallel_train_step(mesh, tx=tx, rate_penalty=config.loss.rate_penalty,
                                            target_rate=config.loss.target_rate, **shared)
     eval_fn = replicas.parallel_eval_step(mesh, fan_out=model.fan_out, **shared)
@@ -290,7 +300,7 @@ def compare_losses(config, sweep, workdir: str, *, stop: StopSignal | None = Non
     validate(sweep)
     config = stage_config(config, sweep)
     config_lib.validate(config)
-    grid = configurations(sweep)
+    grid = configurations(sweep, config)
     tune_rows = with_seeds(grid, range(TUNE_SEED_OFFSET, TUNE_SEED_OFFSET + sweep.tune_seeds))
     tune: list[dict] = []
     programs = _programs(tune_rows, sweep.max_replicas)

@@ -28,7 +28,7 @@ import optax
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from spikejax import build, losses, parallel, readout
+from spikejax import build, losses, parallel
 from spikejax import config as config_lib
 from spikejax import data as data_lib
 from spikejax.checkpoint import Checkpointer, check_resumable, finite
@@ -37,10 +37,12 @@ from spikejax.evaluate import apply_model, evaluate_params, run_record
 from spikejax.loop import MetricWriter, Progress, StopSignal, WorkdirLock, atomic_write_json, log, stop_now
 
 
-def train_step(state, inputs, labels, mask, *, graphdef, tx, loss_fn, rate_penalty=0.0, target_rate=0.02,
-               axis_name=None, frame_shape=None, update_scale=None):
+def train_step(state, inputs, labels, mask, *, graphdef, tx, loss_fn, readout_fn, rate_penalty=0.0,
+               target_rate=0.02, axis_name=None, frame_shape=None, update_scale=None):
     """One optimizer step on a (shard of a) batch. inputs [T, b, ...], labels [b], mask [b]; with
     `frame_shape`, inputs are bit-packed uint8 [T, b, ceil(F/8)] and are unpacked on the device.
+    `loss_fn(outputs, labels, mask)` and `readout_fn(outputs)` (predictions [T, b]) take the model's
+    outputs {"spikes": [T, b, C]} (`build.loss`, `build.readout`).
     `update_scale` (a scalar, may be traced) multiplies the optimizer's updates: a per-replica learning
     rate over an optimizer built with peak rate 1 (spikejax.replicas).
 
@@ -51,7 +53,7 @@ def train_step(state, inputs, labels, mask, *, graphdef, tx, loss_fn, rate_penal
 
     def objective(params):
         out, layers = apply_model(graphdef, params, inputs, frame_shape)
-        loss = loss_fn(out, labels, mask=mask)
+        loss = loss_fn({"spikes": out}, labels, mask)
         if rate_penalty:
             loss = loss + rate_penalty * sum(losses.spike_rate_penalty(h, target_rate=target_rate, mask=mask)
                                              for h in layers[1:-1])
@@ -61,7 +63,7 @@ def train_step(state, inputs, labels, mask, *, graphdef, tx, loss_fn, rate_penal
     if axis_name is not None:
         params = parallel.varying(params, axis_name)  # per-device gradients, averaged by the pmean below
     (loss, out), grads = jax.value_and_grad(objective, has_aux=True)(params)
-    correct = (readout.predict(out) == labels).astype(jnp.float32)
+    correct = (readout_fn({"spikes": out})[-1] == labels).astype(jnp.float32)
     metrics = {"loss": loss, "accuracy": jnp.sum(correct * mask) / jnp.maximum(jnp.sum(mask), 1.0),
                "output_rate": jnp.mean(out.astype(jnp.float32))}
     if axis_name is not None:
@@ -164,6 +166,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stop:
     state = build.init_state(params, tx, mesh, config.seed)
     # bit-packed splits travel packed (8x fewer bytes to assemble and copy) and are unpacked on the device
     step_fn = parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=build.loss(config),
+                                  readout_fn=build.readout(config),
                                   rate_penalty=config.loss.rate_penalty, target_rate=config.loss.target_rate,
                                   frame_shape=build.packed_frame_shape(train_data))
     config_json = config_lib.to_dict(config)

@@ -223,8 +223,9 @@ def test_every_config_field_has_a_rule_and_each_rule_refuses_a_bad_value():
            "model.neuron.detach_reset": 0, "model.neuron.recompute_chunk": 0, "model.neuron.implementation": "cuda",
            "model.neuron.learn_beta": 1, "model.neuron.learn_threshold": "yes", "model.neuron.learn_alpha": None,
            "model.neuron.learn_shape": "channel", "optimizer.neuron_learning_rate_scale": 0.0,
-           "loss.name": "ce", "loss.window": 0, "loss.min_count": 0.0, "loss.true_rate": 2.0, "loss.false_rate": -1.0,
-           "loss.temperature": float("nan"), "loss.rate_penalty": -1.0, "loss.target_rate": 1.5,
+           "loss.name": "ce", "loss.nll.window": 0, "loss.nll.min_count": 0.0, "loss.mse.true_rate": 2.0,
+           "loss.mse.false_rate": -1.0, "loss.softmax.temperature": float("nan"), "loss.rate_penalty": -1.0,
+           "loss.target_rate": 1.5,
            "optimizer.name": "adam", "optimizer.learning_rate": float("inf"), "optimizer.momentum": 1.5,
            "optimizer.schedule": "linear", "optimizer.warmup_steps": -1, "optimizer.grad_clip": 0.0,
            "optimizer.weight_decay": -0.1, "batch_size": True, "eval_batch_size": 0, "epochs": 0, "max_steps": 0,
@@ -247,13 +248,17 @@ def test_older_saved_configs_are_read_in_todays_names():
 
     saved = config_lib.to_dict(default.get_config())
     saved["model"]["neuron"]["checkpoint_every"] = saved["model"]["neuron"].pop("recompute_chunk") or 0
-    saved["loss"]["window"], saved["max_steps"] = 0, 0
+    # loss parameters were flat fields before the registry, with 0 for "no window"
+    for name in ("mse", "softmax", "nll"):
+        saved["loss"].update(saved["loss"].pop(name))
+    saved["loss"]["window"], saved["loss"]["temperature"], saved["max_steps"] = 0, 2.5, 0
     del saved["data"]["validation_fraction"]  # added after 0.1.0, whose runs trained on the whole split
     upgraded = config_lib.upgrade(saved)
     assert upgraded["data"]["validation_fraction"] == 0.0
     neuron = upgraded["model"]["neuron"]
     assert neuron["recompute_chunk"] is None and "checkpoint_every" not in neuron
-    assert upgraded["loss"]["window"] is None and upgraded["max_steps"] is None
+    assert upgraded["loss"]["nll"]["window"] is None and upgraded["max_steps"] is None
+    assert upgraded["loss"]["softmax"]["temperature"] == 2.5 and "temperature" not in upgraded["loss"]
     config_lib.validate(upgraded)
 
 

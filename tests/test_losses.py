@@ -41,7 +41,7 @@ def test_count_softmax_value_and_closed_form_gradient():
     np.testing.assert_allclose(grad, np.broadcast_to((p - y) / 2.0 / 4, s.shape), rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("window", [None, 1, 3, 12, 50])
+@pytest.mark.parametrize("window", [None, 1, 3, 12])
 def test_spike_nll_matches_loops_including_silent_true_class(window):
     s = _spikes(2)
     s[:, 1, LABELS[1]] = 0.0  # a silent true class
@@ -74,7 +74,7 @@ def test_mask_averages_real_examples_only():
 def test_bf16_spikes_give_bf16_gradients():
     s = jnp.asarray(_spikes(5), jnp.bfloat16)
     for name in ["mse", "softmax", "nll"]:
-        g = jax.grad(lambda x: losses.LOSSES[name](x, LABELS))(s)
+        g = jax.grad(lambda x: losses.get(name).fn(x, LABELS))(s)
         assert g.dtype == jnp.bfloat16
 
 
@@ -92,19 +92,17 @@ def test_shape_and_value_errors():
         losses.spike_nll(s, LABELS, window=0)
     with pytest.raises(ValueError, match="mask"):
         losses.spike_nll(s, LABELS, mask=np.ones(5))
+    with pytest.raises(ValueError, match="window 13 is longer than the 12 time steps"):
+        losses.spike_nll(s, LABELS, window=13)
+    with pytest.raises(ValueError, match=r"one time-major array \[T, B, C\], got a tuple of 2"):
+        losses.spike_nll((s, [s]), LABELS)
     with pytest.raises(ValueError, match="unknown loss 'nl'"):
-        losses.get_loss("nl")
+        losses.get("nl")
 
 
 def test_errors_raise_under_jit_at_trace_time():
     with pytest.raises(ValueError, match="labels"):
         jax.jit(losses.spike_nll)(jnp.zeros((5, 4, 3)), jnp.zeros((2,), jnp.int32))
-
-
-def test_registry_names_are_stable():
-    assert losses.LOSSES["mse"] is losses.count_mse
-    assert losses.LOSSES["softmax"] is losses.count_softmax
-    assert losses.LOSSES["nll"] is losses.spike_nll
 
 
 def test_rate_penalty_closed_form():

@@ -14,6 +14,18 @@ def test_readme_opens_with_install_and_test_commands():
     assert first == ['pip install -e ".[test]"', "python -m pytest -q tests"]
 
 
+@pytest.fixture
+def registry_restored():
+    """A README block may register a loss: the registry is put back as it was afterwards."""
+    from spikejax.losses import registry
+
+    saved = [dict(table) for table in (registry._LOSSES, registry._ALIASES, registry._ENTRIES)]
+    yield
+    for table, copy in zip((registry._LOSSES, registry._ALIASES, registry._ENTRIES), saved):
+        table.clear()
+        table.update(copy)
+
+
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_python_examples_run(index):
+def test_python_examples_run(index, registry_restored):
     exec(compile(BLOCKS[index], f"README.md python block {index}", "exec"), {})

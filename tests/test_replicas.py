@@ -19,22 +19,37 @@ def _spikes(seed, shape=(12, 6, 5), rate=0.3):
     return (np.random.default_rng(seed).random(shape) < rate).astype(np.float32)
 
 
-@pytest.mark.parametrize("name,params,kind", [
-    ("mse", dict(true_rate=0.3, false_rate=0.05), 0), ("softmax", dict(temperature=2.5), 1),
-    ("nll", dict(min_count=0.5), 2), ("nll", dict(window=4, min_count=1.0), 2), ("nll", dict(window=40), 2)])
-def test_spike_loss_by_data_equals_the_named_loss_and_its_gradient(name, params, kind):
+ROWS = [("mse", dict(true_rate=0.3, false_rate=0.05)), ("softmax", dict(temperature=2.5)),
+        ("nll", dict(window=None, min_count=0.5)), ("nll", dict(window=4, min_count=1.0)),
+        ("nll", dict(window=12, min_count=1.0))]
+
+
+def test_selected_loss_equals_the_named_loss_and_its_gradient():
+    """Replicas of five (loss, parameters) rows in one program: under vmap each replica's loss and gradient
+    equal the named loss called directly with its parameters (window 12 = T: the longest window)."""
     spikes, labels = jnp.asarray(_spikes(0)), jnp.array([0, 3, 1, 4, 2, 2])
     mask = jnp.array([1.0, 1.0, 0.0, 1.0, 1.0, 1.0])
-    named = lambda s: losses.get_loss(name)(s, labels, mask=mask, **params)
-    by_data = jax.jit(lambda s, kind, window: losses.spike_loss(
-        s, labels, kind=kind, window=window, mask=mask, **{k: v for k, v in params.items() if k != "window"}))
-    window = jnp.int32(params.get("window", 0))
-    np.testing.assert_allclose(by_data(spikes, jnp.int32(kind), window), named(spikes), rtol=1e-6)
-    narrow = losses.spike_loss(spikes, labels, kind=kind, window=window, mask=mask, kinds=(kind,),
-                               windowed="window" in params, **{k: v for k, v in params.items() if k != "window"})
-    np.testing.assert_allclose(narrow, named(spikes), rtol=1e-6)
-    np.testing.assert_allclose(jax.grad(by_data)(spikes, jnp.int32(kind), window), jax.grad(named)(spikes),
-                               rtol=1e-5, atol=1e-8)
+    selection, arrays = losses.selection(ROWS)
+    assert selection.names == ("mse", "softmax", "nll")
+    assert dict(selection.static[1]) == {"temperature": 2.5} and selection.traced[2] == ("window", "min_count")
+    assert arrays["nll.window"].tolist() == [0, 0, 0, 4, 12]  # None is 0; other losses' rows hold the first value
+
+    def one(values, s):
+        return losses.selected_loss(selection, values, {"spikes": s}, labels, mask=mask)
+
+    values = jax.tree.map(jnp.asarray, arrays)
+    by_data = jax.jit(jax.vmap(one, in_axes=(0, None)))(values, spikes)
+    grads = jax.jit(jax.vmap(jax.grad(one, argnums=1), in_axes=(0, None)))(values, spikes)
+    for r, (name, params) in enumerate(ROWS):
+        named = lambda s, name=name, params=params: losses.get(name).fn(s, labels, mask=mask, **params)
+        np.testing.assert_allclose(by_data[r], named(spikes), rtol=1e-6)
+        np.testing.assert_allclose(grads[r], jax.grad(named)(spikes), rtol=1e-5, atol=1e-8)
+
+
+def test_selection_passes_shared_parameters_as_python_values():
+    selection, arrays = losses.selection([("nll", dict(window=None, min_count=1.0))] * 3)
+    assert selection.traced == ((),) and set(arrays) == {"loss"}  # nothing varies: no windowed NLL computed
+    assert dict(selection.static[0]) == {"window": None, "min_count": 1.0}
 
 
 def _adam_moments(opt_state) -> tuple:
@@ -84,7 +99,7 @@ def test_r_replica_step_equals_r_single_steps(digits_data_dir, optimizer):
     grid = [dict(seed=0, learning_rate=1e-3, loss="nll"), dict(seed=1, learning_rate=3e-3, loss="mse", true_rate=0.3),
             dict(seed=0, learning_rate=1e-3, loss="softmax", temperature=2.0),
             dict(seed=2, learning_rate=5e-4, loss="nll", window=10, min_count=0.5)]
-    hyper = replicas.hyperparameters(grid, config)
+    selection, hyper = replicas.hyperparameters(grid, config)
     mesh = parallel.data_mesh()
     split = data.load("digits_events", "train", data_dir=digits_data_dir)
     batch = parallel.global_batch_arrays(mesh, next(iter(data.TrainIterator(split, 64, seed=1, packed=True))))
@@ -97,22 +112,23 @@ def test_r_replica_step_equals_r_single_steps(digits_data_dir, optimizer):
     first = jax.tree.map(lambda x: x[0], initial)
     third = jax.tree.map(lambda x: x[2], initial)
     jax.tree.map(np.testing.assert_array_equal, first, third)  # same seed, same initial weights
-    assert replicas.loss_set(hyper) == {"kinds": (0, 1, 2), "windowed": True}
-    step = replicas.parallel_train_step(mesh, graphdef=graphdef, tx=tx, frame_shape=frame)
+    assert selection.names == ("nll", "mse", "softmax") and selection.traced[0] == ("window", "min_count")
+    step = replicas.parallel_train_step(mesh, graphdef=graphdef, tx=tx, frame_shape=frame, selection=selection)
     state, metrics = step(state, *batch, jax.tree.map(jnp.asarray, hyper))
     assert metrics["loss"].shape == (4,)
 
     for r, overrides in enumerate(grid):
         single = small_config(digits_data_dir, seed=overrides["seed"], **{
             **fixed, "optimizer.learning_rate": overrides["learning_rate"], "loss.name": overrides["loss"],
-            **{f"loss.{k}": v for k, v in overrides.items() if k not in ("seed", "learning_rate", "loss")}})
+            **{f"loss.{overrides['loss']}.{k}": v for k, v in overrides.items()
+               if k not in ("seed", "learning_rate", "loss")}})
         model = build.model(single)
         graphdef_one, params = nnx.split(model)
         tx_one = build.optimizer(single, 100)
         state_one = build.init_state(params, tx_one, mesh, single.seed)
         initial_one = jax.tree.map(np.asarray, jax.device_get(state_one["params"]))
         step_one = train.parallel_train_step(mesh, graphdef=graphdef_one, tx=tx_one, loss_fn=build.loss(single),
-                                             frame_shape=frame)
+                                             readout_fn=build.readout(single), frame_shape=frame)
         state_one, metrics_one = step_one(state_one, *batch)
         np.testing.assert_allclose(metrics["loss"][r], metrics_one["loss"], rtol=1e-6)
         mine = jax.tree.map(lambda x: np.asarray(x[r]), state["params"])
@@ -135,9 +151,11 @@ def test_r_replica_step_equals_r_single_steps(digits_data_dir, optimizer):
 
 
 def test_hyperparameters_name_unknown_fields(digits_data_dir):
-    with pytest.raises(ValueError, match="not among"):
+    with pytest.raises(ValueError, match="has no parameter 'lr'"):
         replicas.hyperparameters([dict(lr=1.0)], small_config(digits_data_dir))
-    hyper = replicas.hyperparameters([dict(loss="spikemax", window=None), dict(loss="count_mse")],
-                                     small_config(digits_data_dir))
-    assert hyper["loss"].tolist() == [2, 0] and hyper["window"].tolist() == [0, 0]
-    assert replicas.loss_set(hyper) == {"kinds": (0, 2), "windowed": False}
+    with pytest.raises(ValueError, match="temperature = -1"):
+        replicas.hyperparameters([dict(loss="softmax", temperature=-1.0)], small_config(digits_data_dir))
+    selection, hyper = replicas.hyperparameters([dict(loss="spikemax", window=None), dict(loss="count_mse")],
+                                                small_config(digits_data_dir))
+    assert hyper["loss"].tolist() == [0, 1] and selection.names == ("nll", "mse")
+    assert selection.traced == ((), ()) and hyper["seed"].tolist() == [0, 0]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from configs import default
 from configs import sweep as sweep_configs
 from spikejax import build, comparison, evaluate, parallel, replicas, sweep
 from spikejax.errors import ConfigError
@@ -20,15 +21,23 @@ from tests.test_train import REPO, _finish, _start, small_config
 
 def test_grid_covers_every_loss_parameter_and_keeps_mse_targets_ordered():
     s = sweep_configs.get_config()
-    s.learning_rates, s.mse_true_rates, s.mse_false_rates = (1e-3, 1e-2), (0.05, 0.5), (0.02, 0.1)
-    grid = sweep.configurations(s)
+    s.learning_rates = (1e-3, 1e-2)
+    s.grid.mse.true_rate, s.grid.mse.false_rate = (0.05, 0.5), (0.02, 0.1)
+    grid = sweep.configurations(s, default.get_config())
     mse = [(g["true_rate"], g["false_rate"]) for g in grid if g["label"] == "mse"]
     assert sorted(set(mse)) == [(0.05, 0.02), (0.5, 0.02), (0.5, 0.1)]  # (0.05, 0.1) has false >= true
     assert len(mse) == 3 * 2
-    assert {g["temperature"] for g in grid if g["label"] == "softmax"} == set(s.temperatures)
-    assert {g["window"] for g in grid if g["label"] == "nll_window"} == set(s.windows)
+    assert {g["temperature"] for g in grid if g["label"] == "softmax"} == set(s.grid.softmax.temperature)
+    assert {g["window"] for g in grid if g["label"] == "nll_window"} == set(s.grid.nll_window.window)
     assert all(g["loss"] == "nll" and "window" not in g for g in grid if g["label"] == "nll")
-    assert len(grid) == 6 + 2 * len(s.temperatures) + 2 * len(s.min_counts) + 2 * len(s.windows)
+    assert len(grid) == 6 + 2 * (len(s.grid.softmax.temperature) + len(s.grid.nll.min_count)
+                                 + len(s.grid.nll_window.window))
+    s.grid.mse.true_rate = (0.01,)
+    with pytest.raises(ConfigError, match="grid.mse: no combination is allowed: loss 'mse': false_rate"):
+        sweep.configurations(s, default.get_config())
+    s.grid.softmax.temperature = (0.0,)
+    with pytest.raises(ConfigError, match=r"grid.softmax.temperature = \[0.0\]: must be a non-empty tuple"):
+        sweep.validate(s)
     rows = sweep.with_seeds(grid[:2], [7, 8])
     assert [(r["seed"], r["learning_rate"]) for r in rows] == [(7, 1e-3), (8, 1e-3), (7, grid[1]["learning_rate"]),
                                                                (8, grid[1]["learning_rate"])]
@@ -36,10 +45,18 @@ def test_grid_covers_every_loss_parameter_and_keeps_mse_targets_ordered():
 
 @pytest.mark.parametrize("field,value,message", [
     ("losses", ("mse", "nll_windowed"), "distinct names"), ("seeds", 0, "integer >= 1"),
-    ("learning_rates", (), "non-empty"), ("mse_false_rates", (0.9,), "no pair"), ("windows", (0,), "integer")])
+    ("learning_rates", (), "non-empty"), ("grid.nll_window.window", (0,), "integer >= 1"),
+    ("grid.nll.temperature", (1.0,), "loss 'nll' has no parameter 'temperature'")])
 def test_sweep_fields_are_checked(field, value, message):
     s = sweep_configs.get_config()
-    s[field] = value
+    *path, last = field.split(".")
+    node = s
+    for part in path:
+        node = node[part]
+    if last in node:
+        node[last] = value
+    else:
+        node.unlock()[last] = value
     with pytest.raises(ConfigError, match=message):
         sweep.validate(s)
     with pytest.raises(ValueError, match="quick"):
@@ -86,22 +103,22 @@ def test_replica_evaluation_equals_single_model_evaluation(digits_data_dir):
     evaluated on its own by evaluate.evaluate_split."""
     from spikejax import data
 
-    config = small_config(digits_data_dir, **{"loss.temperature": 2.0})
+    config = small_config(digits_data_dir, **{"loss.softmax.temperature": 2.0})
     rows = [dict(seed=0, loss="nll"), dict(seed=1, loss="softmax", temperature=2.0),
             dict(seed=0, loss="mse", true_rate=0.3)]
-    hyper = replicas.hyperparameters(rows, config)
+    selection, hyper = replicas.hyperparameters(rows, config)
     mesh = parallel.data_mesh()
     split = data.load("digits_events", "test", data_dir=digits_data_dir)
     graphdef, state = replicas.init_state(config, hyper, replicas.peak_one_optimizer(config, 10), mesh)
     model = build.model(config)
     fn = replicas.parallel_eval_step(mesh, graphdef=graphdef, fan_out=model.fan_out,
-                                     frame_shape=build.packed_frame_shape(split), **replicas.loss_set(hyper))
+                                     frame_shape=build.packed_frame_shape(split), selection=selection)
     totals = evaluate.sum_over_split(fn, split, config, mesh=mesh, args=(state["params"],),
                                      extra=(parallel.replicate(hyper, mesh),))
     mine = replicas.summaries(totals, config, hyper)
     for r, row in enumerate(rows):
         single = small_config(digits_data_dir, seed=row["seed"], **{"loss.name": row["loss"], **{
-            f"loss.{k}": v for k, v in row.items() if k not in ("seed", "loss")}})
+            f"loss.{row['loss']}.{k}": v for k, v in row.items() if k not in ("seed", "loss")}})
         single_model = build.model(single)
         _, params = nnx.split(single_model)
         theirs = evaluate.evaluate_split(single, parallel.replicate(params, mesh), split, mesh=mesh,

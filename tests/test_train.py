@@ -1,5 +1,6 @@
 """Training: device-count equivalence, two processes through jax.distributed, exact resume after
 SIGTERM, non-finite loss handling, refusing a conflicting config, and the command lines."""
+import dataclasses
 import json
 import os
 import signal
@@ -75,7 +76,8 @@ def test_four_devices_match_one_device(digits_data_dir):
         graphdef, params = nnx.split(model)
         tx = build.optimizer(config, 20)
         state = build.init_state(params, tx, mesh)
-        step = train.parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=build.loss(config))
+        step = train.parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=build.loss(config),
+                                         readout_fn=build.readout(config))
         for b in batches:
             state, metrics = step(state, *parallel.global_batch_arrays(mesh, b))
         assert len(state["params"]["layers"][0]["kernel"][...].sharding.device_set) == len(devices)
@@ -181,8 +183,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(digits_data_dir, t
     workdir = str(tmp_path / "nan")
     train.train_and_evaluate(config, workdir)
     _, good = _params(config, workdir)
-    nll = losses.spike_nll
-    monkeypatch.setitem(losses.LOSSES, "nll", lambda spikes, labels, **kw: nll(spikes, labels, **kw) * jnp.nan)
+    nll = losses.get("nll")
+    nan_nll = lambda spikes, labels, **kw: nll.fn(spikes, labels, **kw) * jnp.nan
+    monkeypatch.setitem(losses.registry._LOSSES, "nll", dataclasses.replace(nll, fn=nan_nll))
     # step 4 is a checkpoint step but not a logging step: the save itself must refuse the state
     nan_config = small_config(digits_data_dir, max_steps=6, log_every=100, checkpoint_every_steps=2)
     with pytest.raises(errors.NonFiniteError, match="refusing to save step 4.*step 3"):

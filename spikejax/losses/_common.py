@@ -1,0 +1,75 @@
+"""Shared checks of the losses: shapes and dtypes at trace time, label ranges when concrete, the masked
+batch mean. A loss of the registry is built from these, so every loss refuses bad input the same way."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def concrete(x):
+    """x as a numpy array, or None when it is traced (inside jit/grad/vmap)."""
+    try:
+        return np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def check_outputs(outputs, labels, mask, name: str, what: str = "spikes"):
+    """(outputs [T, B, C] floating, labels int [B], mask [B] or None) as arrays; ValueError naming the
+    argument otherwise. Concrete labels outside [0, C) at counted positions are refused by value."""
+    if isinstance(outputs, (tuple, list)):
+        raise ValueError(f"{name}: {what} must be one time-major array [T, B, C], got a {type(outputs).__name__} "
+                         f"of {len(outputs)} items (a model's (outputs, state) pair? pass its first item)")
+    outputs, labels = jnp.asarray(outputs), jnp.asarray(labels)
+    if outputs.ndim != 3:
+        raise ValueError(f"{name}: {what} must be time-major [T, B, C], got shape {outputs.shape}")
+    if not jnp.issubdtype(outputs.dtype, jnp.floating):
+        raise ValueError(f"{name}: {what} must be floating point, got dtype {outputs.dtype}")
+    if labels.ndim != 1 or labels.shape[0] != outputs.shape[1]:
+        raise ValueError(
+            f"{name}: labels must have shape [B] = [{outputs.shape[1]}] to match {what} {outputs.shape}, "
+            f"got {labels.shape}")
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise ValueError(f"{name}: labels must be integer class indices, got dtype {labels.dtype}")
+    if mask is not None:
+        mask = jnp.asarray(mask)
+        if mask.shape != labels.shape:
+            raise ValueError(f"{name}: mask must have shape {labels.shape}, got {mask.shape}")
+    _check_label_range(labels, mask, outputs.shape[2], name)
+    return outputs, labels, mask
+
+
+def _check_label_range(labels, mask, num_classes, name):
+    labels = concrete(labels)
+    if labels is None:
+        return
+    mask = None if mask is None else concrete(mask)
+    counted = np.ones(labels.shape, bool) if mask is None else mask != 0
+    bad = counted & ((labels < 0) | (labels >= num_classes))
+    if np.any(bad):
+        raise ValueError(f"{name}: labels must lie in [0, {num_classes}), got {sorted(set(labels[bad].tolist()))} "
+                         f"at batch positions {np.flatnonzero(bad)[:10].tolist()}")
+
+
+def nan_if_invalid(per_example, labels, num_classes):
+    """per_example [B] with NaN where labels[b] is outside [0, num_classes) (the traced case)."""
+    valid = (labels >= 0) & (labels < num_classes)
+    return jnp.where(valid, per_example, jnp.nan)
+
+
+def batch_mean(per_example, mask):
+    """Mean over the batch of per_example [B] (float32), over the examples with mask != 0 when given."""
+    per_example = per_example.astype(jnp.float32)
+    if mask is None:
+        return jnp.mean(per_example)
+    mask = mask.astype(jnp.float32)
+    # where, not a product: a padding example (mask 0) with a NaN loss must not make the sum NaN
+    return jnp.sum(jnp.where(mask != 0, per_example * mask, 0.0)) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def check_positive(name: str, parameter: str, value) -> None:
+    """ValueError unless a concrete `value` is > 0 (a traced one is checked where it was chosen)."""
+    v = concrete(value)
+    if v is not None and not np.all(v > 0):
+        raise ValueError(f"{name}: {parameter} must be > 0, got {value}")
