@@ -40,6 +40,8 @@ setup(
     description="Spiking neural networks in JAX with spike-based classification losses (spikemax).",
     long_description=open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    license_files=["LICENSE"],
     python_requires=">=3.11",
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -1,6 +1,8 @@
 """The distribution: the wheel holds the one package `spikejax` and declares its extras; the core imports,
-reads digits_events and trains without the optional packages, and a feature that needs one names its extra."""
+reads digits_events and trains without the optional packages, and a feature that needs one names its extra;
+one version everywhere (package, installed metadata, wheel, CITATION.cff, CHANGELOG.md)."""
 import email.parser
+import importlib.metadata
 import json
 import os
 import shutil
@@ -10,6 +12,7 @@ import textwrap
 import zipfile
 
 import pytest
+import yaml  # a dependency of flax, ml-collections and orbax
 from packaging.requirements import Requirement
 from packaging.version import Version
 
@@ -49,7 +52,7 @@ def wheel(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wheel")
     source = tmp / "source"
     source.mkdir()
-    for name in ("setup.py", "pyproject.toml", "README.md", "spikejax", "experiments", "configs",
+    for name in ("setup.py", "pyproject.toml", "README.md", "LICENSE", "spikejax", "experiments", "configs",
                  "benchmarks", "tests"):
         path = os.path.join(ROOT, name)
         if os.path.isdir(path):
@@ -77,9 +80,11 @@ def test_wheel_installs_one_top_level_package(wheel):
         assert _dist_info(wheel, "top_level.txt").split() == ["spikejax"]
 
 
-def test_wheel_metadata_declares_version_python_and_extras(wheel):
+def test_wheel_metadata_declares_version_license_python_and_extras(wheel):
     metadata = email.parser.HeaderParser().parsestr(_dist_info(wheel, "METADATA"))
     assert metadata["Version"] == spikejax.__version__
+    assert (metadata["License-Expression"] or metadata["License"]) == "Apache-2.0"
+    assert any(p.endswith("LICENSE") and ".dist-info/" in p for p in wheel.namelist())
     assert metadata["Requires-Python"] == ">=3.11"
     assert set(metadata.get_all("Provides-Extra")) == EXTRAS
     requirements = [Requirement(line) for line in metadata.get_all("Requires-Dist")]
@@ -156,3 +161,35 @@ def test_default_training_runs_without_the_optional_packages(digits_data_dir, tm
     assert json.load(open(workdir / "eval.json"))["num_examples"] == 360
     assert 'plots skipped: spikejax.plots needs the optional package matplotlib' in out.stdout
     assert not list(workdir.glob("*.png"))
+
+
+def test_version_is_defined_once_and_matches_the_installed_metadata():
+    assert str(Version(spikejax.__version__)) == spikejax.__version__  # PEP 440, in its canonical form
+    try:
+        distribution = importlib.metadata.distribution("spikejax")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("spikejax is not installed (pip install -e '.[test]')")
+    url = json.loads(distribution.read_text("direct_url.json") or "{}").get("url", "")
+    if url.startswith("file://") and os.path.realpath(url.removeprefix("file://")) != os.path.realpath(ROOT):
+        pytest.skip(f"the installed spikejax comes from {url}, not from this checkout")
+    assert distribution.version == spikejax.__version__, "stale install metadata: pip install -e '.[test]'"
+
+
+def test_citation_cff_names_this_version_and_the_paper():
+    citation = yaml.safe_load(open(os.path.join(ROOT, "CITATION.cff")))
+    assert citation["cff-version"] == "1.2.0"
+    assert {"message", "title", "authors"} <= set(citation)
+    assert str(citation["version"]) == spikejax.__version__
+    assert citation["license"] == "Apache-2.0"
+    (paper,) = citation["references"]
+    assert paper["title"] == "Spikemax: Spike-based Loss Methods for Classification"
+    assert [a["family-names"] for a in paper["authors"]] == ["Shrestha", "Zhu", "Sun"]
+    assert paper["year"] == 2022 and "IJCNN" in paper["conference"]["name"]
+
+
+def test_changelog_has_a_section_for_this_version():
+    changelog = open(os.path.join(ROOT, "CHANGELOG.md")).read()
+    version = Version(spikejax.__version__)
+    heading = "## [Unreleased]" if version.is_devrelease else f"## [{version}]"
+    assert heading in changelog
+    assert "## [0.1.0]" in changelog
