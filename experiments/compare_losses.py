@@ -59,7 +59,8 @@ def main(argv):
     if jax.process_index() == 0:
         report = comparison.write(result, workdir)
         print(report["table"])
-        print(f"wrote {workdir}/comparison.md, comparison.json, replicas.jsonl and the plots")
+        plots = " and the plots" if report["plots"] else ""
+        print(f"wrote {workdir}/comparison.md, comparison.json, replicas.jsonl{plots}")
 
 
 if __name__ == "__main__":

@@ -5,5 +5,5 @@ data and training live in submodules that are imported on demand.
 """
 from spikejax import losses, neurons, readout, surrogate
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"  # defined here only: setup.py reads it, tests/test_install.py checks CITATION.cff
 __all__ = ["losses", "neurons", "readout", "surrogate"]

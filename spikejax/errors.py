@@ -2,10 +2,11 @@
 entry points turn it into. Everything else is a bug and keeps its traceback.
 
   exit 2   UsageError: something in what was asked (a config value, a conflicting resume, a busy workdir)
+  exit 2   MissingDependencyError: what was asked needs an optional package (the message names the extra)
   exit 1   RunError: the run could not go on (non-finite state, full disk, damaged or missing data)
   128+n    Interrupted: stopped by signal n after saving a checkpoint; rerunning resumes
 
-This module imports nothing, so any layer may raise these.
+This module imports nothing at import time, so any layer may raise these.
 """
 from __future__ import annotations
 
@@ -56,6 +57,24 @@ class DiskFullError(RunError, OSError):
 
 class DataError(RunError, ValueError):
     """A dataset file or cache is missing, malformed or damaged; the message names it."""
+
+
+class MissingDependencyError(SpikejaxError, ImportError):
+    """An optional package is not installed; the message names the extra that installs it."""
+
+    exit_code = 2
+
+
+def require(module: str, extra: str, needed_by: str):
+    """`importlib.import_module(module)`, or a one-line MissingDependencyError naming `pip install
+    "spikejax[<extra>]"` when it (or a package it needs) is not installed. `needed_by` says what asked."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        raise MissingDependencyError(f"{needed_by} needs the optional package {module} ({error}): "
+                                     f'pip install "spikejax[{extra}]"') from None
 
 
 class Interrupted(SpikejaxError):

@@ -1,12 +1,14 @@
-"""PNG plots of evaluation results (matplotlib, Agg backend, imported on demand)."""
+"""PNG plots of evaluation results (matplotlib, Agg backend, imported on demand: the `plots` extra)."""
 from __future__ import annotations
 
 import numpy as np
 
+from spikejax.errors import require
+
 
 def _pyplot():
-    import matplotlib
-
+    """matplotlib.pyplot on the Agg backend; errors.MissingDependencyError when matplotlib is not installed."""
+    matplotlib = require("matplotlib", "plots", "spikejax.plots")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -51,7 +51,8 @@ def _digits_samples(data_dir, split, *, seed: int = 0):
 
 
 def _registry() -> dict[str, DatasetInfo]:
-    # tonic is imported lazily: the embedded dataset needs only numpy, scipy and scikit-learn.
+    # tonic (the `datasets` extra) is imported on first use: the embedded dataset needs only numpy, scipy and
+    # scikit-learn, and without tonic the others raise errors.MissingDependencyError naming the extra.
     def tonic_entry(name):
         module = lambda: importlib.import_module(f"spikejax.data.{name}")
         samples = lambda data_dir, split, **options: module().samples(os.path.expanduser(data_dir), split, **options)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import tonic
 
 from spikejax.data import download
 from spikejax.data.events import check_events
+from spikejax.errors import require
+
+tonic = require("tonic", "datasets", "the dvs_gesture dataset")  # an extra: the core install has no tonic
 
 ARCHIVES = {
     "train": download.Archive(tonic.datasets.DVSGesture.train_url, "ibmGestureTrain.tar.gz",

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 
-import tonic
-
 from spikejax.data import download
 from spikejax.data.events import check_events
+from spikejax.errors import require
+
+tonic = require("tonic", "datasets", "the nmnist dataset")  # an extra: the core install has no tonic
 
 # URLs and checksums as tonic publishes them; tests point these at a local server.
 ARCHIVES = {

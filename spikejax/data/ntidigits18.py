@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 
-import tonic
-
 from spikejax.data import download
 from spikejax.data.events import check_events
+from spikejax.errors import require
+
+tonic = require("tonic", "datasets", "the ntidigits18 dataset")  # an extra: the core install has no tonic
 
 ARCHIVE = download.Archive(tonic.datasets.NTIDIGITS18.base_url, "n-tidigits.hdf5",
                            tonic.datasets.NTIDIGITS18.file_md5)

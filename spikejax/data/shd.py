@@ -19,10 +19,11 @@ import gzip
 import os
 import shutil
 
-import tonic
-
 from spikejax.data import download
 from spikejax.data.events import check_events
+from spikejax.errors import require
+
+tonic = require("tonic", "datasets", "the shd dataset")  # an extra: the core install has no tonic
 
 # URLs and checksums as tonic publishes them; tests point these at a local server.
 ARCHIVES = {
