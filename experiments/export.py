@@ -5,12 +5,36 @@
 
 Reads the newest intact checkpoint of --workdir and the config stored with it; see spikejax.nir for the
 mapping and what is refused. Train with configs/digits_events_nir.py (reset to zero) to export exactly.
+
+The file is written under a temporary name beside it and renamed (spikejax.nir.write), with SIGINT and
+SIGTERM held off meanwhile, so it is whole or absent. Exit codes (experiments/common.py): 2 with one line
+for what cannot be exported or written (a model NIR cannot express, an --out whose folder is missing, a
+folder, or a symlink, which is never followed); 130 / 143 with one line when SIGINT (Ctrl-C) / SIGTERM
+stops it, leaving the previous file, if any, as it was.
 """
 import os
+import signal
 
-from absl import flags
+_written = None  # the path once the file is in place
 
-from experiments import common
+
+def _stop(signum, frame):
+    """SIGINT/SIGTERM -> one line and exit 128 + n at once. Nothing needs cleaning: the file is written with
+    these signals blocked (a stop waits for the write to finish), so it is whole or absent. (Raising SystemExit
+    here instead was once swallowed, "SystemExit: 130" printed and the export went on to exit 0: a handler's
+    exception is lost where it lands in a __del__ or a callback.)"""
+    done = f"{_written} was written" if _written else "no file was written"
+    print(f"stopped by {signal.Signals(signum).name}; {done}", flush=True)
+    os._exit(128 + signum)
+
+
+if __name__ == "__main__":  # before the imports below, which take seconds
+    for _signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_signal, _stop)
+
+from absl import flags  # noqa: E402
+
+from experiments import common  # noqa: E402
 
 flags.DEFINE_float("dt", 1e-4, "NIR time step in seconds (importers discretise with it; snnTorch assumes 1e-4).")
 flags.DEFINE_bool("approximate", False, "Export a subtractive-reset model with NIR's reset to zero (other "
@@ -18,12 +42,29 @@ flags.DEFINE_bool("approximate", False, "Export a subtractive-reset model with N
 flags.DEFINE_string("out", None, "Output file (default: <workdir>/model.nir).")
 
 
+def _check_out(path: str) -> None:
+    """app.UsageError (one line, exit 2) for an output path that cannot take the file, before any work."""
+    from absl import app
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.islink(path):
+        raise app.UsageError(f"--out={path} is a symlink (to {os.readlink(path)}); export does not write through "
+                             "links: remove it or choose another --out")
+    if os.path.isdir(path):
+        raise app.UsageError(f"--out={path} is a folder; give the path of the .nir file to write")
+    if not os.path.isdir(folder):
+        raise app.UsageError(f"--out={path}: the folder {folder} does not exist; create it or choose another --out")
+    if not os.access(folder, os.W_OK):
+        raise app.UsageError(f"--out={path}: the folder {folder} is not writable")
+
+
 def main(argv):
     from absl import app
 
     if common.FLAGS.workdir is None:
         raise app.UsageError("--workdir is required: the run to export")
-    import nir
+    path = common.FLAGS.out or os.path.join(common.FLAGS.workdir, "model.nir")
+    _check_out(path)
     from flax import nnx
 
     from spikejax import evaluate
@@ -32,13 +73,20 @@ def main(argv):
     config = evaluate.saved_config(common.FLAGS.workdir)
     state, step, _, _, graphdef, _ = evaluate.restore(config, common.FLAGS.workdir)
     model = nnx.merge(graphdef, state["params"])
+    graph = spikejax_nir.to_nir(model, dt=common.FLAGS.dt, approximate=common.FLAGS.approximate)
+    global _written
+    stops = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # a stop arriving now waits for the file to be in place
     try:
-        graph = spikejax_nir.to_nir(model, dt=common.FLAGS.dt, approximate=common.FLAGS.approximate)
-    except spikejax_nir.NIRError as error:
-        raise app.UsageError(str(error)) from None
-    path = common.FLAGS.out or os.path.join(common.FLAGS.workdir, "model.nir")
-    nir.write(path, graph)
-    print(f"wrote {path}: checkpoint step {step}, {len(graph.nodes)} nodes, dt {common.FLAGS.dt:g} s")
+        spikejax_nir.write(graph, path)
+        _written = path
+    except OSError as error:
+        if common.is_disk_full(error):
+            raise
+        raise app.UsageError(f"cannot write {path}: {error.strerror or error}") from None
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+    print(f"wrote {path}: checkpoint step {step}, {len(graph.nodes)} nodes, dt {common.FLAGS.dt:g} s", flush=True)
 
 
 if __name__ == "__main__":

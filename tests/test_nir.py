@@ -1,6 +1,11 @@
 """NIR export and import inside spikejax: the parameter mapping against its closed form, a hand-built
-graph against a plain numpy Euler loop, spikejax models round-tripped through a .nir file, and the
-refusals. Cross-framework checks (snnTorch, Norse) are in tests/test_nir_interop.py."""
+graph against a plain numpy Euler loop, IF read per step (v += r I, dt unused), spikejax models
+round-tripped through a .nir file, the NIR paper's Sinabs CNN (tests/data/cnn_sinabs.nir) against a numpy
+reference, and the refusals. Malformed files and the export command's faults are in
+tests/test_nir_faults.py; cross-framework checks (snnTorch, Norse) in tests/test_nir_interop.py."""
+import dataclasses
+import os
+
 import numpy as np
 import pytest
 
@@ -12,17 +17,18 @@ from spikejax import models  # noqa: E402
 from spikejax import nir as snir  # noqa: E402
 
 FRAME = (2, 12, 12)
+CNN_SINABS = os.path.join(os.path.dirname(__file__), "data", "cnn_sinabs.nir")
 
 
 def _spikes(shape, seed=0, rate=0.2):
     return (np.random.default_rng(seed).random(shape) < rate).astype(np.float32)
 
 
-def _model(name, kind, reset="zero", bias=True, learned=False):
+def _model(name, kind, reset="zero", bias=True, learned=False, beta=0.9):
     """With `learned`, per-neuron beta and threshold (and alpha for cuba_lif) set to random values, as
     training would leave them."""
     learn = dict(learn_beta=True, learn_threshold=True, learn_alpha=kind == "cuba_lif") if learned else {}
-    neuron = models.Neuron(kind=kind, beta=0.9, alpha=0.7, threshold=1.0, reset=reset, **learn)
+    neuron = models.Neuron(kind=kind, beta=beta, alpha=0.7, threshold=1.0, reset=reset, **learn)
     model = models.build(name, FRAME, 5, neuron, seed=0, hidden=(32,), init_scale=6.0, bias=bias)
     rng = np.random.default_rng(5)
     for layer in model.spiking:
@@ -52,7 +58,7 @@ def test_export_writes_the_euler_mapping():
 
 def test_a_hand_built_graph_runs_as_a_numpy_euler_loop():
     """Affine -> LIF with per-neuron tau, r, v_leak and threshold -> Affine -> CubaLIF -> Affine -> IF,
-    against forward Euler written out in numpy, spike for spike."""
+    against forward Euler written out in numpy (IF per step), spike for spike."""
     rng = np.random.default_rng(1)
     dt, steps, batch = 1e-3, 25, 3
     w1, b1 = rng.normal(1.5, 2.0, (6, 4)).astype(np.float32), rng.normal(0, 0.2, 6).astype(np.float32)
@@ -71,7 +77,7 @@ def test_a_hand_built_graph_runs_as_a_numpy_euler_loop():
                             v_leak=np.zeros(5, np.float32), v_threshold=np.full(5, 0.8, np.float32),
                             w_in=np.full(5, 2.0, np.float32)),
         "a3": nir.Linear(weight=w3),
-        "if": nir.IF(r=np.full(3, 400.0, np.float32), v_threshold=np.full(3, 1.0, np.float32)),
+        "if": nir.IF(r=np.full(3, 0.4, np.float32), v_threshold=np.full(3, 1.0, np.float32)),
         "out": nir.Output(output_type=np.array([3]))},
         edges=[("in", "a1"), ("a1", "lif"), ("lif", "a2"), ("a2", "cuba"), ("cuba", "a3"), ("a3", "if"),
                ("if", "out")])
@@ -91,7 +97,7 @@ def test_a_hand_built_graph_runs_as_a_numpy_euler_loop():
         i = (1 - dt / tau_syn) * i + dt * 2.0 / tau_syn * (s1[t] @ w2.T)
         syn.append(i)
     s2 = euler(np.stack(syn), 1 - dt / tau_mem, dt * 3.0 / tau_mem, 0.0, 0.8)
-    s3 = euler(s2 @ w3.T, 1.0, dt * 400.0, 0.0, 1.0)
+    s3 = euler(s2 @ w3.T, 1.0, 0.4, 0.0, 1.0)  # IF: v[t] = v[t-1] + r I[t], no dt
     out, layers = snir.from_nir(graph, dt=dt)(jnp.asarray(x))
     for mine, theirs in zip(layers[1:], (s1, s2, s3)):
         np.testing.assert_array_equal(np.asarray(mine), theirs)
@@ -99,21 +105,130 @@ def test_a_hand_built_graph_runs_as_a_numpy_euler_loop():
     np.testing.assert_array_equal(np.asarray(out), s3)
 
 
+def test_if_is_read_per_step_with_dt_unused():
+    """NIR IF as Sinabs, Norse and snnTorch read it: v[t] = v[t-1] + r I[t], reset to 0 after a spike,
+    per-neuron r and threshold; the same spikes whatever dt (numpy loop as the reference)."""
+    rng = np.random.default_rng(3)
+    steps, batch = 40, 5
+    weight = rng.normal(0.3, 0.5, (6, 4)).astype(np.float32)
+    r = rng.uniform(0.2, 1.5, 6).astype(np.float32)
+    threshold = rng.uniform(0.8, 2.0, 6).astype(np.float32)
+    graph = nir.NIRGraph(nodes={
+        "in": nir.Input(input_type=np.array([4])), "w": nir.Linear(weight=weight),
+        "if": nir.IF(r=r, v_threshold=threshold), "out": nir.Output(output_type=np.array([6]))},
+        edges=[("in", "w"), ("w", "if"), ("if", "out")])
+    x = _spikes((steps, batch, 4), seed=4, rate=0.5)
+    current = x.astype(np.float64) @ weight.T.astype(np.float64)
+    v, s, reference = np.zeros((batch, 6)), np.zeros((batch, 6)), []
+    for t in range(steps):
+        v = v * (1 - s) + r * current[t]
+        s = (v > threshold).astype(np.float64)
+        reference.append(s)
+    reference = np.stack(reference)
+    assert 0.05 < reference.mean() < 0.5, reference.mean()  # not vacuous
+    for dt in (1e-4, 1e-3, 1.0):
+        np.testing.assert_array_equal(np.asarray(snir.from_nir(graph, dt=dt)(jnp.asarray(x))[0]), reference)
+
+
+def test_beta_one_exports_as_if_with_r_one():
+    """beta = 1 is v[t] = v[t-1] + I[t]: IF with r = 1, the weights unscaled, whatever dt."""
+    model = _model("mlp", "lif", beta=1.0)
+    for dt in (1e-4, 1e-3):
+        graph = snir.to_nir(model, dt=dt)
+        assert [type(graph.nodes[f"if{i}"]).__name__ for i in (0, 1)] == ["IF", "IF"]
+        for i in (0, 1):
+            np.testing.assert_array_equal(graph.nodes[f"if{i}"].r, 1.0)
+            np.testing.assert_array_equal(graph.nodes[f"if{i}"].v_threshold, 1.0)
+            np.testing.assert_array_equal(graph.nodes[f"linear{i}"].weight, np.asarray(model.layers[i].kernel[...]).T)
+
+
+def test_a_neuron_kind_without_nir_mapping_is_refused_by_name():
+    """A neuron kind the models know but NIR export does not is an error naming it, not a LIF export."""
+
+    @dataclasses.dataclass(frozen=True)
+    class NewNeuron(models.Neuron):
+        def __post_init__(self):  # a kind added to the models without a NIR mapping
+            pass
+
+    neuron = NewNeuron(kind="adaptive_lif", beta=0.9, threshold=1.0, reset="zero")
+    model = models.build("mlp", FRAME, 5, neuron, seed=0, hidden=(8,))
+    with pytest.raises(snir.NIRError, match="neuron kind 'adaptive_lif' has no NIR mapping.*lif, cuba_lif"):
+        snir.to_nir(model)
+
+
+def _conv_reference(x, weight, stride, padding):
+    """x [N, C, H, W] (float64), weight [O, C, kh, kw] -> [N, O, H', W'], a cross-correlation as NIR's Conv2d."""
+    kh, kw = weight.shape[2:]
+    x = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+    height = (x.shape[2] - kh) // stride[0] + 1
+    width = (x.shape[3] - kw) // stride[1] + 1
+    out = np.zeros((x.shape[0], weight.shape[0], height, width))
+    for i in range(kh):
+        for j in range(kw):
+            patch = x[:, :, i:i + stride[0] * height:stride[0], j:j + stride[1] * width:stride[1]]
+            out += np.einsum("nchw,oc->nohw", patch, weight[:, :, i, j].astype(np.float64))
+    return out
+
+
+def test_the_nir_papers_sinabs_cnn_fires_as_a_numpy_if_loop():
+    """The NIR paper's N-MNIST CNN as Sinabs exported it (IF, r = 1; the file from neuromorphs/NIR, see
+    tests/data/cnn_sinabs.LICENSE), read from its file: its first IF layer spikes as a numpy conv + IF
+    loop, every layer fires at a plausible rate, and dt changes nothing (read through dt, as spikejax
+    did, it fired no spike at all at dt = 1e-4)."""
+    steps, batch = 60, 3
+    x = _spikes((steps, batch, 2, 34, 34), seed=7, rate=0.05)  # N-MNIST-like event frames
+    graph = nir.read(CNN_SINABS)
+    conv = graph.nodes["0"]
+    out, layers = snir.from_nir(CNN_SINABS)(jnp.asarray(x))
+    rates = [float(np.asarray(layer).mean()) for layer in layers[1:]]
+    assert len(rates) == 5 and all(0 < rate < 0.5 for rate in rates), rates
+    assert 0 < np.asarray(out).sum() < 0.5 * np.asarray(out).size
+
+    current, magnitude = (_conv_reference(a.reshape(-1, 2, 34, 34).astype(np.float64), w, (2, 2), (1, 1))
+                          for a, w in ((x, conv.weight), (np.abs(x), np.abs(conv.weight))))
+    current, magnitude = (a.reshape((steps, batch) + a.shape[1:]) for a in (current, magnitude))
+    # float32 rounding: a step's current sums 50 products, |error| <= 49 u sum|w x| (u = eps/2), and adding
+    # it to v rounds once more (<= u |v|). Summed over the run, that bounds how far spikejax's membrane can
+    # lie from the float64 one; neurons whose reference membrane came closer than this to the threshold
+    # may flip (and a flip changes all later steps), so they are left out.
+    u = np.finfo(np.float32).eps / 2
+    v, s, bound = (np.zeros(current.shape[1:]) for _ in range(3))
+    reference, margin = [], np.full(current.shape[1:], np.inf)
+    for t in range(steps):
+        v = v * (1 - s) + current[t]
+        bound = bound + 49 * u * magnitude[t] + u * np.abs(v)
+        s = (v > 1.0).astype(np.float64)
+        reference.append(s)
+        margin = np.minimum(margin, np.abs(v - 1.0) - bound)
+    reference = np.stack(reference)
+    clear = margin > 0  # [B, O, H, W]
+    assert clear.mean() > 0.98, clear.mean()
+    mine = np.asarray(layers[1])
+    np.testing.assert_array_equal(mine[:, clear], reference[:, clear])
+    assert reference[:, clear].sum() > 0
+    for dt in (1e-3, 1.0):
+        np.testing.assert_array_equal(np.asarray(snir.from_nir(CNN_SINABS, dt=dt)(jnp.asarray(x))[0]),
+                                      np.asarray(out))
+
+
 @pytest.mark.parametrize("name,kind,bias,learned", [
     ("mlp", "lif", True, False), ("mlp", "cuba_lif", True, False), ("conv", "lif", True, False),
     ("conv", "cuba_lif", True, False), ("mlp", "lif", False, False), ("conv", "lif", False, False),
-    ("mlp", "cuba_lif", True, True), ("conv", "lif", True, True)])  # learned: per-neuron arrays in the file
+    ("mlp", "cuba_lif", True, True), ("conv", "lif", True, True),  # learned: per-neuron arrays in the file
+    ("mlp", "if", True, False), ("conv", "if", True, False)])  # "if": beta = 1, written as IF nodes
 def test_spikejax_models_round_trip_through_a_nir_file_spike_for_spike(name, kind, bias, learned, tmp_path):
-    model = _model(name, kind, bias=bias, learned=learned)
+    model = _model(name, "lif", bias=bias, beta=1.0) if kind == "if" else _model(name, kind, bias=bias,
+                                                                                  learned=learned)
     path = str(tmp_path / "model.nir")
     graph = snir.to_nir(model)
+    assert (kind == "if") == ("IF" in {type(n).__name__ for n in graph.nodes.values()})
     assert {type(n).__name__ for n in graph.nodes.values()} >= ({"Affine"} if bias else {"Linear"})
     assert bias or "Affine" not in {type(n).__name__ for n in graph.nodes.values()}
     if learned:  # the file holds one value per neuron, varying
         node = graph.nodes["cubalif0" if kind == "cuba_lif" else "lif0"]
         for array in (node.tau_mem if kind == "cuba_lif" else node.tau, node.v_threshold):
             assert np.ptp(array) > 0
-    nir.write(path, graph)
+    snir.write(graph, path)
     network = snir.from_nir(path)
     x = _spikes((20, 4) + FRAME)
     out, layers = model(jnp.asarray(x))
