@@ -8,7 +8,7 @@ digits_events uses its real cache; the other datasets (not downloadable here) us
 a cache of the real layout and shape (as benchmarks.train_step does).
 
 For each R: `replicas.parallel_train_step` over R replicas (mse, softmax, nll, windowed nll, cycling seeds)
-against R separate `train.parallel_train_step`s (one program per model, each with its own loss and learning
+against R separate `step.parallel_train_step`s (one program per model, each with its own loss and learning
 rate, called in turn), on the same packed batch, median of --reps synchronised calls after one warm-up.
 """
 from __future__ import annotations
@@ -47,7 +47,9 @@ def main():
     from flax import nnx
 
     from configs import for_dataset
-    from spikejax import build, data, parallel, replicas, train
+    from spikejax import build, data, parallel
+    from spikejax import step as step_lib
+    from spikejax.compare import replicas
 
     config = for_dataset(args.dataset)
     mesh = parallel.data_mesh()
@@ -67,7 +69,7 @@ def main():
     for count in map(int, args.replicas.split(",")):
         overrides = grid(count)
         selection, hyper = replicas.hyperparameters(overrides, config)
-        tx = replicas.peak_one_optimizer(config, 1000)
+        tx = build.optimizer(config, 1000)
         graphdef, state = replicas.init_state(config, hyper, tx, mesh)
         step = replicas.parallel_train_step(mesh, graphdef=graphdef, tx=tx, frame_shape=frame,
                                             selection=selection)
@@ -88,10 +90,10 @@ def main():
                 single.loss[o["loss"]].update({k: v for k, v in o.items() if k not in replicas.BASE_FIELDS})
                 graphdef_one, params = nnx.split(build.model(single))
                 tx_one = build.optimizer(single, 1000)
-                singles.append([train.parallel_train_step(mesh, graphdef=graphdef_one, tx=tx_one,
+                singles.append([step_lib.parallel_train_step(mesh, graphdef=graphdef_one, tx=tx_one,
                                                           loss_fn=build.loss(single),
                                                           readout_fn=build.readout(single), frame_shape=frame),
-                                build.init_state(params, tx_one, mesh, single.seed)])
+                                build.init_state(params, tx_one, mesh)])
 
             def in_turn():
                 out = None

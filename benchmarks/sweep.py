@@ -30,7 +30,8 @@ def main():
     import ml_collections
 
     from configs import digits_events
-    from spikejax import sweep, train
+    from spikejax import train
+    from spikejax.compare import sweep
 
     config = digits_events.get_config()
     config.epochs = args.epochs
@@ -57,7 +58,7 @@ def main():
     print(f"{len(rows)} replicas, {args.epochs} epochs, {jax.devices()[0].platform} ({os.cpu_count()} cores), "
           f"jax {jax.__version__}")
     print("| | wall s |\n|---|---:|")
-    print(f"| one program (spikejax.sweep.run_program) | {one_program:.1f} |")
+    print(f"| one program (spikejax.compare.sweep.run_program) | {one_program:.1f} |")
     print(f"| {len(rows)} runs one after another (train.train_and_evaluate) | {sequential:.1f} |")
     print(f"ratio sequential / one program: {sequential / one_program:.2f}")
 

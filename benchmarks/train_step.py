@@ -4,7 +4,7 @@
   python -m benchmarks.train_step --configs=dvs_gesture --reps=10
   python -m benchmarks.train_step --configs=dvs_gesture --implementation=fused   # force the XLA-scan LIF
 
-Train step: the jitted, data-parallel `train.parallel_train_step` (forward, loss, backward, optimizer,
+Train step: the jitted, data-parallel `step.parallel_train_step` (forward, loss, backward, optimizer,
 donated state) on every local device, at the config's batch size, T and model, median of --reps calls.
 Pipeline: `TrainIterator` (memmap read, bit unpacking, time-major transpose) producing the same batches,
 single thread, no device. End to end: the training loop's own path, `prefetch(TrainIterator)` ->
@@ -46,7 +46,8 @@ def measure(name, args):
     from flax import nnx
 
     from configs import for_dataset
-    from spikejax import build, data, parallel, train
+    from spikejax import build, data, parallel
+    from spikejax import step as step_lib
 
     config = for_dataset(name)
     if args.batch_size:
@@ -70,7 +71,7 @@ def measure(name, args):
     graphdef, params = nnx.split(model)
     tx = build.optimizer(config, 1000)
     state = build.init_state(params, tx, mesh)
-    step = train.parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=build.loss(config),
+    step = step_lib.parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=build.loss(config),
                                      readout_fn=build.readout(config), frame_shape=build.packed_frame_shape(split))
     batch = next(iterator)
     arrays = parallel.global_batch_arrays(mesh, batch)

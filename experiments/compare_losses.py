@@ -6,7 +6,7 @@
 
 Tunes every loss (mse, softmax, nll, nll_window) over its grid on the validation hold-out, trains each
 loss's chosen configuration with --seeds fresh seeds, tests it once, and writes <workdir>/comparison.md,
-comparison.json, replicas.jsonl and the plots (spikejax.sweep, spikejax.comparison). The replicas of a
+comparison.json, replicas.jsonl and the plots (spikejax.compare.sweep, spikejax.compare.report). The replicas of a
 stage train together in one compiled program. Rerunning the same command resumes a killed sweep.
 """
 import sys
@@ -49,7 +49,9 @@ def main(argv):
     common.initialize_distributed()
     import jax
 
-    from spikejax import comparison, loop, sweep
+    from spikejax import loop
+    from spikejax.compare import report as comparison
+    from spikejax.compare import sweep
 
     config, grid = common.build_config(), sweep_config()
     sweep.validate(grid)

@@ -71,7 +71,8 @@ def main(argv):
     from spikejax import nir as spikejax_nir
 
     config = evaluate.saved_config(common.FLAGS.workdir)
-    state, step, _, _, graphdef, _ = evaluate.restore(config, common.FLAGS.workdir)
+    run = evaluate.restore(config, common.FLAGS.workdir)
+    state, step, graphdef = run.state, run.step, run.graphdef
     model = nnx.merge(graphdef, state["params"])
     graph = spikejax_nir.to_nir(model, dt=common.FLAGS.dt, approximate=common.FLAGS.approximate)
     global _written

@@ -93,19 +93,19 @@ def _scale_neuron_updates(factor: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-def optimizer(config, total_steps: int) -> optax.GradientTransformation:
-    """Global-norm clip, then AdamW or SGD (+ decayed weights) on the schedule. With learnable neuron
-    parameters (model.neuron.learn_*), weight decay skips them (it would pull beta and alpha to 0.5 and the
-    threshold to log 2) and `optimizer.neuron_learning_rate_scale` multiplies their updates. Without them
-    the transformation (and its state's structure) is what it was before learnable neurons existed."""
-    o = config.optimizer
+def _schedule_shape(o, total_steps: int):
+    """The learning-rate schedule with peak 1 (a function of the step count)."""
     warmup = min(o.warmup_steps, max(total_steps - 1, 0))
     if o.schedule == "cosine":
-        lr = optax.warmup_cosine_decay_schedule(0.0, o.learning_rate, warmup, max(total_steps, warmup + 1))
-    else:
-        lr = optax.join_schedules([optax.linear_schedule(0.0, o.learning_rate, warmup),
-                                   optax.constant_schedule(o.learning_rate)], [warmup])
-    n = config.model.neuron
+        return optax.warmup_cosine_decay_schedule(0.0, 1.0, warmup, max(total_steps, warmup + 1))
+    return optax.join_schedules([optax.linear_schedule(0.0, 1.0, warmup), optax.constant_schedule(1.0)], [warmup])
+
+
+def _chain(config, learning_rate, total_steps: int) -> optax.GradientTransformation:
+    """Global-norm clip, then AdamW or SGD (+ decayed weights) at learning_rate x the schedule's shape."""
+    o, n = config.optimizer, config.model.neuron
+    shape = _schedule_shape(o, total_steps)
+    lr = lambda count: learning_rate * shape(count)  # = peak * shape exactly (shape's peak is 1.0)
     learned = n.learn_beta or n.learn_threshold or n.learn_alpha
     mask = None
     if learned:
@@ -122,10 +122,35 @@ def optimizer(config, total_steps: int) -> optax.GradientTransformation:
     return optax.chain(*parts)
 
 
-def init_state(params, tx: optax.GradientTransformation, mesh, seed: int = 0) -> dict:
-    """The train state {params, opt_state, step, rng}, replicated on every device of `mesh`."""
-    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
-             "rng": jax.random.PRNGKey(seed)}
+def optimizer(config, total_steps: int) -> optax.GradientTransformation:
+    """Global-norm clip, then AdamW or SGD (+ decayed weights) on the schedule, with the peak learning rate
+    as a hyperparameter in the optimizer state (`optax.inject_hyperparams`: opt_state.hyperparams
+    ["learning_rate"]; replicas each hold their own). With learnable neuron parameters (model.neuron.
+    learn_*), weight decay skips them (it would pull beta and alpha to 0.5 and the threshold to log 2) and
+    `optimizer.neuron_learning_rate_scale` multiplies their updates."""
+    make = lambda learning_rate: _chain(config, learning_rate, total_steps)
+    return optax.inject_hyperparams(make)(learning_rate=float(config.optimizer.learning_rate))
+
+
+def legacy_state(config, params, total_steps: int = 1) -> dict:
+    """A train state in the layout spikejax 0.1 saved ({params, opt_state of the chain without injected
+    hyperparameters, step, rng}), the template to restore such a checkpoint with."""
+    tx = _chain(config, float(config.optimizer.learning_rate), total_steps)
+    return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
+            "rng": jax.random.PRNGKey(0)}
+
+
+def from_legacy_state(legacy: dict, tx: optax.GradientTransformation) -> dict:
+    """The state of today's layout holding a 0.1 checkpoint's values: its chain state becomes the injected
+    optimizer's inner state (the same transformations, so training continues exactly)."""
+    fresh = tx.init(legacy["params"])
+    return {"params": legacy["params"], "opt_state": fresh._replace(inner_state=legacy["opt_state"]),
+            "step": legacy["step"]}
+
+
+def init_state(params, tx: optax.GradientTransformation, mesh) -> dict:
+    """The train state {params, opt_state, step}, replicated on every device of `mesh`."""
+    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
     return parallel.replicate(state, mesh)
 
 

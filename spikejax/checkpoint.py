@@ -1,10 +1,10 @@
 """Orbax checkpoints of everything needed to resume exactly, and the resume policy.
 
 A checkpoint at step N holds two items:
-  state  the train state pytree (params, optimizer state, step, PRNG key), restored onto the shardings
-         of a template state
-  meta   JSON: the data-iterator state ({"epoch", "position"}) after step N, the run's config, and the
-         training wall time so far (seconds)
+  state  the train state pytree (params, optimizer state with its hyperparameters, step), restored onto the
+         shardings of a template state
+  meta   JSON: the data-iterator state ({"epoch", "position"}) after step N, the run's config, the training
+         wall time so far (seconds) and the state's layout (STATE_LAYOUT)
 
 Guarantees:
 - Never saves a non-finite state: `save` checks every parameter and optimizer leaf first and raises
@@ -31,6 +31,10 @@ import orbax.checkpoint as ocp
 
 from spikejax import config as config_lib
 from spikejax.errors import ConfigMismatchError, DiskFullError, NoCheckpointError, NonFiniteError, is_disk_full
+
+# The train state's layout, saved in each checkpoint's meta: 1 (spikejax 0.1: {params, opt_state, step, rng},
+# the optimizer without injected hyperparameters), 2 ({params, opt_state, step}, opt_state.hyperparams).
+STATE_LAYOUT = 2
 
 # Config fields that may change when a run resumes; any other difference is refused.
 RESUMABLE_FIELDS = ("epochs", "max_steps", "log_every", "checkpoint_every_steps", "keep_checkpoints", "data_dir",
@@ -96,6 +100,7 @@ class Checkpointer:
 
     def save(self, step: int, state, meta: dict) -> None:
         """Saves `state` and `meta` as step `step`, unless the state holds a non-finite value."""
+        meta = {**meta, "state_layout": STATE_LAYOUT}
         if not all_finite({"params": state["params"], "opt_state": state["opt_state"]}):
             raise NonFiniteError(
                 f"refusing to save step {step}: the parameters or optimizer state hold NaN or inf; "
@@ -135,14 +140,18 @@ class Checkpointer:
         restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
         return restored["state"]
 
-    def restore_latest(self, template, *, check_meta=None, set_aside_damaged: bool = False) -> Restored | None:
-        """The newest checkpoint that restores completely, or None when there is none at all.
+    def restore_latest(self, template, *, check_meta=None, set_aside_damaged: bool = False,
+                       legacy=None) -> Restored | None:
+        """The newest checkpoint that restores completely and holds only finite values, or None when there
+        is none at all.
 
         `check_meta(meta)` runs on the newest readable meta before its state is restored (the resume policy:
         a refusal propagates and nothing is touched). A checkpoint whose meta or state fails to restore (a
         truncated, missing or unreadable file) is reported on stderr by name and skipped; with
-        `set_aside_damaged` it is renamed to <step>.damaged-<unix time>. Raises NoCheckpointError when
-        checkpoints exist but none is intact.
+        `set_aside_damaged` it is renamed to <step>.damaged-<unix time>. One whose parameters or optimizer
+        state hold NaN or inf is skipped too, and said so. A checkpoint of an older state layout (meta
+        "state_layout" below STATE_LAYOUT) is restored onto `legacy = (template, convert)`'s template and
+        converted. Raises NoCheckpointError when checkpoints exist but none is intact.
         """
         steps = self.all_steps()
         damaged = []
@@ -155,12 +164,20 @@ class Checkpointer:
                 continue
             if check_meta is not None:
                 check_meta(meta)
+            old = meta.get("state_layout", 1) < STATE_LAYOUT and legacy is not None
             try:
-                state = self.restore_state(step, template)
+                state = self.restore_state(step, legacy[0] if old else template)
             except Exception as error:
                 self._report_damaged(step, error)
                 damaged.append(step)
                 continue
+            if not all_finite({"params": state["params"], "opt_state": state["opt_state"]}):
+                _warn(f"checkpoint {os.path.join(self.directory, str(step))} holds NaN or inf in its parameters or "
+                      "optimizer state and is skipped")
+                damaged.append(step)
+                continue
+            if old:
+                state = legacy[1](state)
             if set_aside_damaged:
                 self._set_aside(damaged)
             if damaged:

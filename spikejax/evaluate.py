@@ -1,9 +1,10 @@
 """Evaluation: a pure eval step over padded batches, its summary, and evaluating a workdir's checkpoint.
 
   eval_step(params, inputs, labels, mask, ...)   masked sums over a (shard of a) batch
-  sum_over_split(fn, split, config, ...)        a parallel eval step's sums over every sample of a split once
+  sum_over_split(fn, split, eval_batch_size, ...) a parallel eval step's sums over every sample of a split
   evaluate_split(config, params, split, ...)     every sample of a split once -> the summary dict
   evaluate_params(config, workdir, params, ...)  test split (and validation) -> eval.json and two plots
+  restore(config, workdir)                       the newest intact checkpoint -> RestoredRun
   evaluate(config, workdir)                      the newest intact checkpoint of `workdir` -> eval.json
 
 Sums first, then one division at the end, so padding (mask 0) counts nowhere and the result does not
@@ -11,6 +12,7 @@ depend on the batch size or the number of devices.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 
@@ -25,7 +27,7 @@ from spikejax import data as data_lib
 from spikejax.checkpoint import Checkpointer
 from spikejax.data.device import unpack_spikes
 from spikejax.errors import MissingDependencyError, NoCheckpointError
-from spikejax.loop import atomic_write_json, log
+from spikejax.workdir import atomic_write_json, log
 
 DECISION_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
@@ -76,10 +78,10 @@ def parallel_eval_step(mesh, **kwargs):
     return jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P(),) + batch, out_specs=P()))
 
 
-def sum_over_split(fn, split: data_lib.CachedSplit, config, *, mesh, args=(), extra=()) -> dict:
+def sum_over_split(fn, split: data_lib.CachedSplit, eval_batch_size: int, *, mesh, args=(), extra=()) -> dict:
     """The sums `fn(*args, inputs, labels, mask, *extra)` (a parallel eval step) added over every sample of
-    `split` once, in padded batches of about config.eval_batch_size."""
-    eval_batch = max(mesh.size, config.eval_batch_size - config.eval_batch_size % mesh.size)
+    `split` once, in padded batches of about `eval_batch_size`."""
+    eval_batch = max(mesh.size, eval_batch_size - eval_batch_size % mesh.size)
     batches = data_lib.eval_batches(split, eval_batch, process_index=jax.process_index(),
                                     process_count=jax.process_count(), packed=split.packed)
     totals = None
@@ -94,7 +96,7 @@ def evaluate_split(config, params, split: data_lib.CachedSplit, *, mesh, graphde
     fn = parallel_eval_step(mesh, graphdef=graphdef, loss_fn=build.loss(config), readout_fn=build.readout(config),
                             fan_out=model.fan_out,
                             frame_shape=build.packed_frame_shape(split))
-    return summarize(sum_over_split(fn, split, config, mesh=mesh, args=(params,)), config)
+    return summarize(sum_over_split(fn, split, config.eval_batch_size, mesh=mesh, args=(params,)), config)
 
 
 def evaluate_params(config, workdir: str, params, *, mesh, graphdef, model, test_data: data_lib.CachedSplit,
@@ -109,7 +111,7 @@ def evaluate_params(config, workdir: str, params, *, mesh, graphdef, model, test
     if validation is not None:
         held = evaluate_split(config, params, validation, **kwargs)
         result["validation"] = {"accuracy": held["accuracy"], "num_examples": held["num_examples"],
-                                "loss": held["test_loss"]}
+                                "loss": held["mean_loss"]}
     if jax.process_index() == 0:
         from spikejax import plots
 
@@ -148,7 +150,7 @@ def summarize(totals: dict, config) -> dict:
         "loss": build.loss_label(config),
         "accuracy": final,
         "num_examples": int(n),
-        "test_loss": float(totals["loss"]) / n,
+        "mean_loss": float(totals["loss"]) / n,  # over the evaluated split's samples
         "time_bins": config.data.time_bins,
         "bin_width_us": config.data.bin_width_us,
         "accuracy_over_time": over_time,
@@ -188,19 +190,33 @@ def neurobench_summary(sums, examples: float) -> dict:
             "activation_sparsity": 1.0 - active / neurons if neurons else 0.0}
 
 
-def restore(config, workdir: str):
-    """(train state, step, meta, mesh, graphdef, model) of the newest intact checkpoint in `workdir`;
-    never creates anything. Raises NoCheckpointError when there is none."""
+@dataclasses.dataclass
+class RestoredRun:
+    """A workdir's newest intact checkpoint: its train state and step, its meta (data-iterator state,
+    config, training time), and the mesh, graphdef and model it was restored for."""
+    state: dict
+    step: int
+    meta: dict
+    mesh: object
+    graphdef: object
+    model: object
+
+
+def restore(config, workdir: str) -> RestoredRun:
+    """The newest intact checkpoint of `workdir` (an older state layout is converted); never creates
+    anything. Raises NoCheckpointError when there is none."""
     directory = os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
     mesh = parallel.data_mesh()
     model = build.model(config)
     graphdef, params = nnx.split(model)
-    template = build.init_state(params, build.optimizer(config, 1), mesh)
+    tx = build.optimizer(config, 1)
+    template = build.init_state(params, tx, mesh)
+    legacy = (build.legacy_state(config, params), lambda old: build.from_legacy_state(old, tx))
     with Checkpointer(directory, create=False) as checkpointer:
-        restored = checkpointer.restore_latest(template)
+        restored = checkpointer.restore_latest(template, legacy=legacy)
     if restored is None:
         raise NoCheckpointError(f"no checkpoint in {directory}; train first")
-    return restored.state, restored.step, restored.meta, mesh, graphdef, model
+    return RestoredRun(restored.state, restored.step, restored.meta, mesh, graphdef, model)
 
 
 def saved_config(workdir: str):
@@ -226,12 +242,13 @@ def evaluate(config, workdir: str) -> dict:
 
     config_lib.validate(config)
     workdir = os.path.abspath(os.path.expanduser(workdir))
-    state, step, meta, mesh, graphdef, model = restore(config, workdir)  # before any data work
+    run = restore(config, workdir)  # before any data work
     test_data = build.load_split(config, "test")
     _, validation = build.training_splits(config)
-    log(f"evaluating checkpoint step {step} from {workdir}")
-    return evaluate_params(config, workdir, state["params"], mesh=mesh, graphdef=graphdef, model=model,
-                           test_data=test_data, validation=validation, extra=run_record(step, meta))
+    log(f"evaluating checkpoint step {run.step} from {workdir}")
+    return evaluate_params(config, workdir, run.state["params"], mesh=run.mesh, graphdef=run.graphdef,
+                           model=run.model, test_data=test_data, validation=validation,
+                           extra=run_record(run.step, run.meta))
 
 
 def run_record(step: int, meta: dict) -> dict:

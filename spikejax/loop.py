@@ -1,108 +1,31 @@
-"""Utilities of the training loop: the workdir lock, the stop signal, the metric writer, progress/ETA and
-atomic JSON writes. Each is small and has no knowledge of models or data.
+"""The one training loop, shared by a single run (`spikejax.train`) and the comparison's replica programs
+(`spikejax.compare.sweep`): resume from the newest intact checkpoint, step, log and write metrics, validate
+at epoch ends, checkpoint on a cadence, and stop on a signal after saving.
 
-  WorkdirLock(workdir)    one run per workdir: an flock on <workdir>/.lock holding the owner's pid
+  with Session(workdir, template, meta, check_meta=..., keep=2) as session:   # lock, restore
+      outcome = session.train(step_fn, train_data, schedule, stop=stop, report=..., on_epoch=...)
+      ... evaluate outcome.state inside the lock
+
   StopSignal()            SIGTERM/SIGINT -> a flag the loop polls; installed only by whoever enters it
-  MetricWriter(workdir)   metrics.jsonl + TensorBoard, both on disk at every write; on resume drops the
-                          steps logged after the checkpoint
-  Progress(...)           samples/s and ETA for the log line
+  Schedule                batch size, steps per epoch, the step to stop at, log and checkpoint cadence
 """
 from __future__ import annotations
 
-import errno
-import fcntl
-import json
+import dataclasses
 import os
 import signal
-import socket
 import time
+from collections.abc import Callable
 
 import jax
 import numpy as np
 
-from spikejax.errors import WorkdirLockedError
-
-
-def log(message: str) -> None:
-    """Prints on process 0 only."""
-    if jax.process_index() == 0:
-        print(message, flush=True)
-
-
-def atomic_write_json(path: str, obj) -> None:
-    """Writes JSON to a temporary file and renames it over `path`: a reader (or a crash, or a full disk)
-    sees the old file or the new one, never half of one."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-class WorkdirLock:
-    """Exclusive use of a workdir by one run (one process: multi-process runs lock on process 0).
-
-    An advisory `flock` on <workdir>/.lock. The kernel drops it when its process dies, however it dies, so
-    the lock of a dead process is simply taken over (`stale_owner` then names it); the file holds the
-    owner's host and pid for the message. A second run raises WorkdirLockedError naming the workdir and the
-    holder. Creates the workdir, and removes it again on release if the run left nothing else in it.
-    """
-
-    def __init__(self, workdir: str):
-        self.workdir = workdir
-        self.path = os.path.join(workdir, ".lock")
-        self.file = None
-        self.created = False
-        self.stale_owner: str | None = None
-
-    def acquire(self) -> WorkdirLock:
-        self.created = not os.path.isdir(self.workdir)
-        os.makedirs(self.workdir, exist_ok=True)
-        self.file = open(self.path, "a+")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            self.file.seek(0)
-            holder = self.file.read().strip() or "another process"
-            self.file.close()
-            self.file = None
-            raise WorkdirLockedError(f"workdir {self.workdir} is in use by {holder}; wait for it to finish, stop "
-                                     "it, or choose another --workdir") from None
-        self.file.seek(0)
-        self.stale_owner = self.file.read().strip() or None
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        self.file.flush()
-        return self
-
-    def release(self) -> None:
-        """Clears the owner line (a non-empty line found by the next run means its owner died holding the
-        lock) and unlocks. The file stays: deleting it could let two runs lock two different files."""
-        if self.file is None:
-            return
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.flush()
-        if self.created and os.listdir(self.workdir) == [".lock"]:
-            os.remove(self.path)  # a failed start leaves no empty workdir behind
-            os.rmdir(self.workdir)
-        fcntl.flock(self.file, fcntl.LOCK_UN)
-        self.file.close()
-        self.file = None
-
-    def __enter__(self):
-        return self.acquire()
-
-    def __exit__(self, *exc):
-        self.release()
+from spikejax import data as data_lib
+from spikejax import parallel
+from spikejax.checkpoint import Checkpointer
+from spikejax.errors import ConfigError, Interrupted
+from spikejax.metric_writer import MetricWriter, Progress
+from spikejax.workdir import lock_workdir, log
 
 
 class StopSignal:
@@ -148,111 +71,139 @@ def stop_now(stop: StopSignal | None, sync_point: bool) -> str | None:
     return stop.received if stop is not None else None
 
 
-class MetricWriter:
-    """metrics.jsonl (one JSON object per logged step) and TensorBoard event files (tensorboardX, no
-    TensorFlow), written by process 0 only.
 
-    `resume_step`: the step of the checkpoint the run resumed from. Lines of later steps, logged by the
-    interrupted run after its last checkpoint, are dropped from metrics.jsonl (rewritten atomically), and
-    TensorBoard is told to purge them (`purge_step`). Both are flushed at every write, so a killed run
-    loses nothing it logged.
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """How a program walks its data: global batch, steps per epoch, the step training stops at (epochs x
+    batches, or max_steps if sooner), the optimizer schedule's length, the log and checkpoint cadence, and
+    the seed of the data order."""
+    batch_size: int
+    batches_per_epoch: int
+    stop_at: int
+    total_steps: int
+    log_every: int
+    checkpoint_every: int
+    seed: int
+
+
+def schedule(*, batch_size: int, epochs: int, max_steps: int | None, log_every: int, checkpoint_every: int,
+             seed: int, train_samples: int, devices: int) -> Schedule:
+    """The Schedule; ConfigError (naming the field) when the batch does not split evenly over the devices
+    or exceeds the training samples."""
+    if batch_size % devices:
+        raise ConfigError(f"config field batch_size = {batch_size}: must be divisible by the {devices} devices")
+    if batch_size > train_samples:
+        raise ConfigError(f"config field batch_size = {batch_size}: must be <= the {train_samples} training samples")
+    batches_per_epoch = train_samples // batch_size
+    total = epochs * batches_per_epoch
+    return Schedule(batch_size, batches_per_epoch, min(total, max_steps or total), total, log_every,
+                    checkpoint_every, seed)
+
+
+def check_batch_split(batch_size: int, devices: int) -> None:
+    """ConfigError unless the global batch splits evenly over the devices (checked before any data work)."""
+    if batch_size % devices:
+        raise ConfigError(f"config field batch_size = {batch_size}: must be divisible by the {devices} devices")
+
+
+@dataclasses.dataclass
+class Outcome:
+    """Where a loop ended: the state, the checkpoint meta, the step and the last saved step."""
+    state: object
+    meta: dict
+    step: int
+    last_saved: int | None
+
+
+# report(step, metrics, state, last_saved) -> (values for metrics.jsonl, the log line's text)
+Report = Callable[[int, dict, object, "int | None"], "tuple[dict[str, float], str]"]
+
+
+class Session:
+    """A program's hold on its workdir: the lock, the checkpointer and the restored state.
+
+    On entering: locks `workdir`, restores the newest intact checkpoint of <workdir>/checkpoints onto the
+    shardings of `template` (damaged ones are set aside; `check_meta(saved_meta)` may refuse one that
+    belongs to another run; `legacy`: see `Checkpointer.restore_latest`), and sets `state`, `meta`
+    ({**meta_defaults, **saved meta}) and
+    `resumed_step` (None for a fresh start). `train` then runs the loop.
     """
 
-    def __init__(self, workdir: str, resume_step: int | None = None):
-        self.enabled = jax.process_index() == 0
-        if not self.enabled:
-            return
-        path = os.path.join(workdir, "metrics.jsonl")
-        if resume_step is not None:
-            _truncate_jsonl(path, resume_step)
-        self.jsonl = open(path, "a")
-        self.tensorboard = _EventFile(os.path.join(workdir, "tensorboard"),
-                                      purge_step=None if resume_step is None else resume_step + 1)
+    def __init__(self, workdir: str, template, meta_defaults: dict, *, mesh, keep: int,
+                 check_meta: Callable[[dict], None] | None = None, legacy=None, title: str = ""):
+        self.workdir, self.template, self.mesh = workdir, template, mesh
+        self.meta_defaults, self.keep, self.check_meta, self.legacy = meta_defaults, keep, check_meta, legacy
+        self.prefix = f"{title}: " if title else ""
+        self.stack = None
 
-    def write(self, step: int, metrics: dict, prefix: str = "train") -> None:
-        if not self.enabled:
-            return
-        # TensorBoard first: a line in metrics.jsonl means both are on disk
-        self.tensorboard.write(int(step), {f"{prefix}/{key}": float(value) for key, value in metrics.items()})
-        self.jsonl.write(json.dumps({"step": int(step), **{k: float(v) for k, v in metrics.items()}}) + "\n")
-        self.jsonl.flush()
+    def __enter__(self) -> Session:
+        import contextlib
 
-    def close(self) -> None:
-        if self.enabled:
-            self.jsonl.close()
-            self.tensorboard.close()
-
-    def __enter__(self):
+        self.stack = contextlib.ExitStack()
+        try:
+            self.stack.enter_context(lock_workdir(self.workdir))
+            directory = os.path.join(self.workdir, "checkpoints")
+            self.checkpointer = self.stack.enter_context(Checkpointer(directory, max_to_keep=self.keep))
+            restored = self.checkpointer.restore_latest(self.template, set_aside_damaged=True,
+                                                        check_meta=self.check_meta, legacy=self.legacy)
+        except BaseException:
+            self.stack.close()
+            raise
+        self.state, self.meta = self.template, dict(self.meta_defaults)
+        self.resumed_step = None
+        if restored is not None:
+            self.state, self.meta, self.resumed_step = restored.state, {**self.meta, **restored.meta}, restored.step
+            log(f"{self.prefix}resumed from {directory} at step {restored.step} (epoch "
+                f"{self.meta['data']['epoch']}, batch {self.meta['data']['position']})")
         return self
 
     def __exit__(self, *exc):
-        self.close()
+        self.stack.close()
 
-
-class _EventFile:
-    """A TensorBoard event file written synchronously (tensorboardX's record writer and protos, no
-    TensorFlow). tensorboardX's SummaryWriter queues events for a background thread, and its flush() does
-    not wait for that queue: a killed process lost the last logged steps. `purge_step` writes the
-    SessionLog.START event that makes TensorBoard drop earlier-written events at steps >= purge_step."""
-
-    def __init__(self, folder: str, purge_step: int | None = None):
-        from tensorboardX.event_file_writer import EventsWriter
-        from tensorboardX.proto import event_pb2
-
-        os.makedirs(folder, exist_ok=True)
-        self.event_pb2 = event_pb2
-        self.writer = EventsWriter(os.path.join(folder, "events"))
-        if purge_step is not None:
-            start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
-            self.writer.write_event(event_pb2.Event(wall_time=time.time(), step=purge_step, session_log=start))
-        self.writer.flush()
-
-    def write(self, step: int, scalars: dict[str, float]) -> None:
-        from tensorboardX.proto.summary_pb2 import Summary
-        from tensorboardX.summary import scalar
-
-        summary = Summary(value=[value for name, number in scalars.items() for value in scalar(name, number).value])
-        self.writer.write_event(self.event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
-        self.writer.flush()
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-def _truncate_jsonl(path: str, last_step: int) -> None:
-    """Keeps the complete lines of `path` with step <= last_step (a torn last line is dropped too)."""
-    if not os.path.exists(path):
-        return
-    kept = []
-    with open(path) as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if line.endswith("\n") and record.get("step", 0) <= last_step:
-                kept.append(line)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.writelines(kept)
-    os.replace(tmp, path)
-
-
-class Progress:
-    """Throughput over the last logging window and the ETA from the whole run's average step time."""
-
-    def __init__(self, first_step: int, last_step: int, batch_size: int):
-        self.first_step, self.last_step, self.batch_size = first_step, last_step, batch_size
-        self.start = self.window_start = time.time()
-        self.window_steps = 0
-
-    def step(self) -> None:
-        self.window_steps += 1
-
-    def report(self, step: int) -> tuple[float, float]:
-        """(samples/s over the window, ETA in seconds); starts a new window."""
-        now = time.time()
-        rate = self.window_steps * self.batch_size / max(now - self.window_start, 1e-9)
-        eta = (self.last_step - step) * (now - self.start) / max(step - self.first_step, 1)
-        self.window_start, self.window_steps = now, 0
-        return rate, eta
+    def train(self, step_fn, train_data, plan: Schedule, *, report: Report, stop: StopSignal | None = None,
+              on_epoch: Callable[[int, object, dict], dict] | None = None, samples_per_step: int | None = None,
+              ) -> Outcome:
+        """Steps `state, metrics = step_fn(state, inputs, labels, mask)` from the restored step to
+        plan.stop_at over `train_data` (batches from the restored iterator state). At every log step (and
+        on a stop signal) `report` turns the metrics into values (written to metrics.jsonl / TensorBoard)
+        and the log line; it may raise (a non-finite run). At each epoch's end `on_epoch(step, state, meta)`
+        returns the meta to save (validation curves). Saves every plan.checkpoint_every steps, at the end,
+        and on a signal, after which it raises Interrupted."""
+        state, meta = self.state, self.meta
+        step = int(np.asarray(jax.device_get(state["step"])).reshape(-1)[0])
+        last_saved = self.resumed_step
+        iterator = data_lib.TrainIterator(train_data, plan.batch_size, seed=plan.seed, packed=train_data.packed,
+                                          process_index=jax.process_index(), process_count=jax.process_count(),
+                                          state=meta["data"])
+        progress = Progress(step, plan.stop_at, samples_per_step or plan.batch_size)
+        seconds_before, started = meta["train_seconds"], time.time()
+        with MetricWriter(self.workdir, resume_step=last_saved) as writer:
+            for batch in data_lib.prefetch(iterator) if step < plan.stop_at else ():
+                state, metrics = step_fn(state, *parallel.global_batch_arrays(self.mesh, batch))
+                step += 1
+                progress.step()
+                # the iterator state after the last batch the model consumed (the prefetch thread runs ahead)
+                meta = {**meta, "data": batch.next_state}
+                last = step >= plan.stop_at
+                log_now = step % plan.log_every == 0 or last
+                if log_now or (stop is not None and stop.received):
+                    values, line = report(step, metrics, state, last_saved)
+                    rate, eta = progress.report(step)
+                    writer.write(step, {**values, "samples_per_second": rate})
+                    log(f"{self.prefix}{line} {rate:.0f} samples/s ETA {eta:.0f} s")
+                if on_epoch is not None and (step % plan.batches_per_epoch == 0 or last):
+                    meta = on_epoch(step, state, meta)
+                stopping = stop_now(stop, sync_point=log_now)
+                if stopping or last or step % plan.checkpoint_every == 0:
+                    meta["train_seconds"] = seconds_before + time.time() - started
+                    self.checkpointer.save(step, state, meta)
+                    last_saved = step
+                    reason = f"received {stopping}" if stopping else "end of training" if last else "periodic"
+                    log(f"{self.prefix}saved checkpoint at step {step} ({reason})")
+                if stopping:
+                    raise Interrupted(stopping, step)
+                if last:
+                    break
+        self.state, self.meta = state, meta
+        return Outcome(state, meta, step, last_saved)

@@ -61,7 +61,8 @@ def test_huge_learning_rate_stops_and_never_saves_a_non_finite_state(digits_data
     assert not os.path.exists(os.path.join(workdir, "eval.json"))
     steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
     assert steps and steps[-1] < 20
-    state, step, *_ = evaluate.restore(config, workdir)
+    run = evaluate.restore(config, workdir)
+    state, step = run.state, run.step
     assert step == steps[-1]
     for leaf in jax.tree.leaves((state["params"], state["opt_state"])):
         assert np.all(np.isfinite(np.asarray(leaf)))
@@ -112,7 +113,7 @@ def test_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(digits_da
                                           workdir)
         assert result["step"] == 9
         assert glob.glob(os.path.join(workdir, "checkpoints", "6.damaged-*"))
-        assert evaluate.restore(config, workdir)[1] == 9
+        assert evaluate.restore(config, workdir).step == 9
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -142,7 +143,7 @@ def test_second_run_on_a_workdir_is_refused_and_a_dead_owner_is_taken_over(digit
 
 
 def test_lock_is_released_and_a_failed_start_leaves_no_folder(tmp_path):
-    from spikejax.loop import WorkdirLock
+    from spikejax.workdir import WorkdirLock
 
     workdir = str(tmp_path / "new")
     with WorkdirLock(workdir):
@@ -421,7 +422,7 @@ def test_full_disk_gives_one_line_removes_partial_files_and_keeps_the_last_check
     steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
     assert steps, "the tmpfs should hold at least one checkpoint"
     assert f"(step {steps[-1]}) is intact" in lines[0]
-    assert evaluate.restore(small_config(digits_data_dir), workdir)[1] == steps[-1]
+    assert evaluate.restore(small_config(digits_data_dir), workdir).step == steps[-1]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -25,21 +25,23 @@ ALLOWED = {
     "spikejax.data": {"spikejax.errors"},  # and its own submodules
     "spikejax.parallel": set(),
     "spikejax.plots": {"spikejax.errors"},
-    "spikejax.loop": {"spikejax.errors"},
+    "spikejax.workdir": {"spikejax.errors"},
+    "spikejax.metric_writer": set(),
     "spikejax.config": CORE | {"spikejax.data"},
     "spikejax.checkpoint": {"spikejax.config", "spikejax.errors"},
     "spikejax.build": CORE | {"spikejax.config", "spikejax.data", "spikejax.models", "spikejax.parallel"},
     "spikejax.evaluate": CORE | {"spikejax.build", "spikejax.checkpoint", "spikejax.config", "spikejax.data",
-                                 "spikejax.loop", "spikejax.parallel", "spikejax.plots"},
-    "spikejax.train": CORE | {"spikejax.build", "spikejax.checkpoint", "spikejax.config", "spikejax.data",
-                              "spikejax.evaluate", "spikejax.loop", "spikejax.parallel"},
-    "spikejax.replicas": CORE | {"spikejax.build", "spikejax.evaluate", "spikejax.parallel", "spikejax.train"},
-    "spikejax.stats": set(),
+                                 "spikejax.parallel", "spikejax.plots", "spikejax.workdir"},
+    "spikejax.step": CORE | {"spikejax.checkpoint", "spikejax.evaluate", "spikejax.parallel"},
+    "spikejax.loop": CORE | {"spikejax.checkpoint", "spikejax.data", "spikejax.metric_writer", "spikejax.parallel",
+                             "spikejax.workdir"},
+    # the programs: the single run and the comparison stand side by side on the layers above
+    "spikejax.train": CORE | {"spikejax.build", "spikejax.checkpoint", "spikejax.config", "spikejax.evaluate",
+                              "spikejax.loop", "spikejax.parallel", "spikejax.step", "spikejax.workdir"},
+    "spikejax.compare": CORE | {"spikejax.build", "spikejax.checkpoint", "spikejax.config", "spikejax.evaluate",
+                                "spikejax.loop", "spikejax.parallel", "spikejax.plots", "spikejax.step",
+                                "spikejax.workdir"},
     "spikejax.nir": CORE | {"spikejax.models"},
-    "spikejax.sweep": CORE | {"spikejax.build", "spikejax.checkpoint", "spikejax.config", "spikejax.data",
-                              "spikejax.errors", "spikejax.evaluate", "spikejax.loop", "spikejax.parallel",
-                              "spikejax.replicas", "spikejax.train"},
-    "spikejax.comparison": CORE | {"spikejax.loop", "spikejax.plots", "spikejax.stats", "spikejax.sweep"},
     "spikejax": CORE,
 }
 THIRD_PARTY_CORE = {"jax", "numpy"}  # the only outside imports of the core
@@ -73,7 +75,7 @@ def _imports(path, module):
 
 
 def _layer(module):
-    for package in ("spikejax.data", "spikejax.losses"):
+    for package in ("spikejax.data", "spikejax.losses", "spikejax.compare"):
         if module == package or module.startswith(package + "."):
             return package
     return module
@@ -108,3 +110,34 @@ def test_imports_point_down_the_layers(module, path):
 def test_no_import_cycle_between_neurons_and_the_kernels():
     kernels = _spikejax_layers(_imports(os.path.join(PACKAGE, "lif_pallas.py"), "spikejax.lif_pallas"))
     assert "spikejax.neurons" not in kernels
+
+
+def test_the_single_run_and_the_comparison_stand_side_by_side():
+    """Neither program imports the other: both stand on the loop, the step, the builders and evaluation."""
+    train = _spikejax_layers(_imports(os.path.join(PACKAGE, "train.py"), "spikejax.train"))
+    compare = set().union(*(_spikejax_layers(_imports(path, module)) for module, path in _modules()
+                            if _layer(module) == "spikejax.compare"))
+    assert "spikejax.compare" not in train and "spikejax.train" not in compare
+    assert {"spikejax.loop", "spikejax.step"} <= train & compare
+
+
+def test_no_import_cycle():
+    graph = {}
+    for module, path in _modules():
+        graph.setdefault(_layer(module), set()).update(_spikejax_layers(_imports(path, module)) - {_layer(module)})
+    graph.pop("spikejax", None)
+    visiting, done = set(), set()
+
+    def visit(node, trail):
+        assert node not in visiting, f"import cycle: {' -> '.join(trail + [node])}"
+        if node in done:
+            return
+        visiting.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt != "spikejax":
+                visit(nxt, trail + [node])
+        visiting.discard(node)
+        done.add(node)
+
+    for node in graph:
+        visit(node, [])

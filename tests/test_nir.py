@@ -293,7 +293,8 @@ def test_export_command_writes_the_trained_run_and_refuses_a_subtractive_reset(d
     assert "checkpoint step 3" in out.stdout
     network = snir.from_nir(f"{runs['zero']}/model.nir", dt=1e-3)
     config = evaluate.saved_config(runs["zero"])
-    state, *_, graphdef, _ = evaluate.restore(config, runs["zero"])
+    run = evaluate.restore(config, runs["zero"])
+    state, graphdef = run.state, run.graphdef
     model = nnx.merge(graphdef, state["params"])
     split = data.load("digits_events", "test", data_dir=digits_data_dir)
     x = np.moveaxis(split.dense(np.arange(32)).astype(np.float32), 1, 0)

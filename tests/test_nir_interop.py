@@ -38,7 +38,8 @@ def _trained(data_dir, workdir, **overrides):
                                                       **overrides})
     with contextlib.redirect_stdout(io.StringIO()):
         train.train_and_evaluate(config, workdir)
-    state, _, _, _, graphdef, _ = evaluate.restore(config, workdir)
+    run = evaluate.restore(config, workdir)
+    state, graphdef = run.state, run.graphdef
     return nnx.merge(graphdef, state["params"]), config
 
 

@@ -11,7 +11,9 @@ import numpy as np
 import optax
 import pytest
 
-from spikejax import build, losses, parallel, replicas, train
+from spikejax import build, losses, parallel
+from spikejax import step as step_lib
+from spikejax.compare import replicas
 from tests.test_train import small_config
 
 
@@ -106,7 +108,7 @@ def test_r_replica_step_equals_r_single_steps(digits_data_dir, optimizer):
     frame = build.packed_frame_shape(split)
     rows = config.data.time_bins * config.batch_size  # terms of each weight-gradient sum
 
-    tx = replicas.peak_one_optimizer(config, 100)
+    tx = build.optimizer(config, 100)
     graphdef, state = replicas.init_state(config, hyper, tx, mesh)
     initial = jax.tree.map(np.asarray, jax.device_get(state["params"]))
     first = jax.tree.map(lambda x: x[0], initial)
@@ -125,9 +127,9 @@ def test_r_replica_step_equals_r_single_steps(digits_data_dir, optimizer):
         model = build.model(single)
         graphdef_one, params = nnx.split(model)
         tx_one = build.optimizer(single, 100)
-        state_one = build.init_state(params, tx_one, mesh, single.seed)
+        state_one = build.init_state(params, tx_one, mesh)
         initial_one = jax.tree.map(np.asarray, jax.device_get(state_one["params"]))
-        step_one = train.parallel_train_step(mesh, graphdef=graphdef_one, tx=tx_one, loss_fn=build.loss(single),
+        step_one = step_lib.parallel_train_step(mesh, graphdef=graphdef_one, tx=tx_one, loss_fn=build.loss(single),
                                              readout_fn=build.readout(single), frame_shape=frame)
         state_one, metrics_one = step_one(state_one, *batch)
         np.testing.assert_allclose(metrics["loss"][r], metrics_one["loss"], rtol=1e-6)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from spikejax import stats
+from spikejax.compare import stats
 
 
 def test_summary_matches_the_hand_computed_t_interval():

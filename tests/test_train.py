@@ -17,6 +17,7 @@ import pytest
 
 from configs import default
 from spikejax import build, errors, evaluate, losses, parallel, train
+from spikejax import step as step_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,7 +42,8 @@ def small_config(data_dir, **overrides):
 
 
 def _params(config, workdir):
-    state, step, *_ = evaluate.restore(config, workdir)
+    run = evaluate.restore(config, workdir)
+    state, step = run.state, run.step
     return step, jax.tree.map(np.asarray, jax.device_get(state["params"]))
 
 
@@ -76,7 +78,7 @@ def test_four_devices_match_one_device(digits_data_dir):
         graphdef, params = nnx.split(model)
         tx = build.optimizer(config, 20)
         state = build.init_state(params, tx, mesh)
-        step = train.parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=build.loss(config),
+        step = step_lib.parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=build.loss(config),
                                          readout_fn=build.readout(config))
         for b in batches:
             state, metrics = step(state, *parallel.global_batch_arrays(mesh, b))
@@ -370,7 +372,8 @@ def test_shd_trains_the_recurrent_model_end_to_end_from_the_command_line(tmp_pat
     assert result["dataset"] == "shd" and result["num_examples"] == 8 and len(result["accuracy_over_time"]) == 10
     assert list(result["synops_per_sample"]) == ["input", "layer1", "output", "total"]  # 700 -> 256 (recurrent) -> 20
     assert result["neuron"]["learned"]["layer1"]["beta"]["size"] == 256
-    state, step, *_ = evaluate.restore(evaluate.saved_config(workdir), workdir)
+    run = evaluate.restore(evaluate.saved_config(workdir), workdir)
+    state, step = run.state, run.step
     params = state["params"]
     assert step == 3 and params["recurrent"][0]["kernel"][...].shape == (256, 256)
     assert params["layers"][0]["kernel"][...].shape == (700, 256) and params["out"]["kernel"][...].shape == (256, 20)

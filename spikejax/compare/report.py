@@ -1,7 +1,7 @@
 """The loss comparison's report: per-loss statistics over seeds, paired differences, the paper's claims
 judged, and the files (comparison.md, comparison.json, replicas.jsonl, plots).
 
-  report = write(result, workdir)       result: spikejax.sweep.compare_losses(...)
+  report = write(result, workdir)       result: spikejax.compare.sweep.compare_losses(...)
 
 Metrics per replica, all on the test split (each a mean over the test samples):
   accuracy           final accuracy (decision from all T steps)
@@ -13,7 +13,7 @@ Metrics per replica, all on the test split (each a mean over the test samples):
   synops_network     SynOps per sample driven by the network's spikes (hidden -> next layer ...)
   synops_input       SynOps per sample driven by the input spikes: fixed by the data, the same for every loss
                      up to the model's fan-out, so it is reported apart and never compared
-Statistics (`spikejax.stats`): mean, std (ddof=1) and Student-t 95% CI over the final seeds; paired
+Statistics (`spikejax.compare.stats`): mean, std (ddof=1) and Student-t 95% CI over the final seeds; paired
 differences a - b per seed (same seed = same initial weights and batches) with a paired t-test. The paper's
 claims (spikemax has higher accuracy, lower latency and fewer spikes/SynOps than count-MSE and
 count-softmax) form one family of tests, Holm-adjusted; a claim is "supported" when its adjusted p < 0.05
@@ -27,10 +27,11 @@ import platform
 
 import numpy as np
 
-from spikejax import losses, stats
+from spikejax import losses
+from spikejax.compare import stats
+from spikejax.compare.sweep import describe
 from spikejax.errors import MissingDependencyError
-from spikejax.loop import atomic_write_json, log
-from spikejax.sweep import describe
+from spikejax.workdir import atomic_write_json, log
 
 METRICS = {  # name: (what it is, the direction the paper claims for spikemax against the other losses)
     "accuracy": ("test accuracy", "positive"),

@@ -3,9 +3,8 @@ inside the data-parallel `shard_map`.
 
 Replicas differ in data, not in Python branches, so one program serves a whole grid:
   seed           initialisation (the state is built per seed, then stacked)
-  learning_rate  the peak learning rate: the optimizer is built with peak 1 and each replica's updates are
-                 scaled by its own rate. Exact for AdamW and SGD, whose updates are -lr * (direction +
-                 weight_decay * params) with a schedule that is linear in the peak rate
+  learning_rate  the peak learning rate, held in each replica's optimizer state (opt_state.hyperparams,
+                 `build.optimizer`), so the step is the single run's
   loss           the loss (an index into the program's `losses.Selection`) and its parameters, those
                  that differ between replicas as per-replica arrays (`losses.selection`)
 Every replica sees the same batches in the same order, so losses compare paired, on the same data and, per
@@ -17,14 +16,15 @@ rate neither stops the sweep nor makes its checkpoint unsavable.
 
   selection, hyper = replicas.hyperparameters([{"seed": 0, "learning_rate": 1e-3, "loss": "nll", "window": 10},
                                                ...], base)
-  tx = replicas.peak_one_optimizer(base, total_steps)
+  tx = build.optimizer(base, total_steps)
   graphdef, state = replicas.init_state(base, hyper, tx, mesh)      # every state leaf [R, ...]
   step = replicas.parallel_train_step(mesh, graphdef=graphdef, tx=tx, selection=selection)
   state, metrics = step(state, inputs, labels, mask, hyper)         # metrics [R]
   sums = replicas.parallel_eval_step(mesh, graphdef=graphdef, fan_out=model.fan_out, selection=selection)(
       state["params"], inputs, labels, mask, hyper)                 # evaluate.eval_step's sums, each [R, ...]
 
-The sweep around it (grid, per-epoch validation, selection, resume) is `spikejax.sweep`.
+One replica runs unmapped: a one-replica program is the single run's program. The sweep around it (grid,
+per-epoch validation, selection, resume) is `spikejax.compare.sweep`.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ import optax
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from spikejax import build, evaluate, losses, parallel, train
+from spikejax import build, evaluate, losses, parallel, step
 
 BASE_FIELDS = ("seed", "learning_rate", "loss")
 
@@ -73,23 +73,18 @@ def _seeded(config, seed: int) -> ml_collections.ConfigDict:
 
 def init_state(config, hyper: dict, tx: optax.GradientTransformation, mesh, frame=None, num_classes=None):
     """(graphdef, state) with every state leaf stacked over the replicas [R, ...], replicated on `mesh`.
-    Replica r's parameters are those `build.model` makes for seed hyper["seed"][r]."""
+    Replica r's parameters are those `build.model` makes for seed hyper["seed"][r], and its peak learning
+    rate (opt_state.hyperparams["learning_rate"], `build.optimizer`) is hyper["learning_rate"][r]."""
     params, graphdef = [], None
     for seed in hyper["seed"]:
         graphdef, p = nnx.split(build.model(_seeded(config, seed), frame, num_classes))
         params.append(p)
     stacked = jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *params)
-    state = {"params": stacked, "opt_state": jax.vmap(tx.init)(stacked),
-             "step": np.zeros(len(params), np.int32), "frozen_at": np.full(len(params), -1, np.int32),
-             "rng": np.stack([np.asarray(jax.random.PRNGKey(int(s))) for s in hyper["seed"]])}
+    opt_state = jax.vmap(tx.init)(stacked)
+    opt_state.hyperparams["learning_rate"] = np.asarray(hyper["learning_rate"], np.float32)
+    state = {"params": stacked, "opt_state": opt_state, "step": np.zeros(len(params), np.int32),
+             "frozen_at": np.full(len(params), -1, np.int32)}
     return graphdef, parallel.replicate(jax.device_get(state), mesh)
-
-
-def peak_one_optimizer(config, total_steps: int) -> optax.GradientTransformation:
-    """The config's optimizer and schedule with peak learning rate 1 (each replica scales its updates)."""
-    copy = ml_collections.ConfigDict(config.to_dict())
-    copy.optimizer.learning_rate = 1.0
-    return build.optimizer(copy, total_steps)
 
 
 def _loss_fns(hyper, selection):
@@ -105,7 +100,7 @@ def _loss_fns(hyper, selection):
 
 def train_step(state, inputs, labels, mask, hyper, *, graphdef, tx, selection, rate_penalty=0.0, target_rate=0.02,
                axis_name=None, frame_shape=None):
-    """`train.train_step` for every replica on the same (shard of a) batch, vmapped: `state` and `hyper`
+    """`step.train_step` for every replica on the same (shard of a) batch, vmapped: `state` and `hyper`
     leaves have a leading replica axis; returns (new state, metrics, each [R]). `selection`: the losses
     the replicas use (`hyperparameters` gives it). A replica whose step
     gives a non-finite loss, gradient norm or parameter keeps its previous state, now and at every later
@@ -114,10 +109,9 @@ def train_step(state, inputs, labels, mask, hyper, *, graphdef, tx, selection, r
     def one(state, hyper):
         inner = {k: v for k, v in state.items() if k != "frozen_at"}
         loss_fn, readout_fn = _loss_fns(hyper, selection)
-        new, metrics = train.train_step(inner, inputs, labels, mask, graphdef=graphdef, tx=tx, loss_fn=loss_fn,
-                                        readout_fn=readout_fn, rate_penalty=rate_penalty,
-                                        target_rate=target_rate, axis_name=axis_name, frame_shape=frame_shape,
-                                        update_scale=hyper["learning_rate"])
+        new, metrics = step.train_step(inner, inputs, labels, mask, graphdef=graphdef, tx=tx, loss_fn=loss_fn,
+                                       readout_fn=readout_fn, rate_penalty=rate_penalty, target_rate=target_rate,
+                                       axis_name=axis_name, frame_shape=frame_shape)
         ok = (metrics["params_finite"] > 0) & jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
         frozen = state["frozen_at"] >= 0
         keep = frozen | ~ok
@@ -125,7 +119,15 @@ def train_step(state, inputs, labels, mask, hyper, *, graphdef, tx, selection, r
         new["frozen_at"] = jnp.where(~frozen & ~ok, inner["step"], state["frozen_at"])
         return new, metrics
 
-    return jax.vmap(one)(state, hyper)
+    return _over_replicas(one, state, hyper)
+
+
+def _over_replicas(fn, tree, hyper):
+    """jax.vmap(fn)(tree, hyper); one replica runs unmapped (the same program as a single run)."""
+    if np.shape(hyper["seed"])[0] == 1:
+        first = lambda t: jax.tree.map(lambda x: x[0], t)
+        return jax.tree.map(lambda x: x[None], fn(first(tree), first(hyper)))
+    return jax.vmap(fn)(tree, hyper)
 
 
 def eval_step(params, inputs, labels, mask, hyper, *, graphdef, selection, fan_out, axis_name=None,
@@ -139,7 +141,7 @@ def eval_step(params, inputs, labels, mask, hyper, *, graphdef, selection, fan_o
                                   readout_fn=readout_fn, fan_out=fan_out,
                                   axis_name=axis_name, frame_shape=frame_shape)
 
-    return jax.vmap(one)(params, hyper)
+    return _over_replicas(one, params, hyper)
 
 
 def parallel_train_step(mesh, **kwargs):

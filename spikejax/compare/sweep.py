@@ -1,4 +1,4 @@
-"""Loss-comparison sweeps: grids of replicas (`spikejax.replicas`) trained together in one compiled program,
+"""Loss-comparison sweeps: grids of replicas (`spikejax.compare.replicas`) trained together in one compiled program,
 validated after every epoch, resumed exactly after a kill, and one configuration chosen per loss on
 validation data only.
 
@@ -27,20 +27,19 @@ every registered loss, and variants such as nll_window (spike NLL over sliding w
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
-import time
 
 import jax
 import numpy as np
 
-from spikejax import build, evaluate, losses, parallel, replicas
+from spikejax import build, evaluate, loop, losses, parallel
 from spikejax import config as config_lib
-from spikejax import data as data_lib
-from spikejax.checkpoint import Checkpointer, check_resumable
-from spikejax.errors import ConfigError, ConfigMismatchError, Interrupted
-from spikejax.loop import Progress, StopSignal, atomic_write_json, log, stop_now
-from spikejax.train import check_batch_split, checked_step_count, lock_workdir
+from spikejax.checkpoint import check_resumable
+from spikejax.compare import replicas
+from spikejax.errors import ConfigError, ConfigMismatchError
+from spikejax.workdir import atomic_write_json, log
 
 TUNE_SEED_OFFSET = 1000
 
@@ -156,13 +155,13 @@ def _replica_overrides(row: dict) -> dict:
     return {k: v for k, v in row.items() if k != "label"}
 
 
-def run_program(config, rows: list[dict], folder: str, *, test: bool, stop: StopSignal | None = None,
+def run_program(config, rows: list[dict], folder: str, *, test: bool, stop: loop.StopSignal | None = None,
                 title: str = "sweep") -> list[dict]:
     """Trains the replicas `rows` (each {"label", "seed", "loss", "learning_rate", loss parameters}) of
-    `config` together in `folder`, resuming from its newest intact checkpoint; validation after every
-    epoch, the test split at the end when `test`. Returns one record per row: {"row", "frozen_at",
-    "validation_curve": [{"step", "epoch", "accuracy", "loss"}], "validation": {...}, "test": eval summary
-    or None, "train_seconds"}, also written to <folder>/result.json."""
+    `config` together in `folder` on the shared loop, resuming from its newest intact checkpoint; validation
+    after every epoch, the test split at the end when `test`. Returns one record per row: {"row",
+    "frozen_at", "validation_curve": [{"step", "epoch", "accuracy", "loss"}], "validation": {...}, "test":
+    eval summary or None, "train_seconds"}, also written to <folder>/result.json."""
     config_lib.validate(config)
     folder = os.path.abspath(os.path.expanduser(folder))
     identity = {"config": config_lib.to_dict(config), "rows": json.loads(json.dumps(rows)), "test": test}
@@ -175,70 +174,50 @@ def run_program(config, rows: list[dict], folder: str, *, test: bool, stop: Stop
         return done["records"]
 
     mesh = parallel.data_mesh()
-    check_batch_split(config, mesh)
+    loop.check_batch_split(config.batch_size, mesh.size)
     train_data, validation = build.training_splits(config)
     if validation is None:
         raise ConfigError("config field data.validation_fraction = 0.0: a sweep selects on validation data; "
                           "must be > 0")
     test_data = build.load_split(config, "test") if test else None
-    batches_per_epoch, stop_at = checked_step_count(config, train_data)
+    plan = loop.schedule(batch_size=config.batch_size, epochs=config.epochs, max_steps=config.max_steps,
+                         log_every=config.log_every, checkpoint_every=config.checkpoint_every_steps,
+                         seed=config.seed, train_samples=len(train_data), devices=mesh.size)
     selection, hyper = replicas.hyperparameters([_replica_overrides(r) for r in rows], config)
     frame, classes = train_data.frame_shape, len(train_data.classes)
-    tx = replicas.peak_one_optimizer(config, config.epochs * batches_per_epoch)
+    tx = build.optimizer(config, plan.total_steps)
     graphdef, state = replicas.init_state(config, hyper, tx, mesh, frame, classes)
     model = build.model(config, frame, classes)
     shared = dict(graphdef=graphdef, frame_shape=build.packed_frame_shape(train_data), selection=selection)
-    step_fn = replicas.parallel_train_step(mesh, tx=tx, rate_penalty=config.loss.rate_penalty,
-                                           target_rate=config.loss.target_rate, **shared)
-    eval_fn = replicas.parallel_eval_step(mesh, fan_out=model.fan_out, **shared)
     hyper_device = parallel.replicate(hyper, mesh)
+    program_step = replicas.parallel_train_step(mesh, tx=tx, rate_penalty=config.loss.rate_penalty,
+                                                target_rate=config.loss.target_rate, **shared)
+    eval_fn = replicas.parallel_eval_step(mesh, fan_out=model.fan_out, **shared)
 
     def evaluate_on(split, params):
-        totals = evaluate.sum_over_split(eval_fn, split, config, mesh=mesh, args=(params,), extra=(hyper_device,))
+        totals = evaluate.sum_over_split(eval_fn, split, config.eval_batch_size, mesh=mesh, args=(params,),
+                                         extra=(hyper_device,))
         return replicas.summaries(totals, config, hyper)
 
-    checkpoints = os.path.join(folder, "checkpoints")
-    with lock_workdir(folder), Checkpointer(checkpoints, max_to_keep=config.keep_checkpoints) as checkpointer:
-        restored = checkpointer.restore_latest(
-            state, set_aside_damaged=True,
-            check_meta=lambda saved: _check_identity(saved["identity"], identity, folder))
-        meta = {"data": {"epoch": 0, "position": 0}, "identity": identity, "curve": [], "train_seconds": 0.0}
-        if restored is not None:
-            state, meta = restored.state, restored.meta
-            log(f"{title}: resumed from {checkpoints} at step {restored.step}")
-        step = int(np.asarray(jax.device_get(state["step"]))[0])
-        iterator = data_lib.TrainIterator(train_data, config.batch_size, seed=config.seed, packed=train_data.packed,
-                                          process_index=jax.process_index(), process_count=jax.process_count(),
-                                          state=meta["data"])
+    def on_epoch(at, state, meta):
+        summaries = evaluate_on(validation, state["params"])
+        _log_validation(title, at, rows, summaries)
+        return {**meta, "curve": meta["curve"] + [{"step": at, "epoch": at / plan.batches_per_epoch,
+                                                   "accuracy": [s["accuracy"] for s in summaries],
+                                                   "loss": [s["mean_loss"] for s in summaries]}]}
+
+    defaults = {"data": {"epoch": 0, "position": 0}, "identity": identity, "curve": [], "train_seconds": 0.0}
+    with loop.Session(folder, state, defaults, mesh=mesh, keep=config.keep_checkpoints, title=title,
+                      check_meta=lambda saved: _check_identity(saved["identity"], identity, folder)) as session:
+        first = int(np.asarray(jax.device_get(session.state["step"]))[0])
         log(f"{title}: {len(rows)} replicas in one program on {mesh.size} device(s), {len(train_data)} training "
-            f"samples ({len(validation)} held out), batch {config.batch_size}, steps {step} -> {stop_at}")
-        progress = Progress(step, stop_at, config.batch_size * len(rows))
-        seconds_before, started = meta["train_seconds"], time.time()
-        for batch in data_lib.prefetch(iterator) if step < stop_at else ():
-            state, metrics = step_fn(state, *parallel.global_batch_arrays(mesh, batch), hyper_device)
-            step += 1
-            progress.step()
-            meta = {**meta, "data": batch.next_state}
-            last = step >= stop_at
-            if step % config.log_every == 0 or last:
-                _log_step(title, step, stop_at, batches_per_epoch, metrics, state, progress)
-            if step % batches_per_epoch == 0 or last:
-                summaries = evaluate_on(validation, state["params"])
-                meta["curve"] = meta["curve"] + [{"step": step, "epoch": step / batches_per_epoch,
-                                                  "accuracy": [s["accuracy"] for s in summaries],
-                                                  "loss": [s["test_loss"] for s in summaries]}]
-                _log_validation(title, step, rows, summaries)
-            stopping = stop_now(stop, sync_point=step % config.log_every == 0 or last)
-            if stopping or last or step % config.checkpoint_every_steps == 0:
-                meta["train_seconds"] = seconds_before + time.time() - started
-                checkpointer.save(step, state, meta)
-            if stopping:
-                raise Interrupted(stopping, step)
-            if last:
-                break
-        tested = evaluate_on(test_data, state["params"]) if test else [None] * len(rows)
-        frozen = np.asarray(jax.device_get(state["frozen_at"]))
-        records = [_record(r, row, meta, tested[r], int(frozen[r])) for r, row in enumerate(rows)]
+            f"samples ({len(validation)} held out), batch {config.batch_size}, steps {first} -> {plan.stop_at}")
+        outcome = session.train(lambda state, *batch: program_step(state, *batch, hyper_device), train_data, plan,
+                                report=functools.partial(_report, plan), stop=stop, on_epoch=on_epoch,
+                                samples_per_step=config.batch_size * len(rows))
+        tested = evaluate_on(test_data, outcome.state["params"]) if test else [None] * len(rows)
+        frozen = np.asarray(jax.device_get(outcome.state["frozen_at"]))
+        records = [_record(r, row, outcome.meta, tested[r], int(frozen[r])) for r, row in enumerate(rows)]
         if jax.process_index() == 0:
             atomic_write_json(done_path, {"identity": identity, "records": records})
         return records
@@ -260,16 +239,19 @@ def _check_identity(saved: dict, current: dict, folder: str) -> None:
                                   "stage); use a new --workdir, or rerun with the same sweep settings")
 
 
-def _log_step(title, step, stop_at, batches_per_epoch, metrics, state, progress) -> None:
+def _report(plan, at, metrics, state, last_saved):
+    """The replicas' log line and metrics.jsonl values: medians over the finite replicas, and how many
+    diverged (frozen) so far."""
+    del last_saved
     values = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
-    frozen = int(np.sum(np.asarray(jax.device_get(state["frozen_at"])) >= 0))
-    rate, eta = progress.report(step)
+    diverged = int(np.sum(np.asarray(jax.device_get(state["frozen_at"])) >= 0))
     finite = values["loss"][np.isfinite(values["loss"])]
-    loss = np.median(finite) if finite.size else np.nan
-    log(f"{title}: step {step}/{stop_at} epoch {step / batches_per_epoch:.2f} train acc median "
-        f"{np.median(values['accuracy']):.3f} (min {np.min(values['accuracy']):.3f}, max "
-        f"{np.max(values['accuracy']):.3f}) loss median {loss:.4f} diverged {frozen} {rate:.0f} samples/s "
-        f"ETA {eta:.0f} s")
+    loss = float(np.median(finite)) if finite.size else float("nan")
+    accuracy = values["accuracy"]
+    line = (f"step {at}/{plan.stop_at} epoch {at / plan.batches_per_epoch:.2f} train-batch accuracy median "
+            f"{np.median(accuracy):.3f} (min {np.min(accuracy):.3f}, max {np.max(accuracy):.3f}) loss median "
+            f"{loss:.4f} diverged {diverged}")
+    return {"loss_median": loss, "accuracy_median": float(np.median(accuracy)), "diverged": diverged}, line
 
 
 def _log_validation(title, step, rows, summaries) -> None:
@@ -294,7 +276,7 @@ def stage_config(config, sweep):
     return copy
 
 
-def compare_losses(config, sweep, workdir: str, *, stop: StopSignal | None = None) -> dict:
+def compare_losses(config, sweep, workdir: str, *, stop: loop.StopSignal | None = None) -> dict:
     """tune -> select -> final (see the module docstring) in `workdir`/tune/<i> and final/<i>. Returns
     {"tune": records, "selection": select(...), "final": records, "train_seconds": {"tune", "final"}}."""
     validate(sweep)

@@ -1,0 +1,123 @@
+"""Metrics on disk and progress on the terminal.
+
+  MetricWriter(workdir)   metrics.jsonl + TensorBoard, both on disk at every write; on resume drops the
+                          steps logged after the checkpoint
+  Progress(...)           samples/s and ETA for the log line
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+
+
+class MetricWriter:
+    """metrics.jsonl (one JSON object per logged step) and TensorBoard event files (tensorboardX, no
+    TensorFlow), written by process 0 only.
+
+    `resume_step`: the step of the checkpoint the run resumed from. Lines of later steps, logged by the
+    interrupted run after its last checkpoint, are dropped from metrics.jsonl (rewritten atomically), and
+    TensorBoard is told to purge them (`purge_step`). Both are flushed at every write, so a killed run
+    loses nothing it logged.
+    """
+
+    def __init__(self, workdir: str, resume_step: int | None = None):
+        self.enabled = jax.process_index() == 0
+        if not self.enabled:
+            return
+        path = os.path.join(workdir, "metrics.jsonl")
+        if resume_step is not None:
+            _truncate_jsonl(path, resume_step)
+        self.jsonl = open(path, "a")
+        self.tensorboard = _EventFile(os.path.join(workdir, "tensorboard"),
+                                      purge_step=None if resume_step is None else resume_step + 1)
+
+    def write(self, step: int, metrics: dict, prefix: str = "train") -> None:
+        if not self.enabled:
+            return
+        # TensorBoard first: a line in metrics.jsonl means both are on disk
+        self.tensorboard.write(int(step), {f"{prefix}/{key}": float(value) for key, value in metrics.items()})
+        self.jsonl.write(json.dumps({"step": int(step), **{k: float(v) for k, v in metrics.items()}}) + "\n")
+        self.jsonl.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.jsonl.close()
+            self.tensorboard.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class _EventFile:
+    """A TensorBoard event file written synchronously (tensorboardX's record writer and protos, no
+    TensorFlow). tensorboardX's SummaryWriter queues events for a background thread, and its flush() does
+    not wait for that queue: a killed process lost the last logged steps. `purge_step` writes the
+    SessionLog.START event that makes TensorBoard drop earlier-written events at steps >= purge_step."""
+
+    def __init__(self, folder: str, purge_step: int | None = None):
+        from tensorboardX.event_file_writer import EventsWriter
+        from tensorboardX.proto import event_pb2
+
+        os.makedirs(folder, exist_ok=True)
+        self.event_pb2 = event_pb2
+        self.writer = EventsWriter(os.path.join(folder, "events"))
+        if purge_step is not None:
+            start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+            self.writer.write_event(event_pb2.Event(wall_time=time.time(), step=purge_step, session_log=start))
+        self.writer.flush()
+
+    def write(self, step: int, scalars: dict[str, float]) -> None:
+        from tensorboardX.proto.summary_pb2 import Summary
+        from tensorboardX.summary import scalar
+
+        summary = Summary(value=[value for name, number in scalars.items() for value in scalar(name, number).value])
+        self.writer.write_event(self.event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _truncate_jsonl(path: str, last_step: int) -> None:
+    """Keeps the complete lines of `path` with step <= last_step (a torn last line is dropped too)."""
+    if not os.path.exists(path):
+        return
+    kept = []
+    with open(path) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if line.endswith("\n") and record.get("step", 0) <= last_step:
+                kept.append(line)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.writelines(kept)
+    os.replace(tmp, path)
+
+
+class Progress:
+    """Throughput over the last logging window and the ETA from the whole run's average step time."""
+
+    def __init__(self, first_step: int, last_step: int, batch_size: int):
+        self.first_step, self.last_step, self.batch_size = first_step, last_step, batch_size
+        self.start = self.window_start = time.time()
+        self.window_steps = 0
+
+    def step(self) -> None:
+        self.window_steps += 1
+
+    def report(self, step: int) -> tuple[float, float]:
+        """(samples/s over the window, ETA in seconds); starts a new window."""
+        now = time.time()
+        rate = self.window_steps * self.batch_size / max(now - self.window_start, 1e-9)
+        eta = (self.last_step - step) * (now - self.start) / max(step - self.first_step, 1)
+        self.window_start, self.window_steps = now, 0
+        return rate, eta
