@@ -207,11 +207,15 @@ def validate(config) -> None:
     if values["model.neuron.learn_alpha"] and values["model.neuron.kind"] != "cuba_lif":
         raise ConfigError("config field model.neuron.learn_alpha = True: needs model.neuron.kind = 'cuba_lif' "
                           "(a plain LIF has no synaptic decay)")
+    margin = 2.0 ** -24  # models.MARGIN: learnable values are kept this far inside their range in float32
     for name in ("beta", "alpha"):
         value = values[f"model.neuron.{name}"]
-        if values[f"model.neuron.learn_{name}"] and not 0.0 < value < 1.0:
+        if values[f"model.neuron.learn_{name}"] and not margin < value < 1.0 - margin:
             raise ConfigError(f"config field model.neuron.{name} = {value!r}: a learnable {name} (sigmoid of a "
-                              "parameter) must start inside (0, 1)")
+                              "parameter) must start inside (0, 1) (in float32: 2^-24 < value < 1 - 2^-24)")
+    if values["model.neuron.learn_threshold"] and not values["model.neuron.threshold"] > margin:
+        raise ConfigError(f"config field model.neuron.threshold = {values['model.neuron.threshold']!r}: a learnable "
+                          "threshold (softplus of a parameter) must start above 2^-24")
     if values["model.name"] == "rnn" and (values["model.neuron.kind"] != "lif" or not values["model.hidden"]):
         raise ConfigError(f"config field model.name = 'rnn': needs model.neuron.kind = 'lif' (got "
                           f"{values['model.neuron.kind']!r}) and at least one hidden layer (got "

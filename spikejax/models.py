@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from spikejax import neurons
@@ -57,10 +58,9 @@ class Neuron:
             raise ValueError(f"learn_shape must be one of {LEARN_SHAPES}, got {self.learn_shape!r}")
         if self.learn_alpha and self.kind != "cuba_lif":
             raise ValueError("learn_alpha needs kind='cuba_lif' (a plain LIF has no synaptic decay)")
-        for name in ("beta", "alpha"):
-            if getattr(self, f"learn_{name}") and not 0.0 < getattr(self, name) < 1.0:
-                raise ValueError(f"a learnable {name} is sigmoid(w): its initial value must lie in (0, 1), got "
-                                 f"{getattr(self, name)}")
+        for name in self.learned:
+            if message := learnable_range_error(name, float(getattr(self, name))):
+                raise ValueError(message)
 
     @property
     def learned(self) -> tuple[str, ...]:
@@ -85,19 +85,83 @@ def raw_name(name: str) -> str:
 
 RAW_NAMES = tuple(raw_name(k) for k in ("beta", "threshold", "alpha"))
 
-# Parametrisations that keep the learnable parameters in range: value = forward(raw), raw = inverse(value).
+# Parametrisations that keep the learnable parameters in range by construction, for any finite or infinite raw
+# value, in float32: value = forward(raw), raw = inverse(value) (float64, so forward(inverse(v)) is v to float32
+# rounding). MARGIN = 2^-24 is the float32 spacing just below 1: MARGIN + (1 - 2 MARGIN) * s lies in
+# [2^-24, 1 - 2^-24] for s = sigmoid(raw) in [0, 1], and every one of those sums is exact or rounds inside it.
+# A checkpoint written under the plain sigmoid / softplus forms reads the same to within 2^-24 (absolute).
+MARGIN = 2.0 ** -24
+
+
+def _unit_interval(raw):
+    """(0, 1): MARGIN + (1 - 2 MARGIN) * sigmoid(raw), in [2^-24, 1 - 2^-24] in float32."""
+    raw = jnp.asarray(raw, jnp.float32)
+    return jnp.float32(MARGIN) + jnp.float32(1.0 - 2.0 * MARGIN) * jax.nn.sigmoid(raw)
+
+
+def _unit_interval_inverse(value: float) -> float:
+    s = (value - MARGIN) / (1.0 - 2.0 * MARGIN)
+    return math.log(s / (1.0 - s))
+
+
+def _positive(raw):
+    """> 0: softplus(raw) + MARGIN (softplus(-inf) = 0 would otherwise give a threshold of 0)."""
+    return jax.nn.softplus(jnp.asarray(raw, jnp.float32)) + jnp.float32(MARGIN)
+
+
+def _positive_inverse(value: float) -> float:
+    x = value - MARGIN
+    return x + math.log(-math.expm1(-x))  # log(exp(x) - 1), stable
+
+
 PARAMETRISATION = {
-    "beta": (jax.nn.sigmoid, lambda x: math.log(x / (1.0 - x))),  # (0, 1)
-    "alpha": (jax.nn.sigmoid, lambda x: math.log(x / (1.0 - x))),  # (0, 1)
-    "threshold": (jax.nn.softplus, lambda x: x + math.log(-math.expm1(-x))),  # > 0; log(exp(x) - 1), stable
+    "beta": (_unit_interval, _unit_interval_inverse),
+    "alpha": (_unit_interval, _unit_interval_inverse),
+    "threshold": (_positive, _positive_inverse),
 }
+
+
+def _order(x) -> int:
+    """float32 -> int, monotone (adjacent floats are adjacent ints)."""
+    bits = int(np.asarray(x, np.float32).view(np.int32))
+    return bits if bits >= 0 else -(bits & 0x7FFFFFFF)
+
+
+def _unorder(n: int) -> np.float32:
+    return np.asarray(n if n >= 0 else (-n) | 0x80000000, np.uint32).view(np.float32)[()]
+
+
+def initial_raw(name: str, value: float) -> np.float32:
+    """The float32 raw value whose forward is float32(`value`) where one exists, else the nearest: a
+    bisection over float32 raw values around the float64 inverse (the forward is nondecreasing)."""
+    forward, inverse = PARAMETRISATION[name]
+    target, start = float(np.float32(value)), float(inverse(value))
+    low, high = _order(start - 1.0 - abs(start) / 8), _order(start + 1.0 + abs(start) / 8)
+    at = lambda n: float(forward(_unorder(n)))
+    while high - low > 1:  # invariant: at(low) < target <= at(high), as far as the forward is monotone
+        middle = (low + high) // 2
+        low, high = (middle, high) if at(middle) < target else (low, middle)
+    return _unorder(min((low, high), key=lambda n: abs(at(n) - target)))
+
+
+def learnable_range_error(name: str, value: float) -> str | None:
+    """Why `value` cannot start learnable parameter `name` (None if it can): beta and alpha in
+    (2^-24, 1 - 2^-24), the threshold above 2^-24."""
+    if name == "threshold":
+        return None if value > MARGIN else f"a learnable threshold must start above 2^-24, got {value}"
+    if MARGIN < value < 1.0 - MARGIN:
+        return None
+    return f"a learnable {name} must start inside (0, 1) (in float32: 2^-24 < {name} < 1 - 2^-24), got {value}"
 
 
 class SpikingNeurons(nnx.Module):
     """One layer's neurons: `neuron` over currents [T, B, ..., features], holding its learnable parameters as
     unconstrained `nnx.Param`s `beta_raw`, `threshold_raw`, `alpha_raw` of shape [features] or []:
 
-      beta = sigmoid(beta_raw),  alpha = sigmoid(alpha_raw),  threshold = softplus(threshold_raw)
+      beta = m + (1 - 2m) sigmoid(beta_raw),  alpha likewise,  threshold = softplus(threshold_raw) + m
+
+    with m = MARGIN = 2^-24, so that in float32 beta and alpha stay strictly inside (0, 1) and the threshold
+    above 0 whatever the raw values (+-inf included),
 
     initialised so that they start at the neuron's numbers. With nothing learnable it holds no state (the
     parameter tree is what it was before learnable neurons existed)."""
@@ -106,7 +170,7 @@ class SpikingNeurons(nnx.Module):
         self.neuron = neuron
         shape = (features,) if neuron.learn_shape == "neuron" else ()
         for name in neuron.learned:
-            raw = PARAMETRISATION[name][1](float(getattr(neuron, name)))
+            raw = initial_raw(name, float(getattr(neuron, name)))
             setattr(self, raw_name(name), nnx.Param(jnp.full(shape, raw, jnp.float32)))
 
     def values(self) -> dict:

@@ -175,6 +175,10 @@ def test_bad_files_raise_errors_naming_the_file(tmp_path):
     fixtures.write_ntidigits(root)
     with h5py.File(os.path.join(root, "NTIDIGITS18", "n-tidigits.hdf5"), "a") as f:
         del f["test_timestamps/man-a1-z"]
+    with pytest.raises(ValueError, match="5 test_labels for 5 test_addresses and 4 test_timestamps"):
+        data.load("ntidigits18", "test", data_dir=root)
+    with h5py.File(os.path.join(root, "NTIDIGITS18", "n-tidigits.hdf5"), "a") as f:  # same count, other id
+        f["test_timestamps/man-a1-q"] = f["test_addresses/man-a1-z"][()] * 0.001
     with pytest.raises(ValueError, match="man-a1-z.*missing HDF5 key"):
         data.load("ntidigits18", "test", data_dir=root)
     with h5py.File(os.path.join(root, "NTIDIGITS18", "n-tidigits.hdf5"), "a") as f:

@@ -5,7 +5,8 @@
 
 Names: "digits_events" (embedded NMNIST stand-in), "nmnist", "dvs_gesture", "ntidigits18", "shd". Real datasets
 are downloaded into <data_dir>/<TonicClassName>/ when missing (see README, 'Datasets'); binned tensors
-are cached in <data_dir>/cache/.
+are cached in <data_dir>/cache/, keyed by the binning, the options and the source files' identity (size and
+content hash), so a replaced file is read afresh.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ class DatasetInfo:
     samples: Callable  # (data_dir, split, **options) -> iterator of (events, label)
     count: Callable | None = None  # (data_dir, split) -> number of samples, for progress output
     options: tuple[str, ...] = ()  # source options accepted by `samples`
+    sources: Callable | None = None  # (data_dir, split) -> the files read (downloaded when missing); cache key
 
     @property
     def num_classes(self) -> int:
@@ -57,28 +59,29 @@ def _registry() -> dict[str, DatasetInfo]:
         module = lambda: importlib.import_module(f"spikejax.data.{name}")
         samples = lambda data_dir, split, **options: module().samples(os.path.expanduser(data_dir), split, **options)
         count = lambda data_dir, split: module().count(os.path.expanduser(data_dir), split)
-        return samples, count
+        sources = lambda data_dir, split: module().sources(os.path.expanduser(data_dir), split)
+        return samples, count, sources
 
-    nmnist, nmnist_count = tonic_entry("nmnist")
-    dvs, dvs_count = tonic_entry("dvs_gesture")
-    tidigits, tidigits_count = tonic_entry("ntidigits18")
-    shd, shd_count = tonic_entry("shd")
+    nmnist, nmnist_count, nmnist_sources = tonic_entry("nmnist")
+    dvs, dvs_count, dvs_sources = tonic_entry("dvs_gesture")
+    tidigits, tidigits_count, tidigits_sources = tonic_entry("ntidigits18")
+    shd, shd_count, shd_sources = tonic_entry("shd")
     return {
         "digits_events": DatasetInfo(digits_events.SENSOR_SIZE, tuple(digits_events.CLASSES),
                                      Binning(time_bins=30, bin_width_us=10_000), _digits_samples,
                                      lambda d, s: len(digits_events.split_indices(s)), ("seed",)),
         "nmnist": DatasetInfo((34, 34, 2), tuple(str(d) for d in range(10)),
                               Binning(time_bins=100, bin_width_us=3_000), nmnist, nmnist_count,
-                              ("first_saccade_only",)),
+                              ("first_saccade_only",), nmnist_sources),
         "dvs_gesture": DatasetInfo((128, 128, 2), (
             "hand clapping", "right hand wave", "left hand wave", "right arm cw", "right arm ccw",
             "left arm cw", "left arm ccw", "arm roll", "air drums", "air guitar", "other gestures"),
-            Binning(time_bins=300, bin_width_us=5_000, downsample=4), dvs, dvs_count),
+            Binning(time_bins=300, bin_width_us=5_000, downsample=4), dvs, dvs_count, sources=dvs_sources),
         "ntidigits18": DatasetInfo((64, 1, 1), ("o", "1", "2", "3", "4", "5", "6", "7", "8", "9", "z"),
                                    Binning(time_bins=250, bin_width_us=5_000, polarity=False), tidigits,
-                                   tidigits_count),
+                                   tidigits_count, sources=tidigits_sources),
         "shd": DatasetInfo((700, 1, 1), SHD_CLASSES, Binning(time_bins=100, bin_width_us=10_000, polarity=False),
-                           shd, shd_count),
+                           shd, shd_count, sources=shd_sources),
     }
 
 
@@ -109,7 +112,8 @@ def load(name: str, split: str, *, data_dir: str | None = None, binning: Binning
         sensor_size=info.sensor_size, binning=binning, classes=list(info.classes),
         source_options=dict(sorted(options.items())),
         samples=lambda: info.samples(data_dir, split, **options),
-        num_samples=(lambda: info.count(data_dir, split)) if info.count else None)
+        num_samples=(lambda: info.count(data_dir, split)) if info.count else None,
+        sources=(lambda: info.sources(data_dir, split)) if info.sources else None)
 
 
 __all__ = ["Batch", "Binning", "CachedSplit", "DATASETS", "DatasetInfo", "TrainIterator", "default_data_dir",

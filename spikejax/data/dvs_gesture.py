@@ -13,7 +13,7 @@ import numpy as np
 
 from spikejax.data import download
 from spikejax.data.events import check_events
-from spikejax.errors import require
+from spikejax.errors import DataError, require
 
 tonic = require("tonic", "datasets", "the dvs_gesture dataset")  # an extra: the core install has no tonic
 
@@ -43,19 +43,39 @@ class DVSGesture(tonic.datasets.DVSGesture):
                        self.location_on_system, extract=True)
 
 
+REMEDY = "replace it with the archive's copy (delete the split's folder and rerun to extract it again)"
+
+
+def _read(path: str) -> np.ndarray:
+    """The [N, 4] (x, y, p, t_ms) array of one file; a DataError naming it for a truncated, pickled or
+    non-numpy file or another shape."""
+    try:
+        raw = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise DataError(f"{path}: not a readable numeric .npy file ({type(error).__name__}: {error}); {REMEDY}") \
+            from None
+    if raw.ndim != 2 or raw.shape[1] != 4 or raw.dtype.kind not in "iuf":
+        raise DataError(f"{path}: expected an [N, 4] array of (x, y, p, t_ms) events, got shape {raw.shape} of "
+                        f"{raw.dtype}; {REMEDY}")
+    return np.asarray(raw)
+
+
 def samples(data_dir: str, split: str):
     """Yields (events, label) for every file of the split, in sorted path order."""
     dataset = DVSGesture(data_dir, train=download.train_flag(split))
     for i, path in enumerate(dataset.data):
-        raw = np.load(path, mmap_mode="r")
-        if raw.ndim != 2 or raw.shape[1] != 4:
-            raise ValueError(f"{path}: expected an [N, 4] array of (x, y, p, t_ms) events, got shape "
-                             f"{raw.shape}")
+        raw = _read(path)
         if not 0 <= dataset.targets[i] < len(dataset.classes):
-            raise ValueError(f"{path}: label {dataset.targets[i]} outside 0..{len(dataset.classes) - 1}")
-        events, label = dataset[i]
+            raise DataError(f"{path}: label {dataset.targets[i]} outside 0..{len(dataset.classes) - 1}")
+        events = np.zeros(len(raw), dataset.dtype)  # as tonic's __getitem__: t from ms to us
+        events["x"], events["y"], events["p"], events["t"] = raw[:, 0], raw[:, 1], raw[:, 2], raw[:, 3] * 1000
         check_events(events, dataset.sensor_size, path)
-        yield events, label
+        yield events, dataset.targets[i]
+
+
+def sources(data_dir: str, split: str) -> list[str]:
+    """The files the split is read from (downloading them when missing)."""
+    return list(DVSGesture(data_dir, train=download.train_flag(split)).data)
 
 
 def count(data_dir: str, split: str) -> int:

@@ -11,6 +11,8 @@ import dataclasses
 
 import numpy as np
 
+from spikejax.errors import DataError
+
 
 @dataclasses.dataclass(frozen=True)
 class Binning:
@@ -73,17 +75,17 @@ def bin_events(events: np.ndarray, sensor_size, binning: Binning) -> np.ndarray:
 
 
 def check_events(events: np.ndarray, sensor_size, origin: str) -> None:
-    """Raises ValueError naming `origin` if events are empty or fall outside the sensor."""
+    """Raises a DataError naming `origin` if events are empty or fall outside the sensor."""
     if len(events) == 0:
-        raise ValueError(f"{origin}: sample has no events")
+        raise DataError(f"{origin}: sample has no events")
     width, height, polarities = sensor_size
     bounds = {"x": width, "y": height, "p": max(polarities, 2)}
     for field, limit in bounds.items():
         if field in events.dtype.names:
             values = np.asarray(events[field], np.int64)
             if values.min() < 0 or values.max() >= limit:
-                raise ValueError(f"{origin}: event field {field!r} has values in [{values.min()}, "
+                raise DataError(f"{origin}: event field {field!r} has values in [{values.min()}, "
                                  f"{values.max()}], outside the sensor range [0, {limit})")
     t = np.asarray(events["t"])
     if not np.all(np.isfinite(t)) or t.min() < 0:
-        raise ValueError(f"{origin}: event timestamps must be finite and non-negative")
+        raise DataError(f"{origin}: event timestamps must be finite and non-negative")

@@ -1,7 +1,7 @@
 """NMNIST through tonic 1.7's `tonic.datasets.NMNIST`: 34x34x2 saccade recordings of MNIST, 10 classes.
 
 On disk: <data_dir>/NMNIST/{Train,Test}/<digit>/<id>.bin, 40-bit events (x, y, polarity, 23-bit us).
-`samples()` checks every file and raises a ValueError naming it for truncated, out-of-range or empty data.
+`samples()` checks every file and raises a DataError naming it for truncated, out-of-range or empty data.
 The subclass keeps tonic's class name (hence its folder); it accepts any extracted copy (tonic wants
 >= 10,000 files) and downloads through `download.fetch` (md5 checked, clear errors).
 """
@@ -11,7 +11,7 @@ import os
 
 from spikejax.data import download
 from spikejax.data.events import check_events
-from spikejax.errors import require
+from spikejax.errors import DataError, require
 
 tonic = require("tonic", "datasets", "the nmnist dataset")  # an extra: the core install has no tonic
 
@@ -39,8 +39,8 @@ def samples(data_dir: str, split: str, *, first_saccade_only: bool = False):
     for i, path in enumerate(dataset.data):
         size = os.path.getsize(path)
         if size % 5:
-            raise ValueError(f"{path}: truncated N-MNIST file ({size} bytes is not a whole number of "
-                             "40-bit events)")
+            raise DataError(f"{path}: truncated N-MNIST file ({size} bytes is not a whole number of 40-bit "
+                            "events); replace it with the archive's copy (delete the folder and rerun to download it)")
         events, label = dataset[i]
         check_events(events, dataset.sensor_size, path)
         yield events, label
@@ -48,3 +48,8 @@ def samples(data_dir: str, split: str, *, first_saccade_only: bool = False):
 
 def count(data_dir: str, split: str) -> int:
     return len(NMNIST(data_dir, train=download.train_flag(split)).data)
+
+
+def sources(data_dir: str, split: str) -> list[str]:
+    """The files the split is read from (downloading them when missing)."""
+    return list(NMNIST(data_dir, train=download.train_flag(split)).data)
