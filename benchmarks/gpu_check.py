@@ -116,7 +116,8 @@ def time_layer(shape, dtype, implementation, reps=20):
 
 def sweep_kernel(shape, dtype, chunk, max_block, elements_per_thread, reps=20):
     """The Pallas pair alone for one (chunk, block, elements per thread) setting."""
-    from spikejax import lif_pallas, surrogate
+    from spikejax import surrogate
+    from spikejax.neurons import _pallas as lif_pallas
 
     saved = lif_pallas.MAX_BLOCK, lif_pallas.ELEMENTS_PER_THREAD
     lif_pallas.MAX_BLOCK, lif_pallas.ELEMENTS_PER_THREAD = max_block, elements_per_thread

@@ -97,7 +97,7 @@ def mapping(v):
 
 def _rules() -> dict[str, Rule]:
     # the registries are imported here, not at module import, so `spikejax.config` stays cheap
-    from spikejax import losses
+    from spikejax import losses, neurons
     from spikejax.data import DATASETS
     from spikejax.neurons import IMPLEMENTATIONS, RESETS
     from spikejax.surrogate import SURROGATES
@@ -119,7 +119,7 @@ def _rules() -> dict[str, Rule]:
         "model.dtype": choice(["auto", "float32", "bfloat16"]),
         "model.init_scale": number(0.0, low_open=True),
         "model.bias": boolean,
-        "model.neuron.kind": choice(["lif", "cuba_lif"]),
+        "model.neuron.kind": choice(neurons.kinds()),
         "model.neuron.beta": rate,
         "model.neuron.alpha": rate,
         "model.neuron.threshold": number(0.0, low_open=True),
@@ -204,9 +204,11 @@ def validate(config) -> None:
     except ValueError as error:
         raise ConfigError(f"config field model.neuron.surrogate_params: {error}") from None
     _validate_loss(values)
-    if values["model.neuron.learn_alpha"] and values["model.neuron.kind"] != "cuba_lif":
-        raise ConfigError("config field model.neuron.learn_alpha = True: needs model.neuron.kind = 'cuba_lif' "
-                          "(a plain LIF has no synaptic decay)")
+    from spikejax.neurons import get_kind
+
+    if values["model.neuron.learn_alpha"] and "alpha" not in get_kind(values["model.neuron.kind"]).parameters:
+        raise ConfigError(f"config field model.neuron.learn_alpha = True: needs a model.neuron.kind with a synaptic "
+                          f"decay alpha, e.g. 'cuba_lif' (kind {values['model.neuron.kind']!r} has none)")
     margin = 2.0 ** -24  # models.MARGIN: learnable values are kept this far inside their range in float32
     for name in ("beta", "alpha"):
         value = values[f"model.neuron.{name}"]

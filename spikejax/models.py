@@ -36,7 +36,7 @@ class Neuron:
     of a conv layer, shared over positions like its bias) or one per layer ("layer"); beta, threshold and
     alpha are then their initial values."""
 
-    kind: str = "lif"  # "lif" or "cuba_lif"
+    kind: str = "lif"  # a registered neuron kind (spikejax.neurons.kinds()): "lif" or "cuba_lif"
     beta: float = 0.9
     alpha: float = 0.8  # synaptic decay, cuba_lif only
     threshold: float = 1.0
@@ -52,12 +52,12 @@ class Neuron:
     learn_shape: str = "neuron"  # "neuron" or "layer"
 
     def __post_init__(self):
-        if self.kind not in ("lif", "cuba_lif"):
-            raise ValueError(f"neuron kind must be 'lif' or 'cuba_lif', got {self.kind!r}")
+        kind = neurons.get_kind(self.kind)  # ValueError naming the kinds
         if self.learn_shape not in LEARN_SHAPES:
             raise ValueError(f"learn_shape must be one of {LEARN_SHAPES}, got {self.learn_shape!r}")
-        if self.learn_alpha and self.kind != "cuba_lif":
-            raise ValueError("learn_alpha needs kind='cuba_lif' (a plain LIF has no synaptic decay)")
+        if self.learn_alpha and "alpha" not in kind.parameters:
+            raise ValueError(f"learn_alpha needs a kind with a synaptic decay alpha (e.g. 'cuba_lif'); "
+                             f"{self.kind!r} takes {kind.parameters}")
         for name in self.learned:
             if message := learnable_range_error(name, float(getattr(self, name))):
                 raise ValueError(message)
@@ -73,9 +73,9 @@ class Neuron:
         kwargs = dict(beta=get("beta"), threshold=get("threshold"), reset=self.reset, surrogate=self.surrogate,
                       surrogate_params=dict(self.surrogate_params), detach_reset=self.detach_reset,
                       checkpoint_every=self.recompute_chunk, implementation=self.implementation)
-        if self.kind == "cuba_lif":
-            return neurons.cuba_lif(currents, alpha=get("alpha"), **kwargs)
-        return neurons.lif(currents, **kwargs)
+        kind = neurons.get_kind(self.kind)
+        extra = {k: get(k) for k in kind.parameters if k not in kwargs}
+        return kind.function(currents, **extra, **kwargs)
 
 
 def raw_name(name: str) -> str:

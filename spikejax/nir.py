@@ -34,8 +34,8 @@ writes, per spiking layer:
   beta = 1 IF with r = 1 (v[t] = v[t-1] + I[t] exactly, whatever dt)
 and imports the inverse (beta = 1 - dt/tau, input gain dt r / tau, and dt v_leak / tau as a constant
 current; IF: beta = 1, input gain r). NIR resets to v_reset: that is spikejax's `reset="zero"` only when
-v_reset = 0. A neuron kind exports only through its entry in `NODE_OF_KIND`; a kind without one is refused
-by name.
+v_reset = 0. A neuron kind exports as its registered `nir_node` (`spikejax.neurons.register_kind`); a
+kind without one is refused by name.
 
 Learned neuron parameters (`model.neuron.learn_*`, per feature / conv channel or per layer) are written per
 neuron: the node's arrays vary, and each neuron's gain is folded into its own row (output channel) of the
@@ -149,15 +149,19 @@ def _cuba_lif_node(beta, threshold, alpha, full, dt, features):
                        w_in=full(tau_syn / dt)), np.ones(features, np.float32)
 
 
-# models.Neuron kind -> the function writing its NIR node; a kind without an entry is refused on export.
-NODE_OF_KIND = {"lif": _lif_node, "cuba_lif": _cuba_lif_node}
+# NIR node type -> the function writing it; a neuron kind exports as its registered `nir_node`
+# (`spikejax.neurons.get_kind(kind).nir_node`); a kind without one, or with a node not here, is refused.
+NODE_WRITERS = {"LIF": _lif_node, "CubaLIF": _cuba_lif_node}
 
 
 def _node_maker(kind: str):
-    if kind not in NODE_OF_KIND:
-        raise NIRError(f"neuron kind {kind!r} has no NIR mapping (mapped kinds: {', '.join(NODE_OF_KIND)}); "
-                       "add one to spikejax.nir.NODE_OF_KIND to export it")
-    return NODE_OF_KIND[kind]
+    registered = neurons.kinds()
+    node = neurons.get_kind(kind).nir_node if kind in registered else None
+    if node not in NODE_WRITERS:
+        mapped = [k for k in registered if neurons.get_kind(k).nir_node in NODE_WRITERS]
+        raise NIRError(f"neuron kind {kind!r} has no NIR mapping (mapped kinds: {', '.join(mapped)}); register it "
+                       "with a nir_node spikejax.nir writes (spikejax.neurons.register_kind) to export it")
+    return NODE_WRITERS[node]
 
 
 def _neuron_node(neuron, values: dict, shape: tuple[int, ...], dt: float):
@@ -165,7 +169,7 @@ def _neuron_node(neuron, values: dict, shape: tuple[int, ...], dt: float):
     parameter `values` (scalars or per-feature [F]), the gain [F] to fold into its input weights). The time
     constants are computed in float64 and stored as float32; the gain is float32, so that the folded weights
     are the float32 products W * gain, as importers would form them. NIRError for a kind not in
-    NODE_OF_KIND."""
+    NODE_WRITERS."""
     make = _node_maker(neuron.kind)
 
     def full(v):

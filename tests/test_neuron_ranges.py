@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from spikejax import build, models, parallel, train
+from spikejax import build, models, parallel
+from spikejax import step as step_lib
 from tests.test_train import small_config
 
 RAW = [1e4, -1e4, 1e30, -1e30, 0.0, 17.0, -17.0, 40.0, -120.0]
@@ -75,8 +76,8 @@ def test_a_huge_neuron_learning_rate_scale_keeps_parameters_in_range(digits_data
     graphdef, params = nnx.split(model)
     tx = build.optimizer(config, 20)
     state = build.init_state(params, tx, mesh)
-    step = train.parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=build.loss(config),
-                                     readout_fn=build.readout(config))
+    step = step_lib.parallel_train_step(mesh, graphdef=graphdef, tx=tx, loss_fn=build.loss(config),
+                                        readout_fn=build.readout(config))
     for position in range(3):
         batch = next(iter(data.TrainIterator(split, 64, seed=1, state={"epoch": 0, "position": position})))
         state, metrics = step(state, *parallel.global_batch_arrays(mesh, batch))

@@ -211,7 +211,7 @@ def test_input_errors_name_the_problem():
         neurons.lif(jnp.zeros((3, 2)), beta=0.9, checkpoint_every=0)
 
 
-# "pallas" is absent: Pallas' CPU interpreter cannot run inside shard_map (see lif_pallas._out_struct);
+# "pallas" is absent: Pallas' CPU interpreter cannot run inside shard_map (see spikejax.neurons._pallas._out_struct);
 # benchmarks/gpu_check.py runs that case on a GPU.
 @pytest.mark.parametrize("implementation,checkpoint_every", [("fused", None), ("fused", 8), ("reference", None)])
 def test_lif_inside_shard_map_matches_unsharded(implementation, checkpoint_every):

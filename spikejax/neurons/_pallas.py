@@ -1,7 +1,7 @@
 """The LIF recurrence as two Pallas kernels (forward, backward) that each run the whole time loop.
 
 `neurons.lif(..., implementation="pallas")` calls this module; it computes the same function as the
-"fused" implementation (equations and adjoint in `spikejax.lif_step`), spike for spike.
+"fused" implementation (equations and adjoint in `spikejax.neurons._step`), spike for spike.
 
 Why a kernel: under XLA every `lax.scan` step is a loop iteration with its own kernel launches, which on a
 GPU costs microseconds per step whatever the layer's size (3 layers x 300 steps x forward and backward in
@@ -30,8 +30,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-from spikejax import lif_step
 from spikejax import surrogate as surrogate_lib
+from spikejax.neurons import _step as lif_step
 
 CHUNK = 16  # time steps per unrolled chunk (and per stored membrane state)
 MAX_BLOCK = 512  # neurons per program
@@ -84,7 +84,7 @@ def make_lif(beta: float | None, threshold: float | None, reset: str, name: str,
     """Returns f(currents [T, ...], arrays) -> spikes [T, ...] (currents' dtype) with a custom VJP, both
     Pallas. `beta`/`threshold` are floats (compiled in) or None: then arrays["beta"] / arrays["threshold"]
     (of one step's shape, currents.shape[1:]) are kernel inputs, and the backward kernel also sums their gradients
-    per neuron (`spikejax.lif_step`) in registers over the time loop."""
+    per neuron (`spikejax.neurons._step`) in registers over the time loop."""
     from jax.experimental import pallas as pl
 
     derivative = functools.partial(surrogate_lib.SURROGATES[name][0], **dict(frozen))

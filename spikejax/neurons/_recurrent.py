@@ -3,7 +3,7 @@
 Forward, for inputs x [T, B, D], W_in [D, N], W_rec [N, N], bias b [N], s[-1] = 0:
 
   I[t] = x[t] W_in + b + s[t-1] W_rec          (x W_in + b: one matmul over all T*B rows, before the loop)
-  v[t], s[t]: the LIF step of `spikejax.lif_step` driven by I[t] (reset "subtract" or "zero")
+  v[t], s[t]: the LIF step of `spikejax.neurons._step` driven by I[t] (reset "subtract" or "zero")
 
 Only the recurrent product s[t-1] W_rec is inside the time loop.
 
@@ -36,8 +36,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from spikejax import lif_step
 from spikejax import surrogate as surrogate_lib
+from spikejax.neurons import _step as lif_step
 
 
 def _dot(a, b):

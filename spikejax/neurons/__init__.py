@@ -1,4 +1,5 @@
-"""Leaky integrate-and-fire neurons as pure functions over time-major input.
+"""Leaky integrate-and-fire neurons as pure functions over time-major input, and the registry of neuron
+kinds (`register_kind`, `get_kind`, `kinds`: name -> function, parameters, NIR node).
 
 All functions take input currents `I` of shape [T, ...] (time first; any trailing batch/feature shape) and
 return spikes of the same shape and dtype. Time steps are dimensionless; `beta = exp(-dt/tau_mem)`.
@@ -14,7 +15,7 @@ derivative from `spikejax.surrogate`.
 
 `beta` and `threshold` are Python numbers (compiled in as constants) or arrays broadcastable to one step
 I[0] (learnable, per neuron [N] or per layer []); every implementation returns their gradients (the sums
-in `spikejax.lif_step`'s docstring), so a learnable neuron keeps the fast path.
+in `spikejax.neurons._step`'s docstring), so a learnable neuron keeps the fast path.
 
 Three implementations compute the same function:
 
@@ -28,7 +29,7 @@ Three implementations compute the same function:
   threshold is an array. With `checkpoint_every=K` it instead keeps the input currents and one membrane
   state per K steps, and recomputes each chunk's membrane in the backward (memory ~ T/K instead of T
   membrane copies beyond the input).
-* "pallas": the fused algorithm as two Pallas kernels (`spikejax.lif_pallas`) that each walk the whole
+* "pallas": the fused algorithm as two Pallas kernels (`spikejax.neurons._pallas`) that each walk the whole
   time loop with the membrane in registers, keeping the input currents and one f32 state per 16 steps.
   The default on GPU (where XLA's scan pays a launch per step); off GPU it runs in Pallas' interpret
   mode, which is slow and meant for tests. Spikes only (no `return_membrane`), float32 state.
@@ -41,7 +42,6 @@ gradients are returned in the input dtype.
 """
 from __future__ import annotations
 
-import functools
 import numbers
 from typing import Any
 
@@ -49,14 +49,12 @@ import jax
 import jax.numpy as jnp
 
 from spikejax import surrogate as surrogate_lib
-from spikejax.lif_step import (
-    PARAMETERS,
-    add_parameter_terms,
-    adjoint_step,
-    learned_names,
-    membrane_step,
-    parameter_values,
-)
+from spikejax.neurons._fused import _fused_lif, _lif_reference
+from spikejax.neurons._step import PARAMETERS
+from spikejax.neurons.registry import NeuronKind, get_kind, kinds, register_kind
+
+__all__ = ["IMPLEMENTATIONS", "RESETS", "NeuronKind", "cuba_lif", "get_kind", "kinds", "lif", "recurrent_lif",
+           "register_kind"]
 
 RESETS = ("subtract", "zero")
 IMPLEMENTATIONS = ("auto", "fused", "pallas", "reference")
@@ -164,7 +162,7 @@ def lif(
     if implementation == "auto" and kernel_ok and jax.default_backend() == "gpu":
         implementation = "pallas"
     if implementation == "pallas":
-        from spikejax import lif_pallas  # imported on use: it needs jax.experimental.pallas
+        from spikejax.neurons import _pallas as lif_pallas  # imported on use: it needs jax.experimental.pallas
 
         return lif_pallas.make_lif(*static, reset, name, frozen, bool(detach_reset))(currents, arrays)
     if implementation == "reference":
@@ -242,7 +240,7 @@ def recurrent_lif(
     The input product is one matmul over all T*B rows; only s[t-1] W_rec is inside the time loop. The
     "fused" implementation (what "auto" picks on every backend) is one `custom_vjp` whose residuals are the
     spikes (int8) beside the layer's inputs; its reverse-time backward recomputes the currents and membrane
-    from them (equations in `spikejax.lif_recurrent`). "reference" differentiates a `lax.scan` by autodiff.
+    from them (equations in `spikejax.neurons._recurrent`). "reference" differentiates a `lax.scan` by autodiff.
 
     Args:
       inputs: x [T, B, D], floating (spikes or currents); matmuls run in this dtype, accumulated in f32.
@@ -271,7 +269,7 @@ def recurrent_lif(
     parameters = {"beta": beta, "threshold": threshold}
     _check_parameters(parameters, (inputs.shape[1], neurons), reset)
     name, frozen = surrogate_lib.resolve(surrogate, surrogate_params)
-    from spikejax import lif_recurrent  # the layer's custom_vjp; imports lif_step only
+    from spikejax.neurons import _recurrent as lif_recurrent  # the layer's custom_vjp
 
     if implementation == "reference":
         return lif_recurrent.recurrent_lif_reference(inputs, w_in, w_rec, bias, beta=beta, threshold=threshold,
@@ -289,135 +287,6 @@ def recurrent_lif(
 # Reference implementation: plain autodiff through lax.scan.
 
 
-def _lif_reference(currents, beta, threshold, reset, name, frozen, detach_reset, state_dtype):
-    params = dict(frozen)
-    beta = jnp.asarray(beta, state_dtype)
-    threshold = jnp.asarray(threshold, state_dtype)
-
-    def step(carry, current):
-        v_prev, s_prev = carry
-        s_reset = jax.lax.stop_gradient(s_prev) if detach_reset else s_prev
-        if reset == "subtract":
-            v = beta * v_prev + current.astype(state_dtype) - threshold * s_reset
-        else:
-            v = beta * v_prev * (1.0 - s_reset) + current.astype(state_dtype)
-        s = surrogate_lib.spike(v - threshold, name, **params)
-        return (v, s), (s, v)
-
-    shape = jnp.broadcast_shapes(currents.shape[1:], beta.shape, threshold.shape)
-    zero = jnp.zeros_like(jnp.broadcast_to(currents[0], shape), state_dtype)  # keeps shard_map's varying axes
-    init = (zero, zero)
-    _, (spikes, membrane) = jax.lax.scan(step, init, currents)
-    return spikes.astype(currents.dtype), membrane.astype(currents.dtype)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Fused implementation: one custom_vjp over the whole sequence.
-
-
-@functools.cache
-def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_name, checkpoint_every):
-    """f(currents, arrays) -> (spikes, membrane) with a custom VJP. `beta`/`threshold`: a float (a
-    constant) or None (then arrays["beta"] / arrays["threshold"], of one step's shape currents.shape[1:],
-    whose gradients the adjoint pass sums, see `spikejax.lif_step`)."""
-    state_dtype = jnp.dtype(state_dtype_name)
-    derivative = functools.partial(surrogate_lib.SURROGATES[name][0], **dict(frozen))
-    learned = learned_names(beta, threshold)
-    values = lambda arrays: parameter_values(beta, threshold, arrays, state_dtype)
-
-    def integrate(currents, v0, params):
-        """Forward recurrence from state v0 (before step 0): returns v [T, ...] in state_dtype."""
-
-        def step(v_prev, current):
-            v = membrane_step(v_prev, current.astype(state_dtype), reset=reset, **params)
-            return v, v
-
-        # v[-1] = 0 gives s[-1] = 0, matching the initial condition.
-        return jax.lax.scan(step, v0, currents)
-
-    def adjoint(membrane, grad_spikes, grad_membrane, carry, params):
-        """Reverse-time adjoint over a span from carry (dL/dv after the span, parameter-gradient sums);
-        returns (the carry before the span, dL/dI for the span)."""
-
-        def step(carry, xs):
-            a, sums = carry
-            v, gs, gv = xs
-            out = adjoint_step(a, v, gs.astype(state_dtype), reset=reset, detach_reset=detach_reset,
-                               derivative=derivative, grad_membrane=gv.astype(state_dtype),
-                               parameter_grads=bool(learned), **params)
-            a_here, sums = add_parameter_terms(out, sums, learned)
-            return (a_here, sums), a_here
-
-        return jax.lax.scan(step, carry, (membrane, grad_spikes, grad_membrane), reverse=True)
-
-    def outputs(currents, membrane, params):
-        spikes = (membrane > params["threshold"]).astype(currents.dtype)
-        return spikes, membrane.astype(currents.dtype)
-
-    def start(currents):
-        return jnp.zeros_like(currents[0], state_dtype)  # zeros_like keeps shard_map's varying axes
-
-    def parameter_grads(sums, arrays):
-        return {k: sums[k].astype(arrays[k].dtype) for k in learned}
-
-    @jax.custom_vjp
-    def fused(currents, arrays):
-        params = values(arrays)
-        _, membrane = integrate(currents, start(currents), params)
-        return outputs(currents, membrane, params)
-
-    def fused_fwd(currents, arrays):
-        params = values(arrays)
-        v0 = start(currents)
-        if checkpoint_every is None:
-            _, membrane = integrate(currents, v0, params)
-            return outputs(currents, membrane, params), (membrane, arrays)
-        chunks, steps = _chunked(currents, checkpoint_every)
-
-        def chunk(v_prev, chunk_currents):
-            v_last, membrane = integrate(chunk_currents, v_prev, params)
-            return v_last, (v_prev, outputs(chunk_currents, membrane, params))
-
-        _, (starts, (spikes, membrane)) = jax.lax.scan(chunk, v0, chunks)
-        merge = lambda x: x.reshape((-1,) + x.shape[2:])[:steps]
-        return (merge(spikes), merge(membrane)), ((currents, starts), arrays)
-
-    def fused_bwd(residual, grads):
-        residual, arrays = residual
-        params = values(arrays)
-        grad_spikes, grad_membrane = grads
-        if checkpoint_every is None:
-            membrane = residual
-            zero = jnp.zeros_like(membrane[0])
-            (_, sums), grad_currents = adjoint(membrane, grad_spikes, grad_membrane,
-                                               (zero, {k: zero for k in learned}), params)
-            return grad_currents.astype(grad_spikes.dtype), parameter_grads(sums, arrays)
-        currents, starts = residual
-        chunks, steps = _chunked(currents, checkpoint_every)
-        gs_chunks, _ = _chunked(grad_spikes, checkpoint_every)
-        gv_chunks, _ = _chunked(grad_membrane, checkpoint_every)
-
-        def chunk(carry, xs):
-            v_prev, chunk_currents, gs, gv = xs
-            _, membrane = integrate(chunk_currents, v_prev, params)
-            return adjoint(membrane, gs, gv, carry, params)
-
-        zero = start(currents)
-        (_, sums), grad_chunks = jax.lax.scan(chunk, (zero, {k: zero for k in learned}),
-                                              (starts, chunks, gs_chunks, gv_chunks), reverse=True)
-        grad_currents = grad_chunks.reshape((-1,) + grad_chunks.shape[2:])[:steps]
-        return grad_currents.astype(currents.dtype), parameter_grads(sums, arrays)
-
-    fused.defvjp(fused_fwd, fused_bwd)
-    return fused
-
-
-def _chunked(x, size):
-    """[T, ...] -> ([ceil(T/size), size, ...] zero-padded at the end, T)."""
-    steps = x.shape[0]
-    num = -(-steps // size)
-    pad = num * size - steps
-    if pad:
-        x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
-    return x.reshape((num, size) + x.shape[1:]), steps
-
+register_kind("lif", lif, parameters=("beta", "threshold"), nir_node="LIF", title="leaky integrate-and-fire")
+register_kind("cuba_lif", cuba_lif, parameters=("alpha", "beta", "threshold"), nir_node="CubaLIF",
+              title="current-based LIF (a synaptic current filter before the membrane)")
