@@ -12,7 +12,7 @@ same seeded x, W, b.
 
 Variants: floor_* (the same matmuls, |I| instead of the LIF: the GEMM floor), reference_f32 (spikejax
 lax.scan + autodiff), fused_* (one custom_vjp over the sequence, XLA scans; the CPU default), fused_ckpt_f32
-(checkpoint_every=25), pallas_* (the Pallas kernels; the GPU default; interpret mode off GPU), snntorch
+(recompute_chunk=25), pallas_* (the Pallas kernels; the GPU default; interpret mode off GPU), snntorch
 (snnTorch Leaky, Linear over all T*B rows), spyx (spyx.nn.LIF via
 spyx.nn.run). Peers are skipped when not installed (`pip install -e ".[bench]"`).
 """
@@ -62,7 +62,7 @@ def _jax_loss(variant):
         every = {"fused_ckpt_f32": 25, "fused_ckpt8_f32": 8, "fused_ckpt16_f32": 16, "fused_ckpt50_f32": 50,
                  "fused_ckpt16_bf16": 16}.get(variant)
         spikes = neurons.lif(currents, beta=BETA, threshold=THRESHOLD, implementation=implementation,
-                             checkpoint_every=every)
+                             recompute_chunk=every)
         return jnp.sum(spikes, dtype=jnp.float32)
 
     return loss
@@ -242,7 +242,7 @@ def residuals(args):
         currents = jax.random.normal(jax.random.key(0), (steps, batch, n)).astype(dtype)
         for label, kwargs in [("reference (autodiff)", dict(implementation="reference")),
                               ("fused", dict(implementation="fused")), ("pallas", dict(implementation="pallas")),
-                              *[(f"fused, checkpoint_every={k}", dict(checkpoint_every=k)) for k in (8, 16, 32)]]:
+                              *[(f"fused, recompute_chunk={k}", dict(recompute_chunk=k)) for k in (8, 16, 32)]]:
             _, vjp_fn = jax.vjp(lambda c: neurons.lif(c, beta=BETA, threshold=THRESHOLD, **kwargs), currents)
             own = [leaf for leaf in jax.tree.leaves(vjp_fn) if hasattr(leaf, "nbytes") and leaf is not currents
                    and not (leaf.size == currents.size and leaf.dtype == currents.dtype

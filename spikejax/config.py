@@ -99,6 +99,7 @@ def _rules() -> dict[str, Rule]:
     # the registries are imported here, not at module import, so `spikejax.config` stays cheap
     from spikejax import losses, neurons
     from spikejax.data import DATASETS
+    from spikejax.models import MODELS
     from spikejax.neurons import IMPLEMENTATIONS, RESETS
     from spikejax.surrogate import SURROGATES
 
@@ -114,7 +115,7 @@ def _rules() -> dict[str, Rule]:
         "data.binarize": boolean,
         "data.options": mapping,
         "data.validation_fraction": fraction,
-        "model.name": choice(["mlp", "conv", "rnn"]),
+        "model.name": choice(list(MODELS)),
         "model.hidden": int_sequence(),
         "model.dtype": choice(["auto", "float32", "bfloat16"]),
         "model.init_scale": number(0.0, low_open=True),
@@ -218,13 +219,11 @@ def validate(config) -> None:
     if values["model.neuron.learn_threshold"] and not values["model.neuron.threshold"] > margin:
         raise ConfigError(f"config field model.neuron.threshold = {values['model.neuron.threshold']!r}: a learnable "
                           "threshold (softplus of a parameter) must start above 2^-24")
-    if values["model.name"] == "rnn" and (values["model.neuron.kind"] != "lif" or not values["model.hidden"]):
-        raise ConfigError(f"config field model.name = 'rnn': needs model.neuron.kind = 'lif' (got "
-                          f"{values['model.neuron.kind']!r}) and at least one hidden layer (got "
-                          f"{values['model.hidden']!r})")
-    if values["model.name"] == "conv" and len(values["model.hidden"]) != 1:
-        raise ConfigError(f"config field model.hidden = {values['model.hidden']!r}: the conv model takes one "
-                          "dense width, e.g. (512,)")
+    from spikejax.models import MODELS
+
+    problem = MODELS[values["model.name"]].check(tuple(values["model.hidden"]), values["model.neuron.kind"])
+    if problem:
+        raise ConfigError(f"config field {problem}")
 
 
 def _validate_loss(values: dict) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +44,7 @@ class Neuron:
     surrogate: str = "fast_sigmoid"
     surrogate_params: tuple[tuple[str, float], ...] = ()
     detach_reset: bool = True
-    recompute_chunk: int | None = None  # fused LIF: keep one state per this many steps (neurons.lif checkpoint_every)
+    recompute_chunk: int | None = None  # fused LIF: keep one state per this many steps (neurons.lif recompute_chunk)
     implementation: str = "auto"  # see neurons.lif
     learn_beta: bool = False
     learn_threshold: bool = False
@@ -72,7 +72,7 @@ class Neuron:
         get = lambda k: values.get(k, getattr(self, k))
         kwargs = dict(beta=get("beta"), threshold=get("threshold"), reset=self.reset, surrogate=self.surrogate,
                       surrogate_params=dict(self.surrogate_params), detach_reset=self.detach_reset,
-                      checkpoint_every=self.recompute_chunk, implementation=self.implementation)
+                      recompute_chunk=self.recompute_chunk, implementation=self.implementation)
         kind = neurons.get_kind(self.kind)
         extra = {k: get(k) for k in kind.parameters if k not in kwargs}
         return kind.function(currents, **extra, **kwargs)
@@ -164,7 +164,7 @@ class SpikingNeurons(nnx.Module):
     above 0 whatever the raw values (+-inf included),
 
     initialised so that they start at the neuron's numbers. With nothing learnable it holds no state (the
-    parameter tree is what it was before learnable neurons existed)."""
+    model's parameters are then only its weights and biases)."""
 
     def __init__(self, neuron: Neuron, features: int):
         self.neuron = neuron
@@ -357,29 +357,49 @@ def _conv_fan_out(kernel, frame):
     return jax.grad(total)(jnp.ones((1,) + tuple(frame), jnp.float32))[0]
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    """A model by name: `make(frame_shape, num_classes, neuron, rngs=, hidden=, dtype=, init_scale=, bias=)`
+    and `check(hidden, neuron_kind)` -> None or what the config must change (read by config validation)."""
+    name: str
+    make: Callable
+    check: Callable[[tuple, str], str | None]
+    doc: str = ""
+
+
+def _mlp(frame_shape, num_classes, neuron, *, hidden, **kwargs):
+    return SpikingMLP(math.prod(frame_shape), hidden, num_classes, neuron, **kwargs)
+
+
+def _conv(frame_shape, num_classes, neuron, *, hidden, **kwargs):
+    if len(frame_shape) != 3:
+        raise ValueError(f"model 'conv' needs [P, H, W] frames, got frame shape {tuple(frame_shape)}")
+    return SpikingConvNet(frame_shape, num_classes, neuron, **kwargs, **({"hidden": hidden[0]} if hidden else {}))
+
+
+def _rnn(frame_shape, num_classes, neuron, *, hidden, **kwargs):
+    return SpikingRNN(math.prod(frame_shape), hidden, num_classes, neuron, **kwargs)
+
+
+MODELS = {
+    "mlp": ModelEntry("mlp", _mlp, lambda hidden, kind: None, "dense F-hidden...-C"),
+    "conv": ModelEntry("conv", _conv, lambda hidden, kind: None if len(hidden) == 1 else
+                       f"model.hidden = {tuple(hidden)!r}: the conv model takes one dense width, e.g. (512,)",
+                       "conv 16-32, avg pool, dense hidden-C"),
+    "rnn": ModelEntry("rnn", _rnn, lambda hidden, kind: None if kind == "lif" and hidden else
+                      f"model.name = 'rnn' needs model.neuron.kind = 'lif' (got {kind!r}) and at least one hidden "
+                      f"layer (got {tuple(hidden)!r})", "recurrent hidden...-C"),
+}
+
+
 def build(name: str, frame_shape: Sequence[int], num_classes: int, neuron: Neuron, *, seed: int,
           hidden: Sequence[int] = (), dtype="float32", init_scale: float = 1.0, bias: bool = True) -> nnx.Module:
-    """A model by name ("mlp", "conv" or "rnn") for inputs [T, B, *frame_shape]; `bias=False` leaves out every
-    bias (some neuromorphic chips have none)."""
-    rngs = nnx.Rngs(seed)
-    dtype = jnp.dtype(dtype)
-    if name == "mlp":
-        return SpikingMLP(math.prod(frame_shape), hidden, num_classes, neuron, rngs=rngs, dtype=dtype,
-                          init_scale=init_scale, bias=bias)
-    if name == "conv":
-        if len(frame_shape) != 3:
-            raise ValueError(f"model 'conv' needs [P, H, W] frames, got frame shape {tuple(frame_shape)}")
-        return SpikingConvNet(frame_shape, num_classes, neuron, rngs=rngs, dtype=dtype, init_scale=init_scale,
-                              bias=bias, **({"hidden": hidden[0]} if hidden else {}))
-    if name == "rnn":
-        return SpikingRNN(math.prod(frame_shape), hidden, num_classes, neuron, rngs=rngs, dtype=dtype,
-                          init_scale=init_scale, bias=bias)
-    raise ValueError(f"unknown model {name!r}; choose 'mlp', 'conv' or 'rnn'")
+    """A model by name (`MODELS`: "mlp", "conv" or "rnn") for inputs [T, B, *frame_shape]; `bias=False` leaves
+    out every bias (some neuromorphic chips have none)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {list(MODELS)}")
+    return MODELS[name].make(frame_shape, num_classes, neuron, rngs=nnx.Rngs(seed), hidden=tuple(hidden),
+                             dtype=jnp.dtype(dtype), init_scale=init_scale, bias=bias)
 
 
-def synops_fan_out(model) -> tuple[int, ...]:
-    """Fan-out of every spiking layer returned by the model, input first (0 for the output layer)."""
-    return model.fan_out
-
-
-__all__ = ["Neuron", "SpikingNeurons", "SpikingMLP", "SpikingConvNet", "SpikingRNN", "build", "synops_fan_out"]
+__all__ = ["MODELS", "ModelEntry", "Neuron", "SpikingNeurons", "SpikingMLP", "SpikingConvNet", "SpikingRNN", "build"]

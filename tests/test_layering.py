@@ -23,7 +23,7 @@ ALLOWED = {
     "spikejax.plots": {"spikejax.errors"},
     "spikejax.workdir": {"spikejax.errors"},
     "spikejax.metric_writer": set(),
-    "spikejax.config": CORE | {"spikejax.data"},
+    "spikejax.config": CORE | {"spikejax.data", "spikejax.models"},
     "spikejax.checkpoint": {"spikejax.config", "spikejax.errors"},
     "spikejax.build": CORE | {"spikejax.config", "spikejax.data", "spikejax.models", "spikejax.parallel"},
     "spikejax.evaluate": CORE | {"spikejax.build", "spikejax.checkpoint", "spikejax.config", "spikejax.data",

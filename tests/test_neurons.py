@@ -43,19 +43,19 @@ def test_gradient_matches_explicit_adjoint(implementation, reset, detach_reset, 
 
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 @pytest.mark.parametrize("detach_reset", [True, False])
-@pytest.mark.parametrize("checkpoint_every", [1, 7, 40, 64])
-def test_checkpointed_matches_plain(reset, detach_reset, checkpoint_every):
+@pytest.mark.parametrize("recompute_chunk", [1, 7, 40, 64])
+def test_checkpointed_matches_plain(reset, detach_reset, recompute_chunk):
     currents = jnp.asarray(_currents(3))
     weights = jnp.asarray(np.random.default_rng(4).standard_normal(currents.shape), jnp.float32)
 
     def run(every, implementation="fused"):
         def loss(c):
             s, v = neurons.lif(c, beta=0.9, reset=reset, detach_reset=detach_reset, return_membrane=True,
-                               implementation=implementation, checkpoint_every=every)
+                               implementation=implementation, recompute_chunk=every)
             return jnp.sum(weights * s) + 0.1 * jnp.sum(jnp.sin(v)), s
         return jax.grad(loss, has_aux=True)(currents)
 
-    grad, spikes = run(checkpoint_every)
+    grad, spikes = run(recompute_chunk)
     grad_ref, spikes_ref = run(None, "reference")
     np.testing.assert_array_equal(spikes, spikes_ref)
     np.testing.assert_allclose(grad, grad_ref, rtol=1e-5, atol=1e-6)
@@ -80,8 +80,8 @@ def test_jit_vmap_grad_compose():
 
 
 # Learnable (array) parameters: every implementation against the autodiff reference. "chunked" is the fused
-# path with checkpoint_every; "pallas" runs in interpret mode here.
-LEARN_CASES = {"fused": dict(implementation="fused"), "chunked": dict(implementation="fused", checkpoint_every=7),
+# path with recompute_chunk; "pallas" runs in interpret mode here.
+LEARN_CASES = {"fused": dict(implementation="fused"), "chunked": dict(implementation="fused", recompute_chunk=7),
                "pallas": dict(implementation="pallas")}
 
 
@@ -207,19 +207,19 @@ def test_input_errors_name_the_problem():
         neurons.lif(jnp.zeros((3, 2), jnp.int32), beta=0.9)
     with pytest.raises(ValueError, match="time-major"):
         neurons.lif(jnp.float32(1.0), beta=0.9)
-    with pytest.raises(ValueError, match="checkpoint_every"):
-        neurons.lif(jnp.zeros((3, 2)), beta=0.9, checkpoint_every=0)
+    with pytest.raises(ValueError, match="recompute_chunk"):
+        neurons.lif(jnp.zeros((3, 2)), beta=0.9, recompute_chunk=0)
 
 
 # "pallas" is absent: Pallas' CPU interpreter cannot run inside shard_map (see spikejax.neurons._pallas._out_struct);
 # benchmarks/gpu_check.py runs that case on a GPU.
-@pytest.mark.parametrize("implementation,checkpoint_every", [("fused", None), ("fused", 8), ("reference", None)])
-def test_lif_inside_shard_map_matches_unsharded(implementation, checkpoint_every):
+@pytest.mark.parametrize("implementation,recompute_chunk", [("fused", None), ("fused", 8), ("reference", None)])
+def test_lif_inside_shard_map_matches_unsharded(implementation, recompute_chunk):
     from jax.sharding import PartitionSpec as P
 
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:2]), ("data",))
     currents = jnp.asarray(_currents(9, shape=(20, 4, 6)))
-    kwargs = dict(beta=0.9, implementation=implementation, checkpoint_every=checkpoint_every)
+    kwargs = dict(beta=0.9, implementation=implementation, recompute_chunk=recompute_chunk)
     loss = lambda c: jnp.sum(neurons.lif(c, **kwargs) * jnp.arange(6.0))
     grad = jax.jit(jax.shard_map(jax.grad(loss), mesh=mesh, in_specs=P(None, "data"),
                                  out_specs=P(None, "data")))(currents)
@@ -262,6 +262,6 @@ def test_pallas_bfloat16_and_jit_vmap():
 
 def test_pallas_refuses_what_it_does_not_compute():
     currents = jnp.asarray(_currents(13, shape=(4, 2)))
-    for kwargs in [dict(return_membrane=True), dict(checkpoint_every=2), dict(state_dtype=jnp.bfloat16)]:
+    for kwargs in [dict(return_membrane=True), dict(recompute_chunk=2), dict(state_dtype=jnp.bfloat16)]:
         with pytest.raises(ValueError, match="pallas"):
             neurons.lif(currents, beta=0.9, implementation="pallas", **kwargs)

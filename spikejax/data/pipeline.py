@@ -46,12 +46,12 @@ class TrainIterator:
     """Endless training batches. Each epoch is a permutation seeded by (seed, epoch); the incomplete last
     batch of an epoch is dropped so shapes stay static. State: {"epoch", "position"} (batch in epoch)."""
 
-    def __init__(self, data: CachedSplit, global_batch_size: int, *, seed: int, shuffle: bool = True,
+    def __init__(self, data: CachedSplit, global_batch_size: int, *, seed: int,
                  process_index: int = 0, process_count: int = 1, state: dict | None = None,
                  packed: bool = False):
         if global_batch_size > len(data):
             raise ValueError(f"batch size {global_batch_size} exceeds the {len(data)} training samples")
-        self.data, self.batch_size, self.seed, self.shuffle = data, global_batch_size, seed, shuffle
+        self.data, self.batch_size, self.seed = data, global_batch_size, seed
         self.packed = packed
         self.local = _local_slice(global_batch_size, process_index, process_count)
         self.batches_per_epoch = len(data) // global_batch_size
@@ -59,8 +59,6 @@ class TrainIterator:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
 
     def order(self, epoch: int) -> np.ndarray:
-        if not self.shuffle:
-            return np.arange(len(self.data))
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.data))
 
     @property

@@ -26,7 +26,7 @@ Three implementations compute the same function:
       a[t] = dL/dv[t] = gv[t] + sigma'(v[t]-thr) * (gs[t] + c_s*a[t+1]) + c_v[t]*a[t+1],   dL/dI[t] = a[t]
   with c_v = beta (subtract) or beta*(1 - s[t]) (zero), and c_s = -threshold (subtract) or -beta*v[t]
   (zero) when the reset is differentiated, else 0, which also sums the parameter gradients when beta or
-  threshold is an array. With `checkpoint_every=K` it instead keeps the input currents and one membrane
+  threshold is an array. With `recompute_chunk=K` it instead keeps the input currents and one membrane
   state per K steps, and recomputes each chunk's membrane in the backward (memory ~ T/K instead of T
   membrane copies beyond the input).
 * "pallas": the fused algorithm as two Pallas kernels (`spikejax.neurons._pallas`) that each walk the whole
@@ -35,7 +35,7 @@ Three implementations compute the same function:
   mode, which is slow and meant for tests. Spikes only (no `return_membrane`), float32 state.
 
 `implementation="auto"` picks "pallas" on GPU and "fused" elsewhere; "fused" whenever `return_membrane`,
-a non-f32 `state_dtype` or `checkpoint_every` is asked for.
+a non-f32 `state_dtype` or `recompute_chunk` is asked for.
 
 The membrane is integrated in `state_dtype` (float32 by default, also for bf16 input); spikes and input
 gradients are returned in the input dtype.
@@ -91,7 +91,7 @@ def _check_parameters(parameters: dict, step_shape, reset: str):
         raise ValueError(f"threshold must be > 0, got {threshold}")
 
 
-def _check_inputs(currents, parameters, reset, implementation, checkpoint_every):
+def _check_inputs(currents, parameters, reset, implementation, recompute_chunk):
     currents = jnp.asarray(currents)
     if currents.ndim < 1:
         raise ValueError(f"currents must be time-major [T, ...], got a scalar of shape {currents.shape}")
@@ -100,8 +100,8 @@ def _check_inputs(currents, parameters, reset, implementation, checkpoint_every)
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
     _check_parameters(parameters, currents.shape[1:], reset)
-    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
-        raise ValueError(f"checkpoint_every must be a positive int or None, got {checkpoint_every!r}")
+    if recompute_chunk is not None and (not isinstance(recompute_chunk, int) or recompute_chunk < 1):
+        raise ValueError(f"recompute_chunk must be a positive int or None, got {recompute_chunk!r}")
     return currents
 
 
@@ -125,7 +125,7 @@ def lif(
     return_membrane: bool = False,
     state_dtype: Any = jnp.float32,
     implementation: str = "auto",
-    checkpoint_every: int | None = None,
+    recompute_chunk: int | None = None,
 ):
     """Leaky integrate-and-fire layer over time (equations in the module docstring).
 
@@ -142,23 +142,23 @@ def lif(
       return_membrane: also return the membrane potential v [T, ...].
       state_dtype: dtype in which v is integrated.
       implementation: "auto" (see the module docstring), "fused", "pallas" or "reference".
-      checkpoint_every: fused only: keep one membrane state per this many steps and recompute in the
+      recompute_chunk: fused only: keep one membrane state per this many steps and recompute in the
         backward (lower memory for long T).
 
     Returns:
       spikes [T, ...] in the dtype of `currents` (0/1 values), or (spikes, membrane) if return_membrane.
     """
     parameters = {"beta": beta, "threshold": threshold}
-    currents = _check_inputs(currents, parameters, reset, implementation, checkpoint_every)
+    currents = _check_inputs(currents, parameters, reset, implementation, recompute_chunk)
     name, frozen = surrogate_lib.resolve(surrogate, surrogate_params)
     static, arrays = _split(parameters)
     # broadcast to one step as a sum with zeros_like(I[0]): under shard_map this makes them vary over the
     # same mesh axes as the currents, as a custom_vjp's cotangents must (autodiff then psums them back)
     arrays = {k: v + jnp.zeros_like(currents[0], v.dtype) for k, v in arrays.items()}
-    kernel_ok = not return_membrane and jnp.dtype(state_dtype) == jnp.float32 and checkpoint_every is None
+    kernel_ok = not return_membrane and jnp.dtype(state_dtype) == jnp.float32 and recompute_chunk is None
     if implementation == "pallas" and not kernel_ok:
         raise ValueError("implementation='pallas' returns spikes only, integrates in float32 and chunks "
-                         "time itself: drop return_membrane, state_dtype and checkpoint_every, or use 'fused'")
+                         "time itself: drop return_membrane, state_dtype and recompute_chunk, or use 'fused'")
     if implementation == "auto" and kernel_ok and jax.default_backend() == "gpu":
         implementation = "pallas"
     if implementation == "pallas":
@@ -166,13 +166,13 @@ def lif(
 
         return lif_pallas.make_lif(*static, reset, name, frozen, bool(detach_reset))(currents, arrays)
     if implementation == "reference":
-        if checkpoint_every is not None:
-            raise ValueError("checkpoint_every applies to the fused implementation only")
+        if recompute_chunk is not None:
+            raise ValueError("recompute_chunk applies to the fused implementation only")
         spikes, membrane = _lif_reference(currents, beta, threshold, reset, name, frozen, detach_reset,
                                           jnp.dtype(state_dtype))
     else:
         fn = _fused_lif(*static, reset, name, frozen, bool(detach_reset), jnp.dtype(state_dtype).name,
-                        checkpoint_every)
+                        recompute_chunk)
         spikes, membrane = fn(currents, arrays)
     return (spikes, membrane) if return_membrane else spikes
 

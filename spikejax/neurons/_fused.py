@@ -44,7 +44,7 @@ def _lif_reference(currents, beta, threshold, reset, name, frozen, detach_reset,
 
 
 @functools.cache
-def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_name, checkpoint_every):
+def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_name, recompute_chunk):
     """f(currents, arrays) -> (spikes, membrane) with a custom VJP. `beta`/`threshold`: a float (a
     constant) or None (then arrays["beta"] / arrays["threshold"], of one step's shape currents.shape[1:],
     whose gradients the adjoint pass sums, see `spikejax.lif_step`)."""
@@ -97,10 +97,10 @@ def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_n
     def fused_fwd(currents, arrays):
         params = values(arrays)
         v0 = start(currents)
-        if checkpoint_every is None:
+        if recompute_chunk is None:
             _, membrane = integrate(currents, v0, params)
             return outputs(currents, membrane, params), (membrane, arrays)
-        chunks, steps = _chunked(currents, checkpoint_every)
+        chunks, steps = _chunked(currents, recompute_chunk)
 
         def chunk(v_prev, chunk_currents):
             v_last, membrane = integrate(chunk_currents, v_prev, params)
@@ -114,16 +114,16 @@ def _fused_lif(beta, threshold, reset, name, frozen, detach_reset, state_dtype_n
         residual, arrays = residual
         params = values(arrays)
         grad_spikes, grad_membrane = grads
-        if checkpoint_every is None:
+        if recompute_chunk is None:
             membrane = residual
             zero = jnp.zeros_like(membrane[0])
             (_, sums), grad_currents = adjoint(membrane, grad_spikes, grad_membrane,
                                                (zero, {k: zero for k in learned}), params)
             return grad_currents.astype(grad_spikes.dtype), parameter_grads(sums, arrays)
         currents, starts = residual
-        chunks, steps = _chunked(currents, checkpoint_every)
-        gs_chunks, _ = _chunked(grad_spikes, checkpoint_every)
-        gv_chunks, _ = _chunked(grad_membrane, checkpoint_every)
+        chunks, steps = _chunked(currents, recompute_chunk)
+        gs_chunks, _ = _chunked(grad_spikes, recompute_chunk)
+        gv_chunks, _ = _chunked(grad_membrane, recompute_chunk)
 
         def chunk(carry, xs):
             v_prev, chunk_currents, gs, gv = xs

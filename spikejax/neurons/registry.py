@@ -6,7 +6,7 @@ as. Config validation, the models and NIR export read these entries.
 
 A kind's function takes currents [T, ...] and its `parameters` (numbers or arrays broadcastable to one
 step), plus the options every LIF takes (reset, surrogate, surrogate_params, detach_reset,
-checkpoint_every, implementation). `nir_node` names the NIR node type `spikejax.nir` writes for it (None:
+recompute_chunk, implementation). `nir_node` names the NIR node type `spikejax.nir` writes for it (None:
 not exportable; export refuses it by name).
 """
 from __future__ import annotations
