@@ -215,7 +215,7 @@ def test_learnable_neurons_are_trained_checkpointed_and_reported(digits_data_dir
     assert report == result["neuron"] and report["config"]["learn_shape"] == "layer"
     assert report["learned"]["layer1"]["beta"]["mean"] == pytest.approx(float(beta), rel=1e-6)
     assert report["learned"]["layer1"]["threshold"]["size"] == 1
-    for field, value, match in [("learn_alpha", True, "needs model.neuron.kind = 'cuba_lif'"),
+    for field, value, match in [("learn_alpha", True, "needs a model.neuron.kind with a synaptic decay alpha"),
                                 ("beta", 1.0, "must start inside")]:
         bad = small_config(digits_data_dir, **{"model.neuron.learn_beta": True, f"model.neuron.{field}": value})
         with pytest.raises(errors.ConfigError, match=match):
