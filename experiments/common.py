@@ -5,14 +5,20 @@ Config path: `--config=FILE` if given, else `configs/<--dataset>.py` (default di
 `--config.a.b=v` works with or without `--config`. The short flags (--loss, --epochs, ...) are applied on
 top. `--dataset` that disagrees with the config file's dataset is refused, not silently mixed.
 
+A flag defined here that a program does not use (NOT_USED, set by the program) is refused with one line
+naming what to use instead, never ignored.
+
 Exit codes: 0 done; 2 a usage or config mistake (one line on stderr); 1 the run could not go on (one
-line); 128+n stopped by signal n after saving. `--verbosity=1` (or SPIKEJAX_TRACEBACK=1) shows tracebacks.
+line); 128+n stopped by signal n (SIGINT 130, SIGTERM 143): inside the training loop after saving, anywhere
+else (start-up, data loading, compilation, evaluation) at once with one line, temporary files removed by
+the code that made them. `--verbosity=1` (or SPIKEJAX_TRACEBACK=1) shows tracebacks.
 """
 from __future__ import annotations
 
 import importlib
 import os
 import re
+import signal
 import sys
 import traceback
 
@@ -79,18 +85,47 @@ def _default_config(argv: list[str]) -> str | None:
 # named on the command line. Entry points with a config flag of their own add it here.
 CONFIG_FILE_DEFAULTS = {"config": _default_config}
 
+# Flags defined here that the running program does not use: name -> what to do instead (one sentence). The
+# program fills it at import; `parse_flags` refuses any of them given on the command line. For "config",
+# --config=FILE is refused, and so is every --config.a.b override outside CONFIG_FIELDS_USED.
+NOT_USED: dict[str, str] = {}
+CONFIG_FIELDS_USED: tuple[str, ...] = ()
+
+
+def config_overrides() -> dict:
+    """{"a.b": value} of the --config.a.b flags given on the command line."""
+    return dict(config_flags.get_override_values(FLAGS["config"]))
+
+
+def _refuse_unused(injected: set[str]) -> None:
+    for name, instead in NOT_USED.items():
+        spelled = None
+        if name == "config":
+            if FLAGS["config"].present and "config" not in injected:
+                spelled = "--config"
+            else:
+                spelled = next((f"--config.{k}" for k in config_overrides() if k not in CONFIG_FIELDS_USED), None)
+        elif FLAGS[name].present:
+            spelled = f"--{name}"
+        if spelled:
+            _fail(f"{spelled} is not used here: {instead}", 2)
+
 
 def parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, with configs/<dataset>.py as the --config default (see CONFIG_FILE_DEFAULTS)
     and one-line errors (exit 2) instead of tracebacks."""
     argv = list(argv)
     import_modules(argv[1:])
+    injected = set()
     for name, default in CONFIG_FILE_DEFAULTS.items():
         path = default(argv[1:]) if flag_value(argv[1:], name) is None else None
         if path is not None:
             argv.insert(1, f"--{name}={path}")
+            injected.add(name)
     try:
-        return FLAGS(argv)
+        rest = FLAGS(argv)
+        _refuse_unused(injected)
+        return rest
     except flags.Error as error:
         _fail(f"{error}", 2)
     except (AttributeError, KeyError) as error:  # ml_collections: an unknown --config.a.b field
@@ -156,11 +191,28 @@ def silence_orbax_shutdown_noise() -> None:
     threading.excepthook = lambda a: None if _is_closed_loop_noise(a.exc_value) else thread_hook(a)
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM outside the training loop (which saves first, see `spikejax.loop.StopSignal`)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
 def run(main) -> None:
     """app.run(main) with the flags above; SpikejaxError, a full disk and app.UsageError end the process
-    with one line on stderr and the error's exit code."""
+    with one line on stderr and the error's exit code; SIGINT / SIGTERM outside the training loop with one
+    line and exit 130 / 143, after the `finally` blocks on the way (temporary files) have run."""
 
     def guarded(argv):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            current = signal.getsignal(sig)
+            if getattr(current, "startup", False) or current in (signal.default_int_handler, signal.SIG_DFL):
+                signal.signal(sig, _raise_stopped)
         if len(argv) > 1:
             _fail(f"unexpected arguments: {argv[1:]}", 2)
         quiet_logging()
@@ -168,6 +220,13 @@ def run(main) -> None:
             silence_orbax_shutdown_noise()
         try:
             main(argv)
+        except KeyboardInterrupt as error:  # Stopped, or a SIGINT delivered before our handler was in place
+            if _verbose():
+                traceback.print_exc()
+            signum = getattr(error, "signum", signal.SIGINT)
+            print(f"stopped by {signal.Signals(signum).name}; no partial file was left; rerun the same command",
+                  flush=True)
+            sys.exit(128 + signum)
         except SpikejaxError as error:
             if _verbose():
                 traceback.print_exc()

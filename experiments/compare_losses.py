@@ -8,13 +8,21 @@ Tunes every loss (mse, softmax, nll, nll_window) over its grid on the validation
 loss's chosen configuration with --seeds fresh seeds, tests it once, and writes <workdir>/comparison.md,
 comparison.json, replicas.jsonl and the plots (spikejax.compare.sweep, spikejax.compare.report). The replicas of a
 stage train together in one compiled program. Rerunning the same command resumes a killed sweep.
+
+Flags it does not use are refused (exit 2): --loss and --window (the grid names the losses and windows),
+and --epochs or --config.epochs while the sweep sets its own (--sweep.epochs).
 """
-import sys
+if __name__ == "__main__":  # before the imports below, which take seconds
+    import experiments
 
-from absl import app, flags
-from ml_collections import config_flags
+    experiments.exit_on_stop_signal()
 
-from experiments import common
+import sys  # noqa: E402
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from experiments import common  # noqa: E402
 
 config_flags.DEFINE_config_file("sweep", None, "The grid and seeds (default configs/sweep.py; "
                                 "configs/sweep.py:quick with --quick); override fields with --sweep.a=value.",
@@ -42,10 +50,22 @@ def sweep_config():
     return sweep
 
 
+common.NOT_USED.update({
+    "loss": "compare_losses trains every loss over its grid; drop it (choose the losses with --sweep.losses)",
+    "window": "compare_losses trains every loss over its grid; drop it (the windows: "
+              "--sweep.grid.nll_window.window)"})
+
+
+def _check_epochs(grid) -> None:
+    """--epochs / --config.epochs are the run config's; the sweep's own epochs, when set, replace them."""
+    given = "--epochs" if common.FLAGS["epochs"].present else (
+        "--config.epochs" if "epochs" in common.config_overrides() else None)
+    if given and grid.epochs is not None:
+        raise app.UsageError(f"{given} is not used here: the sweep's epochs ({grid.epochs}) apply to both stages; "
+                             f"use --sweep.epochs={common.FLAGS.epochs or common.config_overrides()['epochs']} instead")
+
+
 def main(argv):
-    if common.FLAGS.loss is not None or common.FLAGS.window is not None:
-        raise app.UsageError("compare_losses trains every loss over its grid; drop --loss/--window (choose the "
-                             "losses with --sweep.losses, the windows with --sweep.windows)")
     common.initialize_distributed()
     import jax
 
@@ -54,6 +74,7 @@ def main(argv):
     from spikejax.compare import sweep
 
     config, grid = common.build_config(), sweep_config()
+    _check_epochs(grid)
     sweep.validate(grid)
     workdir = common.FLAGS.workdir or f"runs/compare-{config.dataset}"
     with loop.StopSignal() as stop:

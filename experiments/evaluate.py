@@ -2,13 +2,30 @@
 
   python -m experiments.evaluate --workdir=runs/digits_events-nll
 
-Writes <workdir>/eval.json, accuracy_over_time.png and latency_accuracy.png. The config is read from
-the checkpoint; --data_dir may point at another copy of the data. A missing workdir is an error (exit 2)
+Writes <workdir>/eval.json, accuracy_over_time.png and latency_accuracy.png. The config is the run's own,
+read from its checkpoint: flags that would change what was trained (--loss, --dataset, --epochs,
+--config=FILE, --config.optimizer.learning_rate, ...) are refused (exit 2); the evaluation settings
+--data_dir (or --config.data_dir) and --config.eval_batch_size are applied. The data is looked for in
+--data_dir, else $SPIKEJAX_DATA_DIR, else where the run recorded it. A missing workdir is an error (exit 2)
 and is never created.
 """
-from absl import app
+if __name__ == "__main__":  # before the imports below, which take seconds
+    import experiments
 
-from experiments import common
+    experiments.exit_on_stop_signal()
+
+from absl import app  # noqa: E402
+
+from experiments import common  # noqa: E402
+
+_FROM_CHECKPOINT = "experiments.evaluate reads it from the run's checkpoint; drop it"
+common.NOT_USED.update({
+    "config": "experiments.evaluate reads the run's config from its checkpoint; drop it (evaluation settings: "
+              "--data_dir, --config.eval_batch_size)",
+    "batch_size": "experiments.evaluate reads the training batch size from the run's checkpoint; set the "
+                  "evaluation batch with --config.eval_batch_size",
+    **{name: _FROM_CHECKPOINT for name in ("dataset", "loss", "window", "epochs", "seed", "max_steps")}})
+common.CONFIG_FIELDS_USED = ("data_dir", "eval_batch_size")
 
 
 def main(argv):
@@ -17,9 +34,10 @@ def main(argv):
     common.initialize_distributed()
     from spikejax import evaluate
 
-    config = evaluate.saved_config(common.FLAGS.workdir)
-    if common.FLAGS.data_dir:
-        config.data_dir = common.FLAGS.data_dir
+    overrides = common.config_overrides()
+    config = evaluate.evaluation_config(common.FLAGS.workdir,
+                                        data_dir=common.FLAGS.data_dir or overrides.get("data_dir"),
+                                        eval_batch_size=overrides.get("eval_batch_size"))
     evaluate.evaluate(config, common.FLAGS.workdir)
 
 

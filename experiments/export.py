@@ -36,6 +36,14 @@ from absl import flags  # noqa: E402
 
 from experiments import common  # noqa: E402
 
+_FROM_CHECKPOINT = "experiments.export reads the run's config from its checkpoint; drop it"
+common.NOT_USED.update({
+    "data_dir": "experiments.export reads no data; drop it",
+    **{name: _FROM_CHECKPOINT for name in ("config", "dataset", "loss", "window", "epochs", "batch_size", "seed",
+                                           "max_steps")},
+    **{name: "experiments.export runs in one process; drop it"
+       for name in ("coordinator_address", "num_processes", "process_id", "distributed")}})
+
 flags.DEFINE_float("dt", 1e-4, "NIR time step in seconds (importers discretise with it; snnTorch assumes 1e-4).")
 flags.DEFINE_bool("approximate", False, "Export a subtractive-reset model with NIR's reset to zero (other "
                   "frameworks will then produce different spikes).")

@@ -1,11 +1,26 @@
 """Dataset statistics and a picture of one sample's binned events over time.
 
   python -m experiments.inspect_data --dataset=digits_events --out=sample.png
-"""
-import numpy as np
-from absl import flags
 
-from experiments import common
+Reads the dataset as --config (default configs/<--dataset>.py) and its --config.data.* fields bin it; flags
+of training (--loss, --epochs, --workdir, ...) are refused (exit 2).
+"""
+if __name__ == "__main__":  # before the imports below, which take seconds
+    import experiments
+
+    experiments.exit_on_stop_signal()
+
+import numpy as np  # noqa: E402
+from absl import flags  # noqa: E402
+
+from experiments import common  # noqa: E402
+
+common.NOT_USED.update({
+    "workdir": "experiments.inspect_data reads a dataset, not a run; drop it (--out names the picture)",
+    **{name: "experiments.inspect_data does not train; drop it"
+       for name in ("loss", "window", "epochs", "batch_size", "seed", "max_steps")},
+    **{name: "experiments.inspect_data runs in one process; drop it"
+       for name in ("coordinator_address", "num_processes", "process_id", "distributed")}})
 
 flags.DEFINE_enum("split", "train", ["train", "test"], "Split to inspect.")
 flags.DEFINE_integer("index", 0, "Sample to draw.")

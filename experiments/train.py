@@ -5,10 +5,16 @@
   python -m experiments.train --dataset=nmnist --config.optimizer.learning_rate=3e-4
 
 Rerunning with the same --workdir resumes from its newest intact checkpoint. SIGTERM/SIGINT save a
-checkpoint and exit with 128 + the signal number. This file is intentionally short: the logic lives in
-`spikejax.train`, which can be imported and tested.
+checkpoint and exit with 128 + the signal number; elsewhere (start-up, data loading, compilation,
+evaluation) they exit at once with one line (130 / 143). This file is intentionally short: the logic lives
+in `spikejax.train`, which can be imported and tested.
 """
-from experiments import common
+if __name__ == "__main__":  # before the imports below, which take seconds
+    import experiments
+
+    experiments.exit_on_stop_signal()
+
+from experiments import common  # noqa: E402
 
 
 def main(argv):

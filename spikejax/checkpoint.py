@@ -4,7 +4,7 @@ A checkpoint at step N holds two items:
   state  the train state pytree (params, optimizer state with its hyperparameters, step), restored onto the
          shardings of a template state
   meta   JSON: the data-iterator state ({"epoch", "position"}) after step N, the run's config, the training
-         wall time so far (seconds) and the state's layout (STATE_LAYOUT)
+         wall time so far (seconds), the train split's content fingerprint and the state's layout (STATE_LAYOUT)
 
 Guarantees:
 - Never saves a non-finite state: `save` checks every parameter and optimizer leaf first and raises
@@ -14,7 +14,8 @@ Guarantees:
 - `restore_latest` falls back from a damaged checkpoint (truncated or missing file) to the newest intact
   one, with a warning naming the damaged folder; a training run moves damaged folders aside
   (<step>.damaged-<time>) so that it can save that step again.
-- Resume policy: a checkpoint's config may differ from the run's only in RESUMABLE_FIELDS.
+- Resume policy: a checkpoint's config may differ from the run's only in RESUMABLE_FIELDS, and its train
+  split's content fingerprint must be the data's now (`check_same_data`; data_dir may move, the data may not).
 """
 from __future__ import annotations
 
@@ -53,6 +54,18 @@ def check_resumable(saved: dict, current: dict) -> None:
         raise ConfigMismatchError(
             "the workdir holds a checkpoint of a run with a different config; refusing to mix them:\n"
             + "\n".join(diffs) + "\nUse a new --workdir, or rerun with the checkpoint's settings.")
+
+
+def check_same_data(saved_meta: dict, fingerprint: str, source: str) -> None:
+    """ConfigMismatchError when the checkpoint was trained on a train split of other content: its meta's
+    "data_fingerprint" (`spikejax.data.cache.content_fingerprint`) differs from `fingerprint` (of the split
+    read now from `source`). A checkpoint without one (older spikejax) is accepted."""
+    before = saved_meta.get("data_fingerprint")
+    if before is not None and before != fingerprint:
+        raise ConfigMismatchError(
+            f"the workdir's checkpoint was trained on other data: train split fingerprint {before} (checkpoint) != "
+            f"{fingerprint} (now, {source}); point --data_dir or $SPIKEJAX_DATA_DIR at the data it was trained on, "
+            "or use a new --workdir")
 
 
 def finite(tree) -> jax.Array:
@@ -151,14 +164,25 @@ class Checkpointer:
         `set_aside_damaged` it is renamed to <step>.damaged-<unix time>. One whose parameters or optimizer
         state hold NaN or inf is skipped too, and said so. A checkpoint of an older state layout (meta
         "state_layout" below STATE_LAYOUT) is restored onto `legacy = (template, convert)`'s template and
-        converted. Raises NoCheckpointError when checkpoints exist but none is intact.
+        converted. Steps are listed afresh after each failure, so a run saving meanwhile (which adds a step
+        and deletes old ones) is followed, and a step deleted while it was read is not called damaged; a step
+        still being written (<step>.orbax-checkpoint-tmp-*) is never read. Raises NoCheckpointError when
+        checkpoints exist but none is intact, or (reading, not `set_aside_damaged`: a training run holds the
+        lock, so its temporary folders are a killed run's) when none is complete yet.
         """
-        steps = self.all_steps()
-        damaged = []
-        for step in reversed(steps):
+        damaged, tried = [], set()
+        while True:
+            # the newest step not tried yet, listed afresh: a run writing meanwhile adds steps and deletes old ones
+            fresh = [s for s in self.all_steps() if s not in tried]
+            if not fresh:
+                break
+            step = fresh[-1]
+            tried.add(step)
             try:
                 meta = self.restore_meta(step)
             except Exception as error:  # orbax/tensorstore raise many types for a damaged file
+                if self._vanished(step):
+                    continue
                 self._report_damaged(step, error)
                 damaged.append(step)
                 continue
@@ -168,6 +192,8 @@ class Checkpointer:
             try:
                 state = self.restore_state(step, legacy[0] if old else template)
             except Exception as error:
+                if self._vanished(step):
+                    continue
                 self._report_damaged(step, error)
                 damaged.append(step)
                 continue
@@ -183,10 +209,28 @@ class Checkpointer:
             if damaged:
                 _warn(f"using the newest intact checkpoint, step {step}")
             return Restored(step, state, meta)
-        if steps:
-            raise NoCheckpointError(f"every checkpoint in {self.directory} is damaged (steps {steps}); move the "
-                                    "folder away to start afresh")
+        if damaged:
+            raise NoCheckpointError(f"every checkpoint in {self.directory} is damaged (steps {sorted(damaged)}); move "
+                                    "the folder away to start afresh")
+        writing = self.being_written()
+        if not set_aside_damaged and (writing or tried):  # a reader beside a training run (which holds the lock)
+            what = f"step {writing[0]} is being written" if writing else "its checkpoints were replaced while read"
+            raise NoCheckpointError(f"no complete checkpoint in {self.directory} yet ({what}); wait for the training "
+                                    "run to save one, then rerun")
         return None
+
+    def _vanished(self, step: int) -> bool:
+        """Whether `step` was replaced while it was read: gone, or a newer step appeared (a run saved one and
+        is deleting this one). Not damaged: the newer one is read instead. Re-reads the list of steps."""
+        self.manager.reload()
+        return not os.path.isdir(os.path.join(self.directory, str(step))) or max(self.all_steps(), default=-1) > step
+
+    def being_written(self) -> list[int]:
+        """Steps with a temporary folder (<step>.orbax-checkpoint-tmp-*): being written by a live run, or left
+        by a killed one. Never read as checkpoints."""
+        names = glob.glob(os.path.join(glob.escape(self.directory), "*.orbax-checkpoint-tmp*"))
+        return sorted({int(os.path.basename(n).split(".", 1)[0]) for n in names
+                       if os.path.basename(n).split(".", 1)[0].isdigit()}, reverse=True)
 
     def _report_damaged(self, step: int, error: BaseException) -> None:
         _warn(f"checkpoint {os.path.join(self.directory, str(step))} is damaged and is skipped "

@@ -5,6 +5,7 @@
   evaluate_split(config, params, split, ...)     every sample of a split once -> the summary dict
   evaluate_params(config, workdir, params, ...)  test split (and validation) -> eval.json and two plots
   restore(config, workdir)                       the newest intact checkpoint -> RestoredRun
+  evaluation_config(workdir, data_dir=..., eval_batch_size=...)   the run's own config, evaluation settings applied
   evaluate(config, workdir)                      the newest intact checkpoint of `workdir` -> eval.json
 
 Sums first, then one division at the end, so padding (mask 0) counts nowhere and the result does not
@@ -26,7 +27,7 @@ from spikejax import build, parallel, readout
 from spikejax import data as data_lib
 from spikejax.checkpoint import Checkpointer
 from spikejax.data.device import unpack_spikes
-from spikejax.errors import MissingDependencyError, NoCheckpointError
+from spikejax.errors import ConfigError, MissingDependencyError, NoCheckpointError
 from spikejax.workdir import atomic_write_json, log
 
 DECISION_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
@@ -233,7 +234,31 @@ def saved_config(workdir: str):
                 return ml_collections.ConfigDict(config_lib.upgrade(checkpointer.restore_meta(step)["config"]))
             except Exception:  # a damaged meta item: restore_latest reports it by name later
                 continue
+        writing = checkpointer.being_written()
+    if writing:
+        raise NoCheckpointError(f"no complete checkpoint in {directory} yet (step {writing[0]} is being written); "
+                                "wait for the training run to save one, then rerun")
     raise NoCheckpointError(f"no checkpoint in {directory}; train first")
+
+
+EVALUATION_FIELDS = ("data_dir", "eval_batch_size")  # what an evaluation may set; the rest is the run's
+
+
+def evaluation_config(workdir: str, **settings):
+    """The run's own config (`saved_config`) with the evaluation-only `settings` (EVALUATION_FIELDS; None:
+    not given) applied. The data directory: the one given, else $SPIKEJAX_DATA_DIR when set, else the one
+    recorded with the checkpoint (else the default): where the data is now wins over where it was."""
+    unknown = sorted(set(settings) - set(EVALUATION_FIELDS))
+    if unknown:
+        raise ConfigError(f"{unknown[0]} is not an evaluation setting; evaluation may set {list(EVALUATION_FIELDS)} "
+                          "and reads the rest from the run's checkpoint")
+    config = saved_config(workdir)
+    for key, value in settings.items():
+        if value is not None:
+            config[key] = value
+    if settings.get("data_dir") is None and os.environ.get("SPIKEJAX_DATA_DIR"):
+        config.data_dir = None  # data.default_data_dir() reads $SPIKEJAX_DATA_DIR
+    return config
 
 
 def evaluate(config, workdir: str) -> dict:

@@ -11,6 +11,7 @@ at epoch ends, checkpoint on a cadence, and stop on a signal after saving.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -29,7 +30,9 @@ from spikejax.workdir import lock_workdir, log
 
 
 class StopSignal:
-    """Turns SIGTERM/SIGINT into a flag the loop checks after each step (save, then stop). The handlers
+    """Turns SIGTERM/SIGINT during `Session.train`'s loop into a flag the loop checks after each step (save,
+    then stop). Outside the loop (loading data, compiling, evaluating) a signal goes to the previous
+    handler at once (Python's default: KeyboardInterrupt for SIGINT, termination for SIGTERM). The handlers
     are installed on __enter__ and the previous ones restored on __exit__; the library never installs
     them itself (the command-line entry points do)."""
 
@@ -38,6 +41,7 @@ class StopSignal:
     def __init__(self):
         self.received: str | None = None
         self.previous = {}
+        self.in_loop = False  # set by Session.train while it steps
 
     def __enter__(self):
         for sig in self.SIGNALS:
@@ -45,7 +49,15 @@ class StopSignal:
         return self
 
     def _handle(self, signum, frame):
-        self.received = signal.Signals(signum).name
+        if self.in_loop:
+            self.received = signal.Signals(signum).name
+            return
+        previous = self.previous.get(signum)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:  # SIG_DFL: what the signal would have done without us
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
 
     def __exit__(self, *exc):
         for sig, handler in self.previous.items():
@@ -120,6 +132,19 @@ class Outcome:
 Report = Callable[[int, dict, object, "int | None"], "tuple[dict[str, float], str]"]
 
 
+@contextlib.contextmanager
+def _in_loop(stop: StopSignal | None):
+    """While the loop steps, `stop` turns signals into its flag (see StopSignal)."""
+    if stop is None:
+        yield
+        return
+    stop.in_loop = True
+    try:
+        yield
+    finally:
+        stop.in_loop = False
+
+
 class Session:
     """A program's hold on its workdir: the lock, the checkpointer and the restored state.
 
@@ -138,8 +163,6 @@ class Session:
         self.stack = None
 
     def __enter__(self) -> Session:
-        import contextlib
-
         self.stack = contextlib.ExitStack()
         try:
             self.stack.enter_context(lock_workdir(self.workdir))
@@ -178,7 +201,7 @@ class Session:
                                           state=meta["data"])
         progress = Progress(step, plan.stop_at, samples_per_step or plan.batch_size)
         seconds_before, started = meta["train_seconds"], time.time()
-        with MetricWriter(self.workdir, resume_step=last_saved) as writer:
+        with MetricWriter(self.workdir, resume_step=last_saved) as writer, _in_loop(stop):
             for batch in data_lib.prefetch(iterator) if step < plan.stop_at else ():
                 state, metrics = step_fn(state, *parallel.global_batch_arrays(self.mesh, batch))
                 step += 1

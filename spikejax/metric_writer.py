@@ -12,6 +12,8 @@ import time
 
 import jax
 
+from spikejax.files import atomic_write, open_append
+
 
 class MetricWriter:
     """metrics.jsonl (one JSON object per logged step) and TensorBoard event files (tensorboardX, no
@@ -30,7 +32,7 @@ class MetricWriter:
         path = os.path.join(workdir, "metrics.jsonl")
         if resume_step is not None:
             _truncate_jsonl(path, resume_step)
-        self.jsonl = open(path, "a")
+        self.jsonl = open_append(path)  # a symlink there is refused, never followed
         self.tensorboard = _EventFile(os.path.join(workdir, "tensorboard"),
                                       purge_step=None if resume_step is None else resume_step + 1)
 
@@ -86,7 +88,7 @@ class _EventFile:
 
 def _truncate_jsonl(path: str, last_step: int) -> None:
     """Keeps the complete lines of `path` with step <= last_step (a torn last line is dropped too)."""
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         return
     kept = []
     with open(path) as f:
@@ -97,10 +99,7 @@ def _truncate_jsonl(path: str, last_step: int) -> None:
                 continue
             if line.endswith("\n") and record.get("step", 0) <= last_step:
                 kept.append(line)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.writelines(kept)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.writelines(kept))
 
 
 class Progress:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from spikejax.errors import require
+from spikejax.files import atomic_write
 
 
 def _pyplot():
@@ -24,8 +25,16 @@ def _finish(plt, fig, ax, path: str, xlabel: str, ylabel: str, *, unit_y: bool =
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)
+
+
+def _save(plt, fig, path: str) -> None:
+    """The PNG written whole (temporary file + rename, `spikejax.files.atomic_write`); a symlink at `path`
+    is refused."""
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120), mode="wb")
+    finally:
+        plt.close(fig)
 
 
 def accuracy_over_time(results: dict[str, dict], path: str) -> None:
@@ -77,8 +86,7 @@ def event_frames(frames: np.ndarray, path: str, title: str, columns: int = 10) -
             ax.axis("off")
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def bands_over_time(curves: dict[str, np.ndarray], path: str) -> None:

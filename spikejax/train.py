@@ -3,7 +3,8 @@
   train_and_evaluate(config, workdir, stop=None)   -> the eval dict (also <workdir>/eval.json)
 
 The run, in order: validate the config, load both data splits and build the model (nothing is written
-before these pass), lock the workdir, restore the newest intact checkpoint and refuse a conflicting config,
+before these pass), lock the workdir, restore the newest intact checkpoint and refuse a conflicting config
+or other training data (by content fingerprint),
 then train (`spikejax.loop`) and evaluate (`spikejax.evaluate`). Failures are exceptions from
 `spikejax.errors` (NonFiniteError, DiskFullError, Interrupted, ...); the library never exits the process and
 installs no signal handler (pass a `loop.StopSignal`).
@@ -18,7 +19,7 @@ from flax import nnx
 
 from spikejax import build, loop, parallel, step
 from spikejax import config as config_lib
-from spikejax.checkpoint import check_resumable
+from spikejax.checkpoint import check_resumable, check_same_data
 from spikejax.evaluate import evaluate_params, run_record
 from spikejax.workdir import atomic_write_json, log
 
@@ -60,10 +61,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stop:
     config_json = config_lib.to_dict(config)
     legacy = (build.legacy_state(config, params, plan.total_steps),
               lambda old: parallel.replicate(build.from_legacy_state(old, tx), mesh))
-    defaults = {"data": {"epoch": 0, "position": 0}, "config": config_json, "train_seconds": 0.0}
+    defaults = {"data": {"epoch": 0, "position": 0}, "config": config_json, "train_seconds": 0.0,
+                "data_fingerprint": train_data.fingerprint}
+
+    def check_meta(saved):
+        check_resumable(saved["config"], config_json)
+        check_same_data(saved, train_data.fingerprint, train_data.path)
 
     with loop.Session(workdir, state, defaults, mesh=mesh, keep=config.keep_checkpoints, legacy=legacy,
-                      check_meta=lambda saved: check_resumable(saved["config"], config_json)) as session:
+                      check_meta=check_meta) as session:
         session.meta["config"] = config_json  # the resumable fields (epochs, ...) are today's
         if jax.process_index() == 0:  # for people; resuming reads the copy inside each checkpoint
             atomic_write_json(os.path.join(workdir, "config.json"), config_json)

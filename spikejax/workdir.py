@@ -2,7 +2,7 @@
 process-0 log.
 
   log(message)                     prints on process 0 only
-  atomic_write_json(path, obj)     a reader sees the old file or the new one, never half of one
+  atomic_write_json(path, obj)     a reader sees the old file or the new one, never half of one (spikejax.files)
   WorkdirLock(workdir)             one run per workdir: an flock on <workdir>/.lock holding the owner's pid
   lock_workdir(workdir)            the lock for a block, agreed by every process of a multi-process run
 """
@@ -11,14 +11,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import socket
 
 import jax
 import jax.numpy as jnp
 
-from spikejax.errors import WorkdirLockedError
+from spikejax.errors import UsageError, WorkdirLockedError
+from spikejax.files import atomic_write_json, refuse_symlink  # noqa: F401 (atomic_write_json: re-exported)
 
 
 def log(message: str) -> None:
@@ -27,28 +27,14 @@ def log(message: str) -> None:
         print(message, flush=True)
 
 
-def atomic_write_json(path: str, obj) -> None:
-    """Writes JSON to a temporary file and renames it over `path`: a reader (or a crash, or a full disk)
-    sees the old file or the new one, never half of one."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 class WorkdirLock:
     """Exclusive use of a workdir by one run (one process: multi-process runs lock on process 0).
 
     An advisory `flock` on <workdir>/.lock. The kernel drops it when its process dies, however it dies, so
     the lock of a dead process is simply taken over (`stale_owner` then names it); the file holds the
     owner's host and pid for the message. A second run raises WorkdirLockedError naming the workdir and the
-    holder. Creates the workdir, and removes it again on release if the run left nothing else in it.
+    holder. Creates the workdir, and removes it again on release if the run left nothing else in it. A
+    `.lock` that is a symlink is refused (UsageError), never followed.
     """
 
     def __init__(self, workdir: str):
@@ -61,7 +47,14 @@ class WorkdirLock:
     def acquire(self) -> WorkdirLock:
         self.created = not os.path.isdir(self.workdir)
         os.makedirs(self.workdir, exist_ok=True)
-        self.file = open(self.path, "a+")
+        refuse_symlink(self.path)
+        try:  # O_NOFOLLOW: a symlink put there after the check is not followed either
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as error:
+            if error.errno != errno.ELOOP:
+                raise
+            raise UsageError(f"{self.path} is a symlink; spikejax never follows it: remove it and rerun") from None
+        self.file = os.fdopen(fd, "r+")
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:

@@ -31,7 +31,8 @@ from spikejax import losses
 from spikejax.compare import stats
 from spikejax.compare.sweep import describe
 from spikejax.errors import MissingDependencyError
-from spikejax.workdir import atomic_write_json, log
+from spikejax.files import atomic_write, atomic_write_json
+from spikejax.workdir import log
 
 METRICS = {  # name: (what it is, the direction the paper claims for spikemax against the other losses)
     "accuracy": ("test accuracy", "positive"),
@@ -71,7 +72,7 @@ def metrics(test: dict) -> dict[str, float]:
 def analyse(result: dict) -> dict:
     """comparison.json's content: per loss its selected config and the statistics of every metric over the
     seeds; the paired differences; the claims with raw and Holm-adjusted p-values."""
-    labels = list(result["sweep"]["losses"])
+    labels = [label for label in result["sweep"]["losses"] if result["selection"][label]["row"] is not None]
     by_label: dict[str, dict[int, dict]] = {label: {} for label in labels}
     for record in result["final"]:
         by_label[record["row"]["label"]][record["row"]["seed"]] = metrics(record["test"])
@@ -100,7 +101,34 @@ def analyse(result: dict) -> dict:
         difference = paired[claim["pair"]][claim["metric"]]
         claim.update(mean=difference["mean"], ci95=difference["ci95"], p=difference["p"], p_holm=p,
                      verdict=stats.verdict({**difference, "p_holm": p}, claim["claim"], p_key="p_holm"))
-    return {"seeds": seeds, "losses": losses, "paired": paired, "claims": claims}
+    unselected = [label for label in result["sweep"]["losses"] if label not in labels]
+    return {"seeds": seeds, "losses": losses, "paired": paired, "claims": claims,
+            "diverged": diverged(result), "every_configuration_diverged": unselected}
+
+
+def diverged(result: dict) -> list[dict]:
+    """Every replica that diverged (was frozen), tuning and final: {"stage", "label", "config" (the row
+    without the seed), "seed", "step"}, in run order."""
+    return [{"stage": stage, "label": r["row"]["label"], "config": {k: v for k, v in r["row"].items() if k != "seed"},
+             "seed": r["row"]["seed"], "step": r["frozen_at"]}
+            for stage in ("tune", "final") for r in result[stage] if r["frozen_at"] is not None]
+
+
+def diverged_lines(analysis: dict) -> list[str]:
+    """comparison.md's list of diverged configurations: one line per configuration, its seeds and steps."""
+    groups: dict[str, list[dict]] = {}
+    for d in analysis["diverged"]:
+        groups.setdefault(json.dumps([d["stage"], d["config"]], sort_keys=True), []).append(d)
+    lines = []
+    for items in groups.values():
+        first = items[0]
+        at = ", ".join(f"seed {d['seed']} at step {d['step']}" for d in items)
+        lines.append(f"- {first['stage']}: {first['label']} {describe(first['config'])}: diverged ({at}); never "
+                     "selected")
+    for label in analysis["every_configuration_diverged"]:
+        lines.append(f"- **{label}: every configuration diverged in tuning**; nothing was selected, so it has no "
+                     "final stage and no row in the table")
+    return lines or ["None: every replica stayed finite."]
 
 
 def _cell(s: dict, digits: int) -> str:
@@ -176,6 +204,10 @@ def markdown(result: dict, analysis: dict, host: dict) -> str:
         "test split was used once, for the kept configurations, with fresh seeds. Each row: mean ± std over "
         "the seeds. Every loss sees the same batches, and seed s gives every loss the same initial weights.",
         "", table(analysis), "",
+        "## Diverged configurations", "",
+        "A replica whose loss, gradients or parameters became non-finite was frozen at that step (its last finite "
+        "state kept); a configuration with a diverged seed is never selected.", "",
+        *diverged_lines(analysis), "",
         "## The paper's claims",
         "",
         "One family of paired t-tests over the seeds (spikemax minus the other loss, per seed), Holm-adjusted; "
@@ -197,19 +229,16 @@ def write(result: dict, workdir: str) -> dict:
     atomic_write_json(os.path.join(workdir, "comparison.json"), {
         **analysis, "config": result["config"], "sweep": result["sweep"], "grid": result["grid"],
         "selection_rule": "highest mean final validation accuracy over the tuning seeds; configurations with a "
-                          "diverged seed are not eligible; ties to the first in grid order",
+                          "diverged seed are never selected; ties to the first in grid order; a loss all of whose "
+                          "configurations diverged is listed in every_configuration_diverged, not compared",
         "candidates": {label: s["candidates"] for label, s in result["selection"].items()},
         "train_seconds": result["train_seconds"], "machine": host})
-    tmp = os.path.join(workdir, f"replicas.jsonl.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        for stage in ("tune", "final"):
-            for record in result[stage]:
-                f.write(json.dumps({"stage": stage, "label": record["row"]["label"], "seed": record["row"]["seed"],
-                                    "config": record["row"], **{k: v for k, v in record.items() if k != "row"}})
-                        + "\n")
-    os.replace(tmp, os.path.join(workdir, "replicas.jsonl"))
-    with open(os.path.join(workdir, "comparison.md"), "w") as f:
-        f.write(markdown(result, analysis, host))
+    lines = [json.dumps({"stage": stage, "label": record["row"]["label"], "seed": record["row"]["seed"],
+                         "config": record["row"], **{k: v for k, v in record.items() if k != "row"}}) + "\n"
+             for stage in ("tune", "final") for record in result[stage]]
+    atomic_write(os.path.join(workdir, "replicas.jsonl"), lambda f: f.writelines(lines))
+    text = markdown(result, analysis, host)
+    atomic_write(os.path.join(workdir, "comparison.md"), lambda f: f.write(text))
     curves, tradeoff = {}, {}
     for record in result["final"]:
         label, test = record["row"]["label"], record["test"]

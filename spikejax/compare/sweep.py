@@ -10,7 +10,8 @@ The comparison runs in two stages, each a set of programs of at most `max_replic
   tune   every configuration of the grid (per loss: learning rates x that loss's parameters) with
          `tune_seeds` seeds 1000, 1001, ...; validation accuracy only, the test split is not touched.
   select per loss, the configuration with the highest mean final validation accuracy over its tuning seeds;
-         a configuration any of whose seeds diverged is not eligible; ties go to the first in grid order.
+         a configuration any of whose seeds diverged is never selected; ties go to the first in grid order.
+         A loss all of whose configurations diverged is reported as diverged and has no final stage.
   final  each selected configuration with `seeds` fresh seeds 0, 1, ... (disjoint from the tuning seeds, so
          the reported spread carries no selection bias), evaluated once on the test split.
 Every replica of a run sees the same batches in the same order (the data order is the run config's
@@ -20,7 +21,9 @@ losses compare paired, seed by seed.
 A program lives in its own folder: checkpoints/ (the stacked train state; meta: the data-iterator state,
 the validation curves so far, the training time) and, once done, result.json. A rerun of the same command
 returns finished programs' results and resumes unfinished ones from their newest intact checkpoint; a
-different config or grid in the same folder is refused.
+different config or grid in the same folder is refused, and so is a different length (epochs, max_steps:
+unlike a single run, a sweep program may not be extended or shortened, finished or not, since the programs of
+one comparison must train equally long).
 
 Labels (the losses as reports name them) are the registry's comparison labels (`spikejax.losses.labels()`):
 every registered loss, and variants such as nll_window (spike NLL over sliding windows).
@@ -36,9 +39,9 @@ import numpy as np
 
 from spikejax import build, evaluate, loop, losses, parallel
 from spikejax import config as config_lib
-from spikejax.checkpoint import check_resumable
+from spikejax.checkpoint import check_resumable, check_same_data
 from spikejax.compare import replicas
-from spikejax.errors import ConfigError, ConfigMismatchError
+from spikejax.errors import ConfigError, ConfigMismatchError, RunError
 from spikejax.workdir import atomic_write_json, log
 
 TUNE_SEED_OFFSET = 1000
@@ -130,24 +133,29 @@ def describe(row: dict) -> str:
 
 
 def select(records: list[dict]) -> dict[str, dict]:
-    """Per label, the configuration with the highest mean final validation accuracy over its seeds
-    (eligible only if no seed diverged; ties to the first in grid order):
-    {label: {"row", "validation_mean", "candidates": [{"row", "validation_mean", "values", "diverged"}]}}."""
+    """Per label, the configuration with the highest mean final validation accuracy over its seeds; one any
+    of whose seeds diverged is never selected (ties to the first in grid order). A label all of whose
+    configurations diverged has "row" and "validation_mean" None: it is reported as diverged, not compared.
+    {label: {"row", "validation_mean", "candidates": [{"row", "validation_mean", "values", "diverged",
+    "diverged_at": {seed: step}}]}}."""
     groups: dict[str, dict] = {}
     for record in records:
         group = groups.setdefault(_key(record["row"]), {"row": {k: v for k, v in record["row"].items()
-                                                                if k != "seed"}, "values": [], "diverged": False})
+                                                                if k != "seed"}, "values": [], "diverged": False,
+                                                        "diverged_at": {}})
         group["values"].append(record["validation"]["accuracy"])
-        group["diverged"] |= record["frozen_at"] is not None
+        if record["frozen_at"] is not None:
+            group["diverged"] = True
+            group["diverged_at"][str(record["row"].get("seed"))] = record["frozen_at"]
     chosen: dict[str, dict] = {}
     for group in groups.values():
         group["validation_mean"] = float(np.mean(group["values"]))
         entry = chosen.setdefault(group["row"]["label"], {"candidates": []})
         entry["candidates"].append(group)
     for entry in chosen.values():
-        eligible = [c for c in entry["candidates"] if not c["diverged"]] or entry["candidates"]
-        best = max(eligible, key=lambda c: c["validation_mean"])  # max keeps the first of equal values
-        entry.update(row=best["row"], validation_mean=best["validation_mean"])
+        eligible = [c for c in entry["candidates"] if not c["diverged"]]
+        best = max(eligible, key=lambda c: c["validation_mean"]) if eligible else None  # max keeps the first
+        entry.update(row=best and best["row"], validation_mean=best and best["validation_mean"])
     return chosen
 
 
@@ -206,9 +214,15 @@ def run_program(config, rows: list[dict], folder: str, *, test: bool, stop: loop
                                                    "accuracy": [s["accuracy"] for s in summaries],
                                                    "loss": [s["mean_loss"] for s in summaries]}]}
 
-    defaults = {"data": {"epoch": 0, "position": 0}, "identity": identity, "curve": [], "train_seconds": 0.0}
+    defaults = {"data": {"epoch": 0, "position": 0}, "identity": identity, "curve": [], "train_seconds": 0.0,
+                "data_fingerprint": train_data.fingerprint}
+
+    def check_meta(saved):
+        _check_identity(saved["identity"], identity, folder)
+        check_same_data(saved, train_data.fingerprint, train_data.path)
+
     with loop.Session(folder, state, defaults, mesh=mesh, keep=config.keep_checkpoints, title=title,
-                      check_meta=lambda saved: _check_identity(saved["identity"], identity, folder)) as session:
+                      check_meta=check_meta) as session:
         first = int(np.asarray(jax.device_get(session.state["step"]))[0])
         log(f"{title}: {len(rows)} replicas in one program on {mesh.size} device(s), {len(train_data)} training "
             f"samples ({len(validation)} held out), batch {config.batch_size}, steps {first} -> {plan.stop_at}")
@@ -232,7 +246,21 @@ def _record(r: int, row: dict, meta: dict, tested: dict | None, frozen_at: int) 
             "test": tested, "train_seconds": meta["train_seconds"]}
 
 
+# The fields a sweep program may not change even to resume (a single run may): how long it trains. Every
+# program of a comparison trains equally long, and a finished program's results stand for its own length only.
+LENGTH_FIELDS = ("epochs", "max_steps")
+
+
 def _check_identity(saved: dict, current: dict, folder: str) -> None:
+    """ConfigMismatchError unless the program in `folder` is this one: the same replicas and stage, a config
+    that `check_resumable` accepts, and the same LENGTH_FIELDS (named with both values)."""
+    for field in LENGTH_FIELDS:
+        before, now = saved["config"].get(field), current["config"].get(field)
+        if before != now:
+            flag = "--sweep.epochs" if field == "epochs" else "--config.max_steps"
+            raise ConfigMismatchError(f"{folder} holds a sweep program trained with {field} = {before!r}, now "
+                                      f"{field} = {now!r}; a comparison's programs all train equally long: rerun "
+                                      f"with {flag}={before}, or use a new --workdir")
     check_resumable(saved["config"], current["config"])
     if saved["rows"] != current["rows"] or saved.get("test") != current["test"]:
         raise ConfigMismatchError(f"{folder} holds a sweep program with other replicas (a different grid, seeds or "
@@ -291,9 +319,17 @@ def compare_losses(config, sweep, workdir: str, *, stop: loop.StopSignal | None 
                             title=f"tune {i + 1}/{len(programs)}")
     selection = select(tune)
     for label in sweep.losses:
+        if selection[label]["row"] is None:
+            log(f"nothing selected for {label}: every configuration diverged in tuning; it is reported as diverged "
+                "and left out of the final stage")
+            continue
         log(f"selected for {label}: {describe(selection[label]['row'])} (mean validation accuracy "
             f"{selection[label]['validation_mean']:.4f} over {sweep.tune_seeds} tuning seed(s))")
-    final_rows = with_seeds([selection[label]["row"] for label in sweep.losses], range(sweep.seeds))
+    selected = [label for label in sweep.losses if selection[label]["row"] is not None]
+    if not selected:
+        raise RunError(f"every configuration of every loss diverged in tuning (see {workdir}/tune/*/result.json); "
+                       "lower --sweep.learning_rates and rerun with a new --workdir")
+    final_rows = with_seeds([selection[label]["row"] for label in selected], range(sweep.seeds))
     final: list[dict] = []
     programs = _programs(final_rows, sweep.max_replicas)
     for i, rows in enumerate(programs):

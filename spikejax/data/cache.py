@@ -60,6 +60,7 @@ class CachedSplit:
     classes: list[str]
     path: str
     rows: np.ndarray | None = None  # a subset: sample i is row rows[i] of `spikes` (labels etc. already subset)
+    fingerprint: str = ""  # of the whole cached split's content (`content_fingerprint`); a subset keeps it
 
     @property
     def num_features(self) -> int:
@@ -320,6 +321,12 @@ def verify(path: str) -> dict:
     return meta
 
 
+def content_fingerprint(meta: dict) -> str:
+    """16 hex digits of SHA-256 over every array file's size and CRC-32 (meta.json's "files"): equal for the
+    same binned samples, labels and order, whatever folder, cache key or source path they came from."""
+    return hashlib.sha256(json.dumps(meta["files"], sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _open(path) -> CachedSplit:
     meta = verify(path)
 
@@ -342,4 +349,5 @@ def _open(path) -> CachedSplit:
     return CachedSplit(
         name=name, split=split, spikes=load("spikes.npy", "r"), labels=labels,
         events=load("events.npy"), duration_us=load("duration_us.npy"),
-        frame_shape=frame_shape_, time_bins=time_bins, packed=packed, classes=classes, path=path)
+        frame_shape=frame_shape_, time_bins=time_bins, packed=packed, classes=classes, path=path,
+        fingerprint=content_fingerprint(meta))
