@@ -10,6 +10,8 @@ from absl import app
 
 from experiments import common
 
+common.show_in_help("workdir", "data_dir", *common.MULTI_PROCESS_FLAGS)
+
 
 def main(argv):
     if not common.FLAGS.workdir:

@@ -36,6 +36,8 @@ from absl import flags  # noqa: E402
 
 from experiments import common  # noqa: E402
 
+common.show_in_help("workdir")
+
 flags.DEFINE_float("dt", 1e-4, "NIR time step in seconds (importers discretise with it; snnTorch assumes 1e-4).")
 flags.DEFINE_bool("approximate", False, "Export a subtractive-reset model with NIR's reset to zero (other "
                   "frameworks will then produce different spikes).")

@@ -7,6 +7,8 @@ from absl import flags
 
 from experiments import common
 
+common.show_in_help("config", "dataset", "data_dir")
+
 flags.DEFINE_enum("split", "train", ["train", "test"], "Split to inspect.")
 flags.DEFINE_integer("index", 0, "Sample to draw.")
 flags.DEFINE_string("out", None, "PNG path (default: <dataset>_<split>_<index>.png).")

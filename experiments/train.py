@@ -10,6 +10,8 @@ checkpoint and exit with 128 + the signal number. This file is intentionally sho
 """
 from experiments import common
 
+common.show_in_help(*common.RUN_FLAGS, *common.MULTI_PROCESS_FLAGS)
+
 
 def main(argv):
     common.initialize_distributed()
