@@ -41,7 +41,9 @@ flags.DEFINE_integer("window", None, "Sliding window in steps for a loss with a 
                      "default: whole sample).")
 flags.DEFINE_multi_string("import", [], "A module on the Python path to import before the config is read, e.g. "
                           "one that registers your own loss with @spikejax.losses.register (repeatable).")
-flags.DEFINE_string("workdir", None, "Run directory (default: runs/<dataset>-<loss>); reused to resume.")
+flags.DEFINE_string("workdir", None, "Run directory, reused to resume. Default for train: "
+                    "runs/<dataset>-<loss>[-<param><value>][-seed<S>]; for compare_losses: runs/compare-<dataset>; "
+                    "evaluate and export require it.")
 flags.DEFINE_string("data_dir", None, "Where datasets are downloaded and cached (default: $SPIKEJAX_DATA_DIR, "
                     "else ~/.cache/spikejax).")
 flags.DEFINE_integer("epochs", None, "Training epochs.")
@@ -55,6 +57,34 @@ flags.DEFINE_bool("distributed", False, "Multi-process with auto-detection (TPU 
 
 FLAGS = flags.FLAGS
 DEFAULT_DATASET = "digits_events"
+
+# The shared flags, by what they are for; each program lists under --help the ones it reads (show_in_help).
+RUN_FLAGS = ("config", "dataset", "loss", "window", "import", "workdir", "data_dir", "epochs", "batch_size", "seed",
+             "max_steps")
+MULTI_PROCESS_FLAGS = ("coordinator_address", "num_processes", "process_id", "distributed")
+HELP_FLAGS = ("--help", "-help", "--helpshort", "-helpshort", "-h", "-?", "--helpfull", "-helpfull")
+
+
+def show_in_help(*names: str) -> None:
+    """Makes these shared flags key flags of the program being run, so that its --help lists them (absl's
+    --help lists only the main module's key flags). absl names the __main__ module by sys.argv[0]."""
+    for name in names:
+        FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
+
+
+def _help(argv: list[str]) -> None:
+    """--help (or -h): the program's docstring and its flags, exit 0; --helpfull: every flag, exit 0.
+    (absl's own help flags exit 1.)"""
+    from absl import app
+
+    asked = [arg for arg in argv if arg in HELP_FLAGS]
+    if not asked:
+        return
+    full = any(arg.lstrip("-") == "helpfull" for arg in asked)
+    app.usage(shorthelp=not full, writeto_stdout=True)
+    if not full:
+        print("\nEvery flag, absl's and jax's included: --helpfull.")
+    sys.exit(0)
 
 
 def config_path(dataset: str) -> str:
@@ -115,6 +145,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, with configs/<dataset>.py as the --config default (see CONFIG_FILE_DEFAULTS)
     and one-line errors (exit 2) instead of tracebacks."""
     argv = list(argv)
+    _help(argv[1:])
     import_modules(argv[1:])
     injected = set()
     for name, default in CONFIG_FILE_DEFAULTS.items():

@@ -24,6 +24,9 @@ from ml_collections import config_flags  # noqa: E402
 
 from experiments import common  # noqa: E402
 
+common.show_in_help(*(name for name in common.RUN_FLAGS if name not in ("loss", "window")),
+                    *common.MULTI_PROCESS_FLAGS)
+
 config_flags.DEFINE_config_file("sweep", None, "The grid and seeds (default configs/sweep.py; "
                                 "configs/sweep.py:quick with --quick); override fields with --sweep.a=value.",
                                 lock_config=True)

@@ -27,6 +27,8 @@ common.NOT_USED.update({
     **{name: _FROM_CHECKPOINT for name in ("dataset", "loss", "window", "epochs", "seed", "max_steps")}})
 common.CONFIG_FIELDS_USED = ("data_dir", "eval_batch_size")
 
+common.show_in_help("workdir", "data_dir", *common.MULTI_PROCESS_FLAGS)
+
 
 def main(argv):
     if not common.FLAGS.workdir:

@@ -43,6 +43,7 @@ common.NOT_USED.update({
                                            "max_steps")},
     **{name: "experiments.export runs in one process; drop it"
        for name in ("coordinator_address", "num_processes", "process_id", "distributed")}})
+common.show_in_help("workdir")
 
 flags.DEFINE_float("dt", 1e-4, "NIR time step in seconds (importers discretise with it; snnTorch assumes 1e-4).")
 flags.DEFINE_bool("approximate", False, "Export a subtractive-reset model with NIR's reset to zero (other "

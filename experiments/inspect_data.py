@@ -22,6 +22,8 @@ common.NOT_USED.update({
     **{name: "experiments.inspect_data runs in one process; drop it"
        for name in ("coordinator_address", "num_processes", "process_id", "distributed")}})
 
+common.show_in_help("config", "dataset", "data_dir")
+
 flags.DEFINE_enum("split", "train", ["train", "test"], "Split to inspect.")
 flags.DEFINE_integer("index", 0, "Sample to draw.")
 flags.DEFINE_string("out", None, "PNG path (default: <dataset>_<split>_<index>.png).")

@@ -16,6 +16,8 @@ if __name__ == "__main__":  # before the imports below, which take seconds
 
 from experiments import common  # noqa: E402
 
+common.show_in_help(*common.RUN_FLAGS, *common.MULTI_PROCESS_FLAGS)
+
 
 def main(argv):
     common.initialize_distributed()

@@ -1,12 +1,23 @@
-"""The README's Python examples run as written, and its first code block holds exactly the two set-up
-commands CI uses."""
+"""The documents' Python examples run as written: every ```python block of README.md, RESULTS.md and
+docs/*.md, each on its own, as a script (`__name__ == "__main__"`). README.md's first code block holds
+exactly the two set-up commands CI uses (.ci/run reads them)."""
+import glob
 import os
 import re
 
 import pytest
 
-README = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
-BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOCS = sorted(os.path.relpath(path, ROOT) for path in glob.glob(os.path.join(ROOT, "docs", "*.md")))
+DOCUMENTS = ["README.md", "RESULTS.md", *DOCS]
+README = open(os.path.join(ROOT, "README.md")).read()
+
+
+def python_blocks():
+    for document in DOCUMENTS:
+        text = open(os.path.join(ROOT, document)).read()
+        for index, block in enumerate(re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)):
+            yield pytest.param(document, block, id=f"{document}:{index}")
 
 
 def test_readme_opens_with_install_and_test_commands():
@@ -14,9 +25,13 @@ def test_readme_opens_with_install_and_test_commands():
     assert first == ['pip install -e ".[test]"', "python -m pytest -q tests"]
 
 
+def test_every_document_is_read():
+    assert {"README.md", "RESULTS.md", os.path.join("docs", "api.md")} <= set(DOCUMENTS)
+
+
 @pytest.fixture
 def registry_restored():
-    """A README block may register a loss: the registry is put back as it was afterwards."""
+    """A block may register a loss: the registry is put back as it was afterwards."""
     from spikejax.losses import registry
 
     saved = [dict(table) for table in (registry._LOSSES, registry._ALIASES, registry._ENTRIES)]
@@ -26,6 +41,6 @@ def registry_restored():
         table.update(copy)
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_python_examples_run(index, registry_restored):
-    exec(compile(BLOCKS[index], f"README.md python block {index}", "exec"), {})
+@pytest.mark.parametrize("document, block", list(python_blocks()))
+def test_python_examples_run(document, block, registry_restored):
+    exec(compile(block, f"{document} python block", "exec"), {"__name__": "__main__"})
