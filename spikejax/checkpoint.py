@@ -99,6 +99,7 @@ class Checkpointer:
         if not create and not os.path.isdir(directory):
             raise NoCheckpointError(f"no checkpoint in {directory}: the folder does not exist; train first")
         self.directory = directory
+        self.failed_saves: list[int] = []  # steps whose partial folders are removed again on close
         self.manager = ocp.CheckpointManager(
             directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create,
@@ -127,6 +128,7 @@ class Checkpointer:
             if not is_disk_full(error):
                 raise
             self._remove_partial(step)
+            self.failed_saves.append(step)
             self.manager.reload()
             raise DiskFullError(
                 f"no space left on the device while saving checkpoint step {step} to {self.directory}; the partial "
@@ -134,10 +136,11 @@ class Checkpointer:
                 "same command to resume.") from None
 
     def _remove_partial(self, step: int) -> None:
+        """Removes step's temporary folders, and its final folder unless orbax committed it."""
         for path in glob.glob(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*")):
             _remove_tree(path)
         final = os.path.join(self.directory, str(step))
-        if os.path.isdir(final) and step not in self._complete_steps():
+        if os.path.isdir(final) and not os.path.exists(os.path.join(final, "commit_success.txt")):
             _remove_tree(final)
 
     def _complete_steps(self) -> set[int]:
@@ -252,7 +255,11 @@ class Checkpointer:
         self.manager.reload()
 
     def close(self) -> None:
+        """Closes the manager (its writer threads end), then removes once more what a failed save left: a
+        writer thread of that save may have added files after the first removal."""
         self.manager.close()
+        for step in self.failed_saves:
+            self._remove_partial(step)
 
     def __enter__(self):
         return self
