@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from spikejax import config as config_lib
-from spikejax import data, errors, evaluate, train
+from spikejax import data, errors, runs, train
 from tests.test_train import REPO, _finish, _start, small_config
 
 
@@ -61,7 +61,7 @@ def test_huge_learning_rate_stops_and_never_saves_a_non_finite_state(digits_data
     assert not os.path.exists(os.path.join(workdir, "eval.json"))
     steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
     assert steps and steps[-1] < 20
-    run = evaluate.restore(config, workdir)
+    run = runs.restore(config, workdir)
     state, step = run.state, run.step
     assert step == steps[-1]
     for leaf in jax.tree.leaves((state["params"], state["opt_state"])):
@@ -113,7 +113,7 @@ def test_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(digits_da
                                           workdir)
         assert result["step"] == 9
         assert glob.glob(os.path.join(workdir, "checkpoints", "6.damaged-*"))
-        assert evaluate.restore(config, workdir).step == 9
+        assert runs.restore(config, workdir).step == 9
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -422,7 +422,7 @@ def test_full_disk_gives_one_line_removes_partial_files_and_keeps_the_last_check
     steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
     assert steps, "the tmpfs should hold at least one checkpoint"
     assert f"(step {steps[-1]}) is intact" in lines[0]
-    assert evaluate.restore(small_config(digits_data_dir), workdir).step == steps[-1]
+    assert runs.restore(small_config(digits_data_dir), workdir).step == steps[-1]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -444,5 +444,5 @@ def test_refused_resume_and_failed_starts_write_nothing(digits_data_dir, tmp_pat
         train.train_and_evaluate(small_config(digits_data_dir, batch_size=4096), str(fresh))
     assert not fresh.exists()
     with pytest.raises(errors.NoCheckpointError, match="train first"):
-        evaluate.evaluate(small_config(digits_data_dir), str(tmp_path / "missing"))
+        runs.evaluate(small_config(digits_data_dir), str(tmp_path / "missing"))
     assert not (tmp_path / "missing").exists()
