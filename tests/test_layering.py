@@ -73,7 +73,7 @@ def _imports(path, module):
 
 
 def _layer(module):
-    for package in ("spikejax.data", "spikejax.losses", "spikejax.compare", "spikejax.neurons"):
+    for package in ("spikejax.data", "spikejax.losses", "spikejax.compare", "spikejax.neurons", "spikejax.nir"):
         if module == package or module.startswith(package + "."):
             return package
     return module
@@ -145,3 +145,8 @@ def test_no_import_cycle():
 
     for node in graph:
         visit(node, [])
+
+
+def test_no_module_is_over_about_four_hundred_lines():
+    sizes = {module: sum(1 for _ in open(path)) for module, path in _modules()}
+    assert not {m: n for m, n in sizes.items() if n > 420}, "split the module by job"
