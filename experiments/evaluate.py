@@ -34,13 +34,13 @@ def main(argv):
     if not common.FLAGS.workdir:
         raise app.UsageError("--workdir is required")
     common.initialize_distributed()
-    from spikejax import evaluate
+    from spikejax import runs
 
     overrides = common.config_overrides()
-    config = evaluate.evaluation_config(common.FLAGS.workdir,
+    config = runs.evaluation_config(common.FLAGS.workdir,
                                         data_dir=common.FLAGS.data_dir or overrides.get("data_dir"),
                                         eval_batch_size=overrides.get("eval_batch_size"))
-    evaluate.evaluate(config, common.FLAGS.workdir)
+    runs.evaluate(config, common.FLAGS.workdir)
 
 
 if __name__ == "__main__":

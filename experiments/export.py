@@ -76,11 +76,11 @@ def main(argv):
     _check_out(path)
     from flax import nnx
 
-    from spikejax import evaluate
     from spikejax import nir as spikejax_nir
+    from spikejax import runs
 
-    config = evaluate.saved_config(common.FLAGS.workdir)
-    run = evaluate.restore(config, common.FLAGS.workdir)
+    config = runs.saved_config(common.FLAGS.workdir)
+    run = runs.restore(config, common.FLAGS.workdir)
     state, step, graphdef = run.state, run.step, run.graphdef
     model = nnx.merge(graphdef, state["params"])
     graph = spikejax_nir.to_nir(model, dt=common.FLAGS.dt, approximate=common.FLAGS.approximate)

@@ -16,6 +16,7 @@ from spikejax import config as config_lib
 from spikejax import data as data_lib
 from spikejax import losses, models, parallel
 from spikejax.data import split as split_lib
+from spikejax.data.device import unpack_spikes
 
 
 def neuron(config) -> models.Neuron:
@@ -174,3 +175,11 @@ def packed_frame_shape(split: data_lib.CachedSplit) -> tuple[int, ...] | None:
     """`frame_shape` for the train / eval steps: the split's frame when its batches travel bit-packed
     (TrainIterator / eval_batches with packed=split.packed), else None."""
     return tuple(split.frame_shape) if split.packed else None
+
+
+def apply_model(graphdef, params, inputs, frame_shape=None):
+    """The model's (output spikes, per-layer spikes) for inputs [T, b, ...]; with `frame_shape`, inputs
+    are bit-packed uint8 [T, b, ceil(F/8)] and are unpacked on the device first."""
+    if frame_shape is not None:
+        inputs = unpack_spikes(inputs, frame_shape)
+    return nnx.merge(graphdef, params)(inputs)

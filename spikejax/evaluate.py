@@ -1,21 +1,17 @@
-"""Evaluation: a pure eval step over padded batches, its summary, and evaluating a workdir's checkpoint.
+"""Evaluation: a pure eval step over padded batches and its summary (reading and reporting a run's
+folder is `spikejax.runs`).
 
-  eval_step(params, inputs, labels, mask, ...)   masked sums over a (shard of a) batch
+  eval_step(params, inputs, labels, mask, ...)    masked sums over a (shard of a) batch
   sum_over_split(fn, split, eval_batch_size, ...) a parallel eval step's sums over every sample of a split
-  evaluate_split(config, params, split, ...)     every sample of a split once -> the summary dict
-  evaluate_params(config, workdir, params, ...)  test split (and validation) -> eval.json and two plots
-  restore(config, workdir)                       the newest intact checkpoint -> RestoredRun
-  evaluation_config(workdir, data_dir=..., eval_batch_size=...)   the run's own config, evaluation settings applied
-  evaluate(config, workdir)                      the newest intact checkpoint of `workdir` -> eval.json
+  evaluate_split(config, params, split, ...)      every sample of a split once -> the summary dict
+  summarize(totals, config)                       the sums -> the eval.json dict
 
 Sums first, then one division at the end, so padding (mask 0) counts nowhere and the result does not
 depend on the batch size or the number of devices.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
@@ -25,20 +21,8 @@ from jax.sharding import PartitionSpec as P
 
 from spikejax import build, parallel, readout
 from spikejax import data as data_lib
-from spikejax.checkpoint import Checkpointer
-from spikejax.data.device import unpack_spikes
-from spikejax.errors import ConfigError, MissingDependencyError, NoCheckpointError
-from spikejax.workdir import atomic_write_json, log
 
 DECISION_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
-
-
-def apply_model(graphdef, params, inputs, frame_shape=None):
-    """The model's (output spikes, per-layer spikes) for inputs [T, b, ...]; with `frame_shape`, inputs
-    are bit-packed uint8 [T, b, ceil(F/8)] and are unpacked on the device first."""
-    if frame_shape is not None:
-        inputs = unpack_spikes(inputs, frame_shape)
-    return nnx.merge(graphdef, params)(inputs)
 
 
 def eval_step(params, inputs, labels, mask, *, graphdef, loss_fn, readout_fn, fan_out, axis_name=None,
@@ -46,7 +30,7 @@ def eval_step(params, inputs, labels, mask, *, graphdef, loss_fn, readout_fn, fa
     """Sums over a (shard of a) padded batch: correct decisions over time (the loss's readout), decision
     times and accuracy at each confidence threshold, spikes and SynOps per layer, and the loss. Padding
     (mask 0) counts nowhere. With `axis_name`, the sums are psum'd over that mesh axis."""
-    out, layers = apply_model(graphdef, params, inputs, frame_shape)
+    out, layers = build.apply_model(graphdef, params, inputs, frame_shape)
     outputs = {"spikes": out}
     weights = mask.astype(jnp.float32)
     model = nnx.merge(graphdef, params)
@@ -98,39 +82,6 @@ def evaluate_split(config, params, split: data_lib.CachedSplit, *, mesh, graphde
                             fan_out=model.fan_out,
                             frame_shape=build.packed_frame_shape(split))
     return summarize(sum_over_split(fn, split, config.eval_batch_size, mesh=mesh, args=(params,)), config)
-
-
-def evaluate_params(config, workdir: str, params, *, mesh, graphdef, model, test_data: data_lib.CachedSplit,
-                    validation: data_lib.CachedSplit | None = None, extra: dict | None = None) -> dict:
-    """Evaluates `params` on every sample of `test_data` (and of `validation`, whose accuracy and loss go
-    into the result's "validation") once; writes <workdir>/eval.json (atomically, with `extra` fields added)
-    and the two plots (without matplotlib: a note) on process 0. Returns the eval dict."""
-    kwargs = dict(mesh=mesh, graphdef=graphdef, model=model)
-    result = {**evaluate_split(config, params, test_data, **kwargs), **(extra or {})}
-    local = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, params)
-    result["neuron"] = neuron_summary(config, nnx.merge(graphdef, local))  # replicated: any local copy
-    if validation is not None:
-        held = evaluate_split(config, params, validation, **kwargs)
-        result["validation"] = {"accuracy": held["accuracy"], "num_examples": held["num_examples"],
-                                "loss": held["mean_loss"]}
-    if jax.process_index() == 0:
-        from spikejax import plots
-
-        atomic_write_json(os.path.join(workdir, "eval.json"), result)
-        label = build.loss_label(config)
-        try:
-            plots.accuracy_over_time({label: result}, os.path.join(workdir, "accuracy_over_time.png"))
-            plots.latency_tradeoff({label: result}, os.path.join(workdir, "latency_accuracy.png"))
-        except MissingDependencyError as error:  # a core install: eval.json is the result, the PNGs are extra
-            log(f"plots skipped: {error}")
-    held_out = result.get("validation")
-    if held_out:
-        log(f"validation accuracy {held_out['accuracy']:.4f} on {held_out['num_examples']} held-out training samples")
-    log(f"test accuracy {result['accuracy']:.4f} on {result['num_examples']} examples; "
-        f"95%-of-final at step {result['latency_steps']['accuracy_95pct_of_final']}, "
-        f"spikes/sample {result['spikes_per_sample']['total']:.0f}, "
-        f"SynOps/sample {result['synops_per_sample']['total']:.0f}; wrote {workdir}/eval.json")
-    return result
 
 
 def summarize(totals: dict, config) -> dict:
@@ -189,94 +140,3 @@ def neurobench_summary(sums, examples: float) -> dict:
     ac, mac, dense, active, neurons = (float(v) for v in np.asarray(sums))
     return {"effective_acs": ac / examples, "effective_macs": mac / examples, "dense": dense / examples,
             "activation_sparsity": 1.0 - active / neurons if neurons else 0.0}
-
-
-@dataclasses.dataclass
-class RestoredRun:
-    """A workdir's newest intact checkpoint: its train state and step, its meta (data-iterator state,
-    config, training time), and the mesh, graphdef and model it was restored for."""
-    state: dict
-    step: int
-    meta: dict
-    mesh: object
-    graphdef: object
-    model: object
-
-
-def restore(config, workdir: str) -> RestoredRun:
-    """The newest intact checkpoint of `workdir` (an older state layout is converted); never creates
-    anything. Raises NoCheckpointError when there is none."""
-    directory = os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
-    mesh = parallel.data_mesh()
-    model = build.model(config)
-    graphdef, params = nnx.split(model)
-    tx = build.optimizer(config, 1)
-    template = build.init_state(params, tx, mesh)
-    legacy = (build.legacy_state(config, params), lambda old: build.from_legacy_state(old, tx))
-    with Checkpointer(directory, create=False) as checkpointer:
-        restored = checkpointer.restore_latest(template, legacy=legacy)
-    if restored is None:
-        raise NoCheckpointError(f"no checkpoint in {directory}; train first")
-    return RestoredRun(restored.state, restored.step, restored.meta, mesh, graphdef, model)
-
-
-def saved_config(workdir: str):
-    """The config stored with the newest intact checkpoint in `workdir` (an ml_collections.ConfigDict in
-    today's field names)."""
-    import ml_collections
-
-    from spikejax import config as config_lib
-
-    directory = os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
-    with Checkpointer(directory, create=False) as checkpointer:
-        for step in reversed(checkpointer.all_steps()):
-            try:
-                return ml_collections.ConfigDict(config_lib.upgrade(checkpointer.restore_meta(step)["config"]))
-            except Exception:  # a damaged meta item: restore_latest reports it by name later
-                continue
-        writing = checkpointer.being_written()
-    if writing:
-        raise NoCheckpointError(f"no complete checkpoint in {directory} yet (step {writing[0]} is being written); "
-                                "wait for the training run to save one, then rerun")
-    raise NoCheckpointError(f"no checkpoint in {directory}; train first")
-
-
-EVALUATION_FIELDS = ("data_dir", "eval_batch_size")  # what an evaluation may set; the rest is the run's
-
-
-def evaluation_config(workdir: str, **settings):
-    """The run's own config (`saved_config`) with the evaluation-only `settings` (EVALUATION_FIELDS; None:
-    not given) applied. The data directory: the one given, else $SPIKEJAX_DATA_DIR when set, else the one
-    recorded with the checkpoint (else the default): where the data is now wins over where it was."""
-    unknown = sorted(set(settings) - set(EVALUATION_FIELDS))
-    if unknown:
-        raise ConfigError(f"{unknown[0]} is not an evaluation setting; evaluation may set {list(EVALUATION_FIELDS)} "
-                          "and reads the rest from the run's checkpoint")
-    config = saved_config(workdir)
-    for key, value in settings.items():
-        if value is not None:
-            config[key] = value
-    if settings.get("data_dir") is None and os.environ.get("SPIKEJAX_DATA_DIR"):
-        config.data_dir = None  # data.default_data_dir() reads $SPIKEJAX_DATA_DIR
-    return config
-
-
-def evaluate(config, workdir: str) -> dict:
-    """Evaluates the newest intact checkpoint in `workdir` -> eval.json (and the two plots)."""
-    from spikejax import config as config_lib
-
-    config_lib.validate(config)
-    workdir = os.path.abspath(os.path.expanduser(workdir))
-    run = restore(config, workdir)  # before any data work
-    test_data = build.load_split(config, "test")
-    _, validation = build.training_splits(config)
-    log(f"evaluating checkpoint step {run.step} from {workdir}")
-    return evaluate_params(config, workdir, run.state["params"], mesh=run.mesh, graphdef=run.graphdef,
-                           model=run.model, test_data=test_data, validation=validation,
-                           extra=run_record(run.step, run.meta))
-
-
-def run_record(step: int, meta: dict) -> dict:
-    """The training facts eval.json carries beside the test metrics."""
-    seconds = meta.get("train_seconds")
-    return {"step": int(step), "train_seconds": None if seconds is None else float(seconds)}

@@ -21,10 +21,9 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import PartitionSpec as P
 
-from spikejax import losses, parallel
+from spikejax import build, losses, parallel
 from spikejax.checkpoint import finite
 from spikejax.errors import NonFiniteError
-from spikejax.evaluate import apply_model
 
 
 def train_step(state, inputs, labels, mask, *, graphdef, tx, loss_fn, readout_fn, rate_penalty=0.0,
@@ -40,7 +39,7 @@ def train_step(state, inputs, labels, mask, *, graphdef, tx, loss_fn, readout_fn
     """
 
     def objective(params):
-        out, layers = apply_model(graphdef, params, inputs, frame_shape)
+        out, layers = build.apply_model(graphdef, params, inputs, frame_shape)
         loss = loss_fn({"spikes": out}, labels, mask)
         if rate_penalty:
             loss = loss + rate_penalty * sum(losses.spike_rate_penalty(h, target_rate=target_rate, mask=mask)

@@ -20,7 +20,7 @@ from flax import nnx
 from spikejax import build, loop, parallel, step
 from spikejax import config as config_lib
 from spikejax.checkpoint import check_resumable, check_same_data
-from spikejax.evaluate import evaluate_params, run_record
+from spikejax.runs import evaluate_params, run_record
 from spikejax.workdir import atomic_write_json, log
 
 

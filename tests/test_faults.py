@@ -5,7 +5,6 @@ and what a mistyped command prints."""
 import glob
 import json
 import os
-import re
 import shutil
 import signal
 import struct
@@ -17,8 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from spikejax import config as config_lib
-from spikejax import data, errors, evaluate, train
+from spikejax import data, errors, runs, train
 from tests.test_train import REPO, _finish, _start, small_config
 
 
@@ -61,7 +59,7 @@ def test_huge_learning_rate_stops_and_never_saves_a_non_finite_state(digits_data
     assert not os.path.exists(os.path.join(workdir, "eval.json"))
     steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
     assert steps and steps[-1] < 20
-    run = evaluate.restore(config, workdir)
+    run = runs.restore(config, workdir)
     state, step = run.state, run.step
     assert step == steps[-1]
     for leaf in jax.tree.leaves((state["params"], state["opt_state"])):
@@ -99,9 +97,10 @@ def test_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(digits_da
             os.truncate(_largest_file(os.path.join(damaged, "state")), 1000)
         else:
             os.remove(os.path.join(damaged, "state", "_METADATA"))
-    runs = {damage: _start(["experiments.evaluate", f"--workdir={workdir}"]) for damage, workdir in workdirs.items()}
+    started = {damage: _start(["experiments.evaluate", f"--workdir={workdir}"])
+               for damage, workdir in workdirs.items()}
     for damage, workdir in workdirs.items():
-        out = _finish(runs[damage])
+        out = _finish(started[damage])
         stderr = out.stderr
         damaged = os.path.join(workdir, "checkpoints", "6")
         assert out.returncode == 0, stderr[-3000:]
@@ -113,7 +112,7 @@ def test_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(digits_da
                                           workdir)
         assert result["step"] == 9
         assert glob.glob(os.path.join(workdir, "checkpoints", "6.damaged-*"))
-        assert evaluate.restore(config, workdir).step == 9
+        assert runs.restore(config, workdir).step == 9
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -204,63 +203,6 @@ def test_bad_values_exit_2_with_one_line_before_any_work(digits_data_dir, tmp_pa
         out = _cli([sys.executable, "-m", "experiments.train", flag, f"--workdir={workdir}"],
                    env={"SPIKEJAX_TRACEBACK": "1", "SPIKEJAX_DATA_DIR": str(empty)})
         assert out.returncode == 2 and "Traceback" in out.stderr and message in out.stderr
-
-
-def test_every_config_field_has_a_rule_and_each_rule_refuses_a_bad_value():
-    from configs import default, for_dataset
-
-    for name in data.DATASETS:
-        config_lib.validate(for_dataset(name))
-    rules = config_lib._rules()
-    fields = set(config_lib.flatten(config_lib.to_dict(default.get_config())))
-    assert fields == set(rules)
-    bad = {"dataset": "mnist", "data_dir": "", "seed": -1, "data.time_bins": 0, "data.bin_width_us": 2.5,
-           "data.downsample": 0, "data.validation_fraction": 1.0, "data.polarity": 1, "data.binarize": "yes",
-           "model.bias": "no",
-           "data.options": 3, "model.name": "lstm",
-           "model.hidden": (0,), "model.dtype": "float16", "model.init_scale": 0.0, "model.neuron.kind": "if",
-           "model.neuron.beta": -0.1, "model.neuron.alpha": 1.01, "model.neuron.threshold": 0.0,
-           "model.neuron.reset": "none", "model.neuron.surrogate": "relu", "model.neuron.surrogate_params": [1],
-           "model.neuron.detach_reset": 0, "model.neuron.recompute_chunk": 0, "model.neuron.implementation": "cuda",
-           "model.neuron.learn_beta": 1, "model.neuron.learn_threshold": "yes", "model.neuron.learn_alpha": None,
-           "model.neuron.learn_shape": "channel", "optimizer.neuron_learning_rate_scale": 0.0,
-           "loss.name": "ce", "loss.nll.window": 0, "loss.nll.min_count": 0.0, "loss.mse.true_rate": 2.0,
-           "loss.mse.false_rate": -1.0, "loss.softmax.temperature": float("nan"), "loss.rate_penalty": -1.0,
-           "loss.target_rate": 1.5,
-           "optimizer.name": "adam", "optimizer.learning_rate": float("inf"), "optimizer.momentum": 1.5,
-           "optimizer.schedule": "linear", "optimizer.warmup_steps": -1, "optimizer.grad_clip": 0.0,
-           "optimizer.weight_decay": -0.1, "batch_size": True, "eval_batch_size": 0, "epochs": 0, "max_steps": 0,
-           "log_every": 0, "checkpoint_every_steps": 0, "keep_checkpoints": 0}
-    assert set(bad) == set(rules)
-    for field, value in bad.items():
-        config = default.get_config()
-        flat = config_lib.flatten(config_lib.to_dict(config))
-        flat[field] = value
-        with pytest.raises(errors.ConfigError, match=re.escape(f"config field {field}")):
-            config_lib.validate(config_lib.unflatten(flat))
-    config = default.get_config()
-    config.data.options = {"first_saccade_only": True}  # an NMNIST option on digits_events
-    with pytest.raises(errors.ConfigError, match="takes options"):
-        config_lib.validate(config)
-
-
-def test_older_saved_configs_are_read_in_todays_names():
-    from configs import default
-
-    saved = config_lib.to_dict(default.get_config())
-    saved["model"]["neuron"]["checkpoint_every"] = saved["model"]["neuron"].pop("recompute_chunk") or 0
-    # loss parameters were flat fields before the registry, with 0 for "no window"
-    for name in ("mse", "softmax", "nll"):
-        saved["loss"].update(saved["loss"].pop(name))
-    saved["loss"]["window"], saved["loss"]["temperature"], saved["max_steps"] = 0, 2.5, 0
-    del saved["data"]["validation_fraction"]  # added after 0.1.0, whose runs trained on the whole split
-    upgraded = config_lib.upgrade(saved)
-    assert upgraded["data"]["validation_fraction"] == 0.0
-    neuron = upgraded["model"]["neuron"]
-    assert neuron["recompute_chunk"] is None and "checkpoint_every" not in neuron
-    assert upgraded["loss"]["nll"]["window"] is None and upgraded["max_steps"] is None
-    assert upgraded["loss"]["softmax"]["temperature"] == 2.5 and "temperature" not in upgraded["loss"]
-    config_lib.validate(upgraded)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -422,7 +364,7 @@ def test_full_disk_gives_one_line_removes_partial_files_and_keeps_the_last_check
     steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
     assert steps, "the tmpfs should hold at least one checkpoint"
     assert f"(step {steps[-1]}) is intact" in lines[0]
-    assert evaluate.restore(small_config(digits_data_dir), workdir).step == steps[-1]
+    assert runs.restore(small_config(digits_data_dir), workdir).step == steps[-1]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -444,5 +386,5 @@ def test_refused_resume_and_failed_starts_write_nothing(digits_data_dir, tmp_pat
         train.train_and_evaluate(small_config(digits_data_dir, batch_size=4096), str(fresh))
     assert not fresh.exists()
     with pytest.raises(errors.NoCheckpointError, match="train first"):
-        evaluate.evaluate(small_config(digits_data_dir), str(tmp_path / "missing"))
+        runs.evaluate(small_config(digits_data_dir), str(tmp_path / "missing"))
     assert not (tmp_path / "missing").exists()

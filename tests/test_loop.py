@@ -5,7 +5,7 @@ import os
 import jax
 import numpy as np
 
-from spikejax import build, evaluate, parallel, train
+from spikejax import build, parallel, runs, train
 from spikejax.checkpoint import Checkpointer
 from spikejax.compare import replicas, sweep
 from tests.test_train import small_config
@@ -14,7 +14,7 @@ from tests.test_train import small_config
 def test_a_single_run_and_a_one_replica_program_end_with_the_same_parameters(digits_data_dir, tmp_path):
     config = small_config(digits_data_dir, max_steps=7, checkpoint_every_steps=3)
     train.train_and_evaluate(config, str(tmp_path / "single"))
-    single = evaluate.restore(config, str(tmp_path / "single"))
+    single = runs.restore(config, str(tmp_path / "single"))
 
     row = {"label": "nll", "loss": "nll", "learning_rate": config.optimizer.learning_rate, "seed": config.seed}
     folder = str(tmp_path / "program")
@@ -47,7 +47,7 @@ def test_a_checkpoint_of_the_0_1_state_layout_resumes_exactly(digits_data_dir, t
         step = checkpointer.latest_step()
         meta = {k: v for k, v in checkpointer.restore_meta(step).items() if k != "state_layout"}
         config = small_config(digits_data_dir, max_steps=3)
-        run = evaluate.restore(config, old)
+        run = runs.restore(config, old)
         state = jax.device_get(run.state)
         legacy = {"params": state["params"], "opt_state": state["opt_state"].inner_state, "step": state["step"],
                   "rng": np.asarray(jax.random.PRNGKey(0))}
@@ -55,7 +55,7 @@ def test_a_checkpoint_of_the_0_1_state_layout_resumes_exactly(digits_data_dir, t
         checkpointer.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(legacy),
                                                                 meta=ocp.args.JsonSave(meta)), force=True)
         checkpointer.manager.wait_until_finished()
-    assert evaluate.restore(config, old).step == 3
+    assert runs.restore(config, old).step == 3
     train.train_and_evaluate(small_config(digits_data_dir, max_steps=6, checkpoint_every_steps=3), old)
-    a, b = (evaluate.restore(config, w).state["params"] for w in (straight, old))
+    a, b = (runs.restore(config, w).state["params"] for w in (straight, old))
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(a), jax.device_get(b))

@@ -278,22 +278,22 @@ def test_export_command_writes_the_trained_run_and_refuses_a_subtractive_reset(d
 
     from flax import nnx
 
-    from spikejax import data, evaluate, train
+    from spikejax import data, runs, train
     from tests.test_train import REPO, small_config
 
-    runs = {}
+    workdirs = {}
     for reset in ("zero", "subtract"):
         config = small_config(digits_data_dir, max_steps=3, **{"model.neuron.reset": reset})
-        runs[reset] = str(tmp_path / reset)
+        workdirs[reset] = str(tmp_path / reset)
         with contextlib.redirect_stdout(io.StringIO()):
-            train.train_and_evaluate(config, runs[reset])
-    command = [sys.executable, "-m", "experiments.export", f"--workdir={runs['zero']}", "--dt=1e-3"]
+            train.train_and_evaluate(config, workdirs[reset])
+    command = [sys.executable, "-m", "experiments.export", f"--workdir={workdirs['zero']}", "--dt=1e-3"]
     out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "checkpoint step 3" in out.stdout
-    network = snir.from_nir(f"{runs['zero']}/model.nir", dt=1e-3)
-    config = evaluate.saved_config(runs["zero"])
-    run = evaluate.restore(config, runs["zero"])
+    network = snir.from_nir(f"{workdirs['zero']}/model.nir", dt=1e-3)
+    config = runs.saved_config(workdirs["zero"])
+    run = runs.restore(config, workdirs["zero"])
     state, graphdef = run.state, run.graphdef
     model = nnx.merge(graphdef, state["params"])
     split = data.load("digits_events", "test", data_dir=digits_data_dir)
@@ -302,7 +302,7 @@ def test_export_command_writes_the_trained_run_and_refuses_a_subtractive_reset(d
     theirs = np.asarray(network(jnp.asarray(x.reshape(x.shape[:2] + (-1,))))[0])
     assert mine.sum() > 0
     np.testing.assert_array_equal(mine, theirs)
-    out = subprocess.run([sys.executable, "-m", "experiments.export", f"--workdir={runs['subtract']}"], cwd=REPO,
+    out = subprocess.run([sys.executable, "-m", "experiments.export", f"--workdir={workdirs['subtract']}"], cwd=REPO,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "NIR has no subtractive reset" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1

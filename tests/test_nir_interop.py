@@ -23,7 +23,7 @@ nir = pytest.importorskip("nir")
 
 import jax.numpy as jnp  # noqa: E402
 
-from spikejax import data, evaluate, train  # noqa: E402
+from spikejax import data, evaluate, runs, train  # noqa: E402
 from spikejax import nir as snir  # noqa: E402
 from tests.test_train import small_config  # noqa: E402
 
@@ -38,7 +38,7 @@ def _trained(data_dir, workdir, **overrides):
                                                       **overrides})
     with contextlib.redirect_stdout(io.StringIO()):
         train.train_and_evaluate(config, workdir)
-    run = evaluate.restore(config, workdir)
+    run = runs.restore(config, workdir)
     state, graphdef = run.state, run.graphdef
     return nnx.merge(graphdef, state["params"]), config
 

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from spikejax import checkpoint, errors, evaluate, train
+from spikejax import checkpoint, errors, runs, train
 from spikejax.compare import report as comparison
 from spikejax.compare import sweep
 from spikejax.data import cache
@@ -150,26 +150,26 @@ def test_resume_on_other_data_is_refused_and_evaluation_finds_the_data_where_it_
     checkpoint.check_same_data({}, "anything", "here")
     # evaluation: --data_dir, else $SPIKEJAX_DATA_DIR, else the directory the run recorded
     monkeypatch.delenv("SPIKEJAX_DATA_DIR", raising=False)
-    assert evaluate.evaluation_config(workdir).data_dir == moved
+    assert runs.evaluation_config(workdir).data_dir == moved
     monkeypatch.setenv("SPIKEJAX_DATA_DIR", other)
-    assert evaluate.evaluation_config(workdir).data_dir is None  # data.default_data_dir() reads the variable
-    assert evaluate.evaluation_config(workdir, data_dir=digits_data_dir, eval_batch_size=32).to_dict()[
+    assert runs.evaluation_config(workdir).data_dir is None  # data.default_data_dir() reads the variable
+    assert runs.evaluation_config(workdir, data_dir=digits_data_dir, eval_batch_size=32).to_dict()[
         "eval_batch_size"] == 32
     with pytest.raises(errors.ConfigError, match="learning_rate is not an evaluation setting"):
-        evaluate.evaluation_config(workdir, learning_rate=1.0)
+        runs.evaluation_config(workdir, learning_rate=1.0)
 
     # a checkpoint left half-written by a killed writer (orbax's <step>.orbax-checkpoint-tmp-*) is never read
     folder = os.path.join(workdir, "checkpoints")
     shutil.copytree(os.path.join(folder, "3"), os.path.join(folder, "4.orbax-checkpoint-tmp-1700000000"))
     config = small_config(moved)
-    assert evaluate.restore(config, workdir).step == 3
+    assert runs.restore(config, workdir).step == 3
     for step in os.listdir(folder):
         if step.isdigit():
             shutil.rmtree(os.path.join(folder, step))
     with pytest.raises(errors.NoCheckpointError, match=r"no complete checkpoint .* yet \(step 4 is being written\)"):
-        evaluate.restore(config, workdir)
+        runs.restore(config, workdir)
     with pytest.raises(errors.NoCheckpointError, match=r"step 4 is being written"):
-        evaluate.saved_config(workdir)
+        runs.saved_config(workdir)
 
 
 @pytest.mark.slow
@@ -186,7 +186,7 @@ def test_checkpoints_read_while_a_second_process_writes_them_are_never_called_da
     try:
         while len(restored) < 25 and time.time() < deadline and writer[0].poll() is None:
             try:
-                restored.append(evaluate.restore(config, workdir).step)
+                restored.append(runs.restore(config, workdir).step)
             except errors.NoCheckpointError as error:  # before the first save: says so, never "damaged"
                 assert "damaged" not in str(error), error
                 time.sleep(0.2)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from spikejax import build, errors, evaluate, losses, parallel, train
+from spikejax import build, errors, losses, parallel, runs, train
 from spikejax import step as step_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,7 +42,7 @@ def small_config(data_dir, **overrides):
 
 
 def _params(config, workdir):
-    run = evaluate.restore(config, workdir)
+    run = runs.restore(config, workdir)
     state, step = run.state, run.step
     return step, jax.tree.map(np.asarray, jax.device_get(state["params"]))
 
@@ -372,7 +372,7 @@ def test_shd_trains_the_recurrent_model_end_to_end_from_the_command_line(tmp_pat
     assert result["dataset"] == "shd" and result["num_examples"] == 8 and len(result["accuracy_over_time"]) == 10
     assert list(result["synops_per_sample"]) == ["input", "layer1", "output", "total"]  # 700 -> 256 (recurrent) -> 20
     assert result["neuron"]["learned"]["layer1"]["beta"]["size"] == 256
-    run = evaluate.restore(evaluate.saved_config(workdir), workdir)
+    run = runs.restore(runs.saved_config(workdir), workdir)
     state, step = run.state, run.step
     params = state["params"]
     assert step == 3 and params["recurrent"][0]["kernel"][...].shape == (256, 256)
