@@ -219,10 +219,14 @@ def test_export_command_faults_end_in_one_line(digits_data_dir, tmp_path):
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr[-2000:]
     assert "the folder" in out.stderr and "missing does not exist" in out.stderr
 
+    # SIGINT 0.5 s after the start lands in the start-up (jax's import alone takes longer), every time: a
+    # later one raced the export itself, which can finish in under 3 s on an idle machine
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)  # inside the imports or the restore: no file yet
+    time.sleep(0.5)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, (stdout, stderr[-2000:])
-    assert (stdout + stderr).strip().splitlines() == ["stopped by SIGINT; no file was written"]
+    lines = (stdout + stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stopped by SIGINT") and (
+        "no file was written" in lines[0] or "nothing was written" in lines[0]), lines
     assert not [n for n in os.listdir(run) if n.startswith((".model.nir", "model.nir"))]
