@@ -1,7 +1,10 @@
 """Flax NNX spiking networks, computed layer by layer over the whole sequence.
 
 Each layer applies one dense/conv to all T*B rows at once, then runs the LIF recurrence over T with
-`spikejax.neurons`. Inputs are time-major [T, B, *frame] (0/1 spikes, any dtype); a model returns
+`spikejax.neurons`; a dense layer with LIF neurons is one `neurons.dense_lif` (which walks time in chunks
+on CPU when the layer's [T, B, N] arrays are large).
+
+Inputs are time-major [T, B, *frame] (0/1 spikes, any dtype); a model returns
 (output spikes [T, B, C], [spikes of every spiking layer, input first]) so that readouts can count
 spikes and synaptic operations per layer. Use functionally: `graphdef, params = nnx.split(model)`,
 then `nnx.merge(graphdef, params)(x)` inside a jitted step.
@@ -188,6 +191,24 @@ def _time_distributed(layer, x):
     return y.reshape((steps, batch) + y.shape[1:])
 
 
+def _dense_spiking(layer: nnx.Linear, spiking: SpikingNeurons, x):
+    """`layer` then `spiking` over [T, B, F]: `neurons.dense_lif` for LIF neurons (one op that owns the GEMM
+    and, on CPU at long T, walks time in chunks; one chunk, the same arithmetic as the layer over all T*B rows
+    then the neuron, while the layer's [T, B, N] arrays are small), else the layer over all T*B rows, then
+    the neuron."""
+    neuron = spiking.neuron
+    if neuron.kind != "lif":
+        return spiking(_time_distributed(layer, x))
+    values = spiking.values()
+    get = lambda k: values.get(k, getattr(neuron, k))
+    x = x if layer.dtype is None else x.astype(layer.dtype)
+    return neurons.dense_lif(x, layer.kernel[...], None if layer.bias is None else layer.bias[...],
+                             beta=get("beta"), threshold=get("threshold"), reset=neuron.reset,
+                             surrogate=neuron.surrogate, surrogate_params=dict(neuron.surrogate_params),
+                             detach_reset=neuron.detach_reset, implementation=neuron.implementation,
+                             recompute_chunk=neuron.recompute_chunk)
+
+
 def _kernel_init(scale):
     return nnx.initializers.variance_scaling(scale, "fan_in", "truncated_normal")
 
@@ -209,7 +230,7 @@ class SpikingMLP(nnx.Module):
         x = x.reshape(x.shape[:2] + (-1,)).astype(self.dtype)
         spikes = [x]
         for layer, spiking in zip(self.layers, self.spiking):
-            x = spiking(_time_distributed(layer, x))
+            x = _dense_spiking(layer, spiking, x)
             spikes.append(x)
         return x, spikes
 
@@ -265,7 +286,7 @@ class SpikingConvNet(nnx.Module):
             x = _time_distributed(lambda y: nnx.avg_pool(y, (2, 2), strides=(2, 2)), x)
         x = x.reshape(x.shape[:2] + (-1,))
         for layer, spiking in zip((self.dense, self.out), self.spiking[len(self.convs):]):
-            x = spiking(_time_distributed(layer, x))
+            x = _dense_spiking(layer, spiking, x)
             spikes.append(x)
         return x, spikes
 
@@ -327,7 +348,7 @@ class SpikingRNN(nnx.Module):
                 surrogate_params=dict(self.neuron.surrogate_params), detach_reset=self.neuron.detach_reset,
                 implementation=implementation)
             spikes.append(x)
-        x = self.spiking[-1](_time_distributed(self.out, x))
+        x = _dense_spiking(self.out, self.spiking[-1], x)
         spikes.append(x)
         return x, spikes
 

@@ -39,9 +39,16 @@ a non-f32 `state_dtype` or `recompute_chunk` is asked for.
 
 The membrane is integrated in `state_dtype` (float32 by default, also for bf16 input); spikes and input
 gradients are returned in the input dtype.
+
+`dense_lif(x, W, b, ...)` is `lif(x @ W + b, ...)` as one op that owns the GEMM: off GPU, at long T, it
+walks time in chunks ("chunked", `spikejax.neurons._dense`), so that neither the GEMM's [T, B, N] output nor
+its gradient exists and the step's temporaries stay near two [T, B, N] arrays (spikes, kept membrane)
+instead of four, which keeps them below glibc's mmap threshold, where every call would otherwise map fresh
+pages and fault on each one, up to twice the T.
 """
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -53,8 +60,8 @@ from spikejax.neurons._fused import _fused_lif, _lif_reference
 from spikejax.neurons._step import PARAMETERS
 from spikejax.neurons.registry import NeuronKind, get_kind, kinds, register_kind
 
-__all__ = ["IMPLEMENTATIONS", "RESETS", "NeuronKind", "cuba_lif", "get_kind", "kinds", "lif", "recurrent_lif",
-           "register_kind"]
+__all__ = ["IMPLEMENTATIONS", "RESETS", "NeuronKind", "cuba_lif", "dense_lif", "get_kind", "kinds", "lif",
+           "recurrent_lif", "register_kind"]
 
 RESETS = ("subtract", "zero")
 IMPLEMENTATIONS = ("auto", "fused", "pallas", "reference")
@@ -175,6 +182,123 @@ def lif(
                         recompute_chunk)
         spikes, membrane = fn(currents, arrays)
     return (spikes, membrane) if return_membrane else spikes
+
+
+WHOLE_BYTES = 16 << 20  # dense_lif: one chunk while four float32 [T, B, N] arrays take at most this much
+CHUNK_ROWS = 256  # otherwise at least this many GEMM rows K*B per chunk ...
+CHUNK_FLOPS = 1 << 25  # ... and this many forward + weight-gradient GEMM flops, 4 K B D N
+
+
+def default_time_chunk(steps: int, batch: int, features: int, neurons: int) -> int:
+    """dense_lif's default K. T (one chunk: the unchunked layer) while the unchunked step's temporaries,
+    about four float32 [T, B, N] arrays, stay within WHOLE_BYTES, well below glibc's 32 MiB mmap threshold;
+    else max(CHUNK_ROWS / B, CHUNK_FLOPS / (4 B D N)) steps, enough work per chunk to hide the loop's cost,
+    moved to the divisor of T nearest to it within a factor 2 where there is one (no shorter last chunk).
+    Measured in `benchmarks.shapes`."""
+    if 16 * steps * batch * neurons <= WHOLE_BYTES:
+        return steps
+    target = max(-(-CHUNK_ROWS // batch), -(-CHUNK_FLOPS // (4 * batch * features * neurons)), 1)
+    if target >= steps:
+        return steps
+    divisors = [k for k in range(max(1, target // 2), min(steps, 2 * target) + 1) if steps % k == 0]
+    return min(divisors, key=lambda k: abs(math.log(k / target)), default=target)
+
+
+def dense_lif(
+    inputs: jax.Array,
+    kernel: jax.Array,
+    bias: jax.Array | None = None,
+    *,
+    beta: float | jax.Array,
+    threshold: float | jax.Array = 1.0,
+    reset: str = "subtract",
+    surrogate: str = "fast_sigmoid",
+    surrogate_params: dict | None = None,
+    detach_reset: bool = True,
+    implementation: str = "auto",
+    time_chunk: int | None = None,
+    recompute_chunk: int | None = None,
+):
+    """A dense layer and its LIF neurons over time: I[t] = x[t] W + b, then `lif` (equations in the module
+    docstring), as one op that owns the GEMM.
+
+    What `lif(x @ W + b)` computes, without its cost at long T on CPU: there the GEMM's [T, B, N] output,
+    the membrane, the spikes and the gradient of the currents are all temporaries of the step, and once
+    XLA's one allocation for them is larger than glibc's mmap threshold (32 MiB at most) every call maps
+    it afresh and faults on every page. The "chunked" implementation walks time in chunks of K steps:
+    each chunk's GEMM output is consumed by the neuron while it is in cache, and in the backward each
+    chunk's current gradient is folded into dW, db and dx at once, so no [T, B, N] array of currents or of
+    their gradient exists (algorithm in `spikejax.neurons._dense`).
+
+    Args:
+      inputs: x [T, B, D], floating; the GEMMs run in this dtype (kernel and bias are cast to it, as
+        `flax.nnx.Linear(dtype=...)` does), the membrane in float32.
+      kernel: W [D, N]. bias: b [N] or None.
+      beta, threshold, reset, surrogate, surrogate_params, detach_reset: as for `lif` (arrays broadcastable
+        to [B, N] are learnable, e.g. [N]).
+      implementation: "auto" ("chunked" off GPU; on GPU one GEMM over all T*B rows, then `lif`'s Pallas
+        kernels), "chunked", or one of `lif`'s ("fused", "pallas", "reference"): one GEMM, then `lif`.
+      time_chunk: chunked: K, the steps per chunk (default `default_time_chunk`: the whole sequence while
+        the layer is small, else at least 256 GEMM rows per chunk). K >= T: one GEMM over all T*B rows,
+        then `lif` (the unchunked layer, bit for bit).
+      recompute_chunk: keep one membrane state per this many steps and recompute in the backward. Chunked:
+        the chunk's currents (its GEMM) and membrane are recomputed, so the step keeps nothing of size
+        [T, B, N] but the spikes, for one more GEMM; it sets K. Otherwise passed to `lif`.
+
+    Returns:
+      spikes [T, B, N] in the dtype of `inputs`. dW and db of the chunked implementation are float32 sums
+      of per-chunk GEMMs: equal to the unchunked layer's to float32 rounding of a sum over T*B rows in
+      another order; its spikes, dx and parameter gradients are the unchunked layer's.
+    """
+    inputs = jnp.asarray(inputs)
+    if inputs.ndim != 3 or not jnp.issubdtype(inputs.dtype, jnp.floating):
+        raise ValueError(f"inputs must be floating [T, B, D], got {inputs.dtype}{inputs.shape}")
+    steps, batch, features = inputs.shape
+    if jnp.ndim(kernel) != 2 or jnp.shape(kernel)[0] != features:
+        raise ValueError(f"kernel must be [D={features}, N], got shape {jnp.shape(kernel)}")
+    neurons = jnp.shape(kernel)[1]
+    if bias is not None and jnp.shape(bias) != (neurons,):
+        raise ValueError(f"bias must be [N] = ({neurons},) or None, got shape {jnp.shape(bias)}")
+    if implementation not in IMPLEMENTATIONS + ("chunked",):
+        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS + ('chunked',)}, got {implementation!r}")
+    for label, value in (("time_chunk", time_chunk), ("recompute_chunk", recompute_chunk)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"{label} must be a positive int or None, got {value!r}")
+    parameters = {"beta": beta, "threshold": threshold}
+    _check_parameters(parameters, (batch, neurons), reset)
+    dtype = inputs.dtype
+    kernel = jnp.asarray(kernel).astype(dtype)
+    bias = None if bias is None else jnp.asarray(bias).astype(dtype)
+    if implementation != "chunked" and time_chunk is not None:
+        raise ValueError(f"time_chunk applies to the chunked implementation only, got {implementation!r}")
+    if recompute_chunk is not None and time_chunk not in (None, recompute_chunk):
+        raise ValueError(f"the chunked implementation recomputes whole chunks: recompute_chunk "
+                         f"({recompute_chunk}) sets time_chunk ({time_chunk}); give one of them")
+    chunk = recompute_chunk or time_chunk or default_time_chunk(steps, batch, features, neurons)
+    if implementation == "auto":
+        implementation = "auto" if jax.default_backend() == "gpu" else "chunked"
+    if implementation == "chunked" and chunk >= steps and recompute_chunk is None:
+        implementation = "fused"  # one chunk: the unchunked layer itself
+    if implementation != "chunked":
+        currents = (inputs.reshape(steps * batch, features) @ kernel).reshape(steps, batch, neurons)
+        if bias is not None:
+            currents = currents + bias
+        return lif(currents, beta=beta, threshold=threshold, reset=reset, surrogate=surrogate,
+                   surrogate_params=surrogate_params, detach_reset=detach_reset, implementation=implementation,
+                   recompute_chunk=recompute_chunk)
+    from spikejax.neurons import _dense
+
+    name, frozen = surrogate_lib.resolve(surrogate, surrogate_params)
+    static, arrays = _split(parameters)
+    like = jnp.zeros_like(inputs[0, :, :1], jnp.float32)  # [B, 1]: varies with the batch under shard_map
+    arrays = {k: jnp.broadcast_to(v + like.astype(v.dtype), (batch, neurons)) for k, v in arrays.items()}
+    # W and b vary with the batch too, as the sums over chunks that give their gradients must (autodiff of
+    # this sum then psums those gradients back under shard_map, as for the arrays above)
+    kernel = kernel + like[:1].astype(dtype)
+    bias = None if bias is None else bias + like[0].astype(dtype)
+    fn = _dense.make_dense_lif(*static, reset, name, frozen, bool(detach_reset), min(chunk, steps),
+                               recompute_chunk is not None)
+    return fn(inputs, kernel, bias, arrays)
 
 
 def cuba_lif(
