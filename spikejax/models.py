@@ -192,21 +192,21 @@ def _time_distributed(layer, x):
 
 
 def _dense_spiking(layer: nnx.Linear, spiking: SpikingNeurons, x):
-    """`layer` then `spiking` over [T, B, F]: `neurons.dense_lif` for LIF neurons (one op that owns the GEMM
-    and, on CPU at long T, walks time in chunks; one chunk, the same arithmetic as the layer over all T*B rows
-    then the neuron, while the layer's [T, B, N] arrays are small), else the layer over all T*B rows, then
-    the neuron."""
+    """`layer` then `spiking` over [T, B, F]: the neuron kind's registered `dense` op (LIF: `neurons.dense_lif`,
+    which owns the GEMM and, on CPU at long T, walks time in chunks; as one chunk, the same arithmetic as the
+    layer over all T*B rows then the neuron, while the layer's [T, B, N] arrays are small), else the layer
+    over all T*B rows, then the neuron."""
     neuron = spiking.neuron
-    if neuron.kind != "lif":
+    kind = neurons.get_kind(neuron.kind)
+    if kind.dense is None:
         return spiking(_time_distributed(layer, x))
     values = spiking.values()
-    get = lambda k: values.get(k, getattr(neuron, k))
+    params = {k: values.get(k, getattr(neuron, k)) for k in kind.parameters}
     x = x if layer.dtype is None else x.astype(layer.dtype)
-    return neurons.dense_lif(x, layer.kernel[...], None if layer.bias is None else layer.bias[...],
-                             beta=get("beta"), threshold=get("threshold"), reset=neuron.reset,
-                             surrogate=neuron.surrogate, surrogate_params=dict(neuron.surrogate_params),
-                             detach_reset=neuron.detach_reset, implementation=neuron.implementation,
-                             recompute_chunk=neuron.recompute_chunk)
+    return kind.dense(x, layer.kernel[...], None if layer.bias is None else layer.bias[...], **params,
+                      reset=neuron.reset, surrogate=neuron.surrogate, surrogate_params=dict(neuron.surrogate_params),
+                      detach_reset=neuron.detach_reset, implementation=neuron.implementation,
+                      recompute_chunk=neuron.recompute_chunk)
 
 
 def _kernel_init(scale):

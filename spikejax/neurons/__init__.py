@@ -411,6 +411,7 @@ def recurrent_lif(
 # Reference implementation: plain autodiff through lax.scan.
 
 
-register_kind("lif", lif, parameters=("beta", "threshold"), nir_node="LIF", title="leaky integrate-and-fire")
+register_kind("lif", lif, parameters=("beta", "threshold"), nir_node="LIF", title="leaky integrate-and-fire",
+              dense=dense_lif)
 register_kind("cuba_lif", cuba_lif, parameters=("alpha", "beta", "threshold"), nir_node="CubaLIF",
               title="current-based LIF (a synaptic current filter before the membrane)")

@@ -22,17 +22,20 @@ class NeuronKind:
     parameters: tuple[str, ...]
     nir_node: str | None = None
     title: str = ""
+    dense: Callable | None = None
 
 
 _KINDS: dict[str, NeuronKind] = {}
 
 
 def register_kind(name: str, function: Callable, *, parameters: tuple[str, ...], nir_node: str | None = None,
-                  title: str = "") -> NeuronKind:
-    """Registers a neuron kind; ValueError if the name is taken."""
+                  title: str = "", dense: Callable | None = None) -> NeuronKind:
+    """Registers a neuron kind; ValueError if the name is taken. `dense`: an op running a dense layer and
+    these neurons as one ((x [T, B, F], kernel [F, N], bias [N] or None, **parameters, **options) ->
+    spikes [T, B, N]); None: the models apply the layer over all T*B rows, then `function`."""
     if name in _KINDS:
         raise ValueError(f"neuron kind {name!r} is already registered")
-    kind = NeuronKind(name, function, tuple(parameters), nir_node, title or name)
+    kind = NeuronKind(name, function, tuple(parameters), nir_node, title or name, dense)
     _KINDS[name] = kind
     return kind
 
