@@ -100,11 +100,18 @@ class Checkpointer:
             raise NoCheckpointError(f"no checkpoint in {directory}: the folder does not exist; train first")
         self.directory = directory
         self.failed_saves: list[int] = []  # steps whose partial folders are removed again on close
-        self.manager = ocp.CheckpointManager(
-            directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create,
-                                                 enable_async_checkpointing=False),
-            item_names=("state", "meta"))
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create,
+                                               enable_async_checkpointing=False)
+        for attempt in range(50):
+            try:
+                self.manager = ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
+                break
+            except FileNotFoundError:
+                # orbax lists the steps, then reads each one's time: a training run saving with
+                # keep_checkpoints may delete a listed step in between; list again
+                if attempt == 49:
+                    raise
+                time.sleep(0.02)
 
     def all_steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
@@ -129,7 +136,7 @@ class Checkpointer:
                 raise
             self._remove_partial(step)
             self.failed_saves.append(step)
-            self.manager.reload()
+            self._reload()
             raise DiskFullError(
                 f"no space left on the device while saving checkpoint step {step} to {self.directory}; the partial "
                 f"checkpoint was removed; {_last_good(self.latest_step())} is intact. Free space and rerun the "
@@ -222,10 +229,22 @@ class Checkpointer:
                                     "run to save one, then rerun")
         return None
 
+    def _reload(self) -> None:
+        """The manager's step list read afresh; retried while a run saving beside us deletes a listed step
+        between orbax's listing and its reading of that step's time (FileNotFoundError)."""
+        for attempt in range(50):
+            try:
+                self.manager.reload()
+                return
+            except FileNotFoundError:
+                if attempt == 49:
+                    raise
+                time.sleep(0.02)
+
     def _vanished(self, step: int) -> bool:
         """Whether `step` was replaced while it was read: gone, or a newer step appeared (a run saved one and
         is deleting this one). Not damaged: the newer one is read instead. Re-reads the list of steps."""
-        self.manager.reload()
+        self._reload()
         return not os.path.isdir(os.path.join(self.directory, str(step))) or max(self.all_steps(), default=-1) > step
 
     def being_written(self) -> list[int]:
@@ -252,7 +271,7 @@ class Checkpointer:
             from jax.experimental import multihost_utils
 
             multihost_utils.sync_global_devices("spikejax_set_aside_damaged")
-        self.manager.reload()
+        self._reload()
 
     def close(self) -> None:
         """Closes the manager (its writer threads end), then removes once more what a failed save left: a
