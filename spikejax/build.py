@@ -72,6 +72,12 @@ def readout(config) -> Callable:
     return lambda outputs: spec.readout(outputs[spec.reads])
 
 
+def report_facts(config) -> dict:
+    """What eval.json repeats of the run: dataset, loss label, time bins and their width (us)."""
+    return {"dataset": config.dataset, "loss": loss_label(config), "time_bins": config.data.time_bins,
+            "bin_width_us": config.data.bin_width_us}
+
+
 def loss_label(config) -> str:
     """The loss's name as reports show it, e.g. "nll(window=10)"."""
     return config_lib.loss_label(config)

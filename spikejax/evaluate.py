@@ -3,8 +3,10 @@ folder is `spikejax.runs`).
 
   eval_step(params, inputs, labels, mask, ...)    masked sums over a (shard of a) batch
   sum_over_split(fn, split, eval_batch_size, ...) a parallel eval step's sums over every sample of a split
-  evaluate_split(config, params, split, ...)      every sample of a split once -> the summary dict
-  summarize(totals, config)                       the sums -> the eval.json dict
+  evaluate_split(params, split, ...)              every sample of a split once -> the summary dict
+  summarize(totals, facts)                        the sums -> the eval.json dict
+
+Below the programs, these take the values they use, never the run config.
 
 Sums first, then one division at the end, so padding (mask 0) counts nowhere and the result does not
 depend on the batch size or the number of devices.
@@ -76,16 +78,18 @@ def sum_over_split(fn, split: data_lib.CachedSplit, eval_batch_size: int, *, mes
     return totals
 
 
-def evaluate_split(config, params, split: data_lib.CachedSplit, *, mesh, graphdef, model) -> dict:
-    """The summary (see `summarize`) of `params` on every sample of `split`, each counted once."""
-    fn = parallel_eval_step(mesh, graphdef=graphdef, loss_fn=build.loss(config), readout_fn=build.readout(config),
-                            fan_out=model.fan_out,
+def evaluate_split(params, split: data_lib.CachedSplit, *, mesh, graphdef, model, loss_fn, readout_fn,
+                   eval_batch_size: int, facts: dict) -> dict:
+    """The summary (see `summarize`) of `params` on every sample of `split`, each counted once; `loss_fn`,
+    `readout_fn`: `build.loss`, `build.readout`; `facts`: `build.report_facts`."""
+    fn = parallel_eval_step(mesh, graphdef=graphdef, loss_fn=loss_fn, readout_fn=readout_fn, fan_out=model.fan_out,
                             frame_shape=build.packed_frame_shape(split))
-    return summarize(sum_over_split(fn, split, config.eval_batch_size, mesh=mesh, args=(params,)), config)
+    return summarize(sum_over_split(fn, split, eval_batch_size, mesh=mesh, args=(params,)), facts)
 
 
-def summarize(totals: dict, config) -> dict:
-    """Turns eval_step sums into the eval.json dict."""
+def summarize(totals: dict, facts: dict) -> dict:
+    """Turns eval_step sums into the eval.json dict; `facts` ({dataset, loss, time_bins, bin_width_us},
+    `build.report_facts`) are copied in."""
     n = float(totals["examples"])
     over_time = (np.asarray(totals["correct_over_time"]) / n).tolist()
     final = over_time[-1]
@@ -98,13 +102,13 @@ def summarize(totals: dict, config) -> dict:
     spikes = dict(zip(layer_names, (np.asarray(totals["spikes"]) / n).tolist()))
     synops = dict(zip(layer_names, (np.asarray(totals["synops"]) / n).tolist()))
     return {
-        "dataset": config.dataset,
-        "loss": build.loss_label(config),
+        "dataset": facts["dataset"],
+        "loss": facts["loss"],
         "accuracy": final,
         "num_examples": int(n),
         "mean_loss": float(totals["loss"]) / n,  # over the evaluated split's samples
-        "time_bins": config.data.time_bins,
-        "bin_width_us": config.data.bin_width_us,
+        "time_bins": facts["time_bins"],
+        "bin_width_us": facts["bin_width_us"],
         "accuracy_over_time": over_time,
         "latency_steps": {
             "accuracy_95pct_of_final": first_reaching(0.95),
@@ -118,11 +122,9 @@ def summarize(totals: dict, config) -> dict:
     }
 
 
-def neuron_summary(config, model) -> dict:
+def neuron_summary(neuron_config: dict, model) -> dict:
     """eval.json's "neuron": the run's neuron config (model.neuron, with its learn_* fields) and, per spiking
     layer (layer1, ..., output), mean / std / min / max of every learned parameter's value."""
-    from spikejax import config as config_lib
-
     learned = {}
     spiking = list(model.spiking)
     names = [f"layer{i}" for i in range(1, len(spiking))] + ["output"]
@@ -131,7 +133,7 @@ def neuron_summary(config, model) -> dict:
         if values:
             learned[name] = {k: {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
                                  "max": float(v.max()), "size": int(v.size)} for k, v in values.items()}
-    return {"config": config_lib.to_dict(config.model.neuron), "learned": learned}
+    return {"config": neuron_config, "learned": learned}
 
 
 def neurobench_summary(sums, examples: float) -> dict:

@@ -17,6 +17,7 @@ import numpy as np
 from flax import nnx
 
 from spikejax import build, parallel
+from spikejax import config as config_lib
 from spikejax import data as data_lib
 from spikejax.checkpoint import Checkpointer
 from spikejax.errors import ConfigError, MissingDependencyError, NoCheckpointError
@@ -30,11 +31,14 @@ def evaluate_params(config, workdir: str, params, *, mesh, graphdef, model, test
     into the result's "validation") once; writes <workdir>/eval.json (atomically, with `extra` fields added)
     and the two plots (without matplotlib: a note) on process 0. Returns the eval dict."""
     kwargs = dict(mesh=mesh, graphdef=graphdef, model=model)
-    result = {**evaluate_split(config, params, test_data, **kwargs), **(extra or {})}
+    kwargs.update(loss_fn=build.loss(config), readout_fn=build.readout(config),
+                  eval_batch_size=config.eval_batch_size, facts=build.report_facts(config))
+    result = {**evaluate_split(params, test_data, **kwargs), **(extra or {})}
     local = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, params)
-    result["neuron"] = neuron_summary(config, nnx.merge(graphdef, local))  # replicated: any local copy
+    # replicated: any local copy
+    result["neuron"] = neuron_summary(config_lib.to_dict(config.model.neuron), nnx.merge(graphdef, local))
     if validation is not None:
-        held = evaluate_split(config, params, validation, **kwargs)
+        held = evaluate_split(params, validation, **kwargs)
         result["validation"] = {"accuracy": held["accuracy"], "num_examples": held["num_examples"],
                                 "loss": held["mean_loss"]}
     if jax.process_index() == 0:
@@ -91,8 +95,6 @@ def saved_config(workdir: str):
     today's field names)."""
     import ml_collections
 
-    from spikejax import config as config_lib
-
     directory = os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
     with Checkpointer(directory, create=False) as checkpointer:
         for step in reversed(checkpointer.all_steps()):
@@ -129,8 +131,6 @@ def evaluation_config(workdir: str, **settings):
 
 def evaluate(config, workdir: str) -> dict:
     """Evaluates the newest intact checkpoint in `workdir` -> eval.json (and the two plots)."""
-    from spikejax import config as config_lib
-
     config_lib.validate(config)
     workdir = os.path.abspath(os.path.expanduser(workdir))
     run = restore(config, workdir)  # before any data work

@@ -117,14 +117,16 @@ def test_replica_evaluation_equals_single_model_evaluation(digits_data_dir):
                                      frame_shape=build.packed_frame_shape(split), selection=selection)
     totals = evaluate.sum_over_split(fn, split, config.eval_batch_size, mesh=mesh, args=(state["params"],),
                                      extra=(parallel.replicate(hyper, mesh),))
-    mine = replicas.summaries(totals, config, hyper)
+    mine = replicas.summaries(totals, build.report_facts(config), len(rows))
     for r, row in enumerate(rows):
         single = small_config(digits_data_dir, seed=row["seed"], **{"loss.name": row["loss"], **{
             f"loss.{row['loss']}.{k}": v for k, v in row.items() if k not in ("seed", "loss")}})
         single_model = build.model(single)
         _, params = nnx.split(single_model)
-        theirs = evaluate.evaluate_split(single, parallel.replicate(params, mesh), split, mesh=mesh,
-                                         graphdef=graphdef, model=single_model)
+        theirs = evaluate.evaluate_split(parallel.replicate(params, mesh), split, mesh=mesh, graphdef=graphdef,
+                                         model=single_model, loss_fn=build.loss(single),
+                                         readout_fn=build.readout(single), eval_batch_size=single.eval_batch_size,
+                                         facts=build.report_facts(single))
         assert abs(mine[r]["accuracy"] - theirs["accuracy"]) <= 1 / 360  # one flipped spike at most
         assert mine[r]["mean_loss"] == pytest.approx(theirs["mean_loss"], rel=1e-3)
         assert mine[r]["spikes_per_sample"]["total"] == pytest.approx(theirs["spikes_per_sample"]["total"], rel=1e-3)

@@ -161,7 +161,6 @@ def parallel_eval_step(mesh, **kwargs):
     return jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P(),) + batch + (P(),), out_specs=P()))
 
 
-def summaries(totals: dict, config, hyper: dict) -> list[dict]:
-    """`evaluate.summarize` per replica of stacked eval sums (each leaf [R, ...])."""
-    count = len(np.asarray(hyper["seed"]))
-    return [evaluate.summarize(jax.tree.map(lambda x: np.asarray(x)[r], totals), config) for r in range(count)]
+def summaries(totals: dict, facts: dict, count: int) -> list[dict]:
+    """`evaluate.summarize` per replica of stacked eval sums (each leaf [R, ...], R = count)."""
+    return [evaluate.summarize(jax.tree.map(lambda x: np.asarray(x)[r], totals), facts) for r in range(count)]

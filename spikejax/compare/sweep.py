@@ -201,11 +201,12 @@ def run_program(config, rows: list[dict], folder: str, *, test: bool, stop: loop
     program_step = replicas.parallel_train_step(mesh, tx=tx, rate_penalty=config.loss.rate_penalty,
                                                 target_rate=config.loss.target_rate, **shared)
     eval_fn = replicas.parallel_eval_step(mesh, fan_out=model.fan_out, **shared)
+    facts = build.report_facts(config)
 
     def evaluate_on(split, params):
         totals = evaluate.sum_over_split(eval_fn, split, config.eval_batch_size, mesh=mesh, args=(params,),
                                          extra=(hyper_device,))
-        return replicas.summaries(totals, config, hyper)
+        return replicas.summaries(totals, facts, len(rows))
 
     def on_epoch(at, state, meta):
         summaries = evaluate_on(validation, state["params"])
