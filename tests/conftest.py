@@ -1,7 +1,11 @@
-"""Test set-up: four host devices for the data-parallel tests; set before jax is imported."""
+"""Test set-up: four host devices for the data-parallel tests (SPIKEJAX_TEST_DEVICES=N for N, see
+tests/devices.py); set before jax is imported."""
 import os
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
+from tests.devices import COUNT
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                           + f" --xla_force_host_platform_device_count={COUNT}").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pytest  # noqa: E402

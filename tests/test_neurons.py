@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from spikejax import neurons, surrogate
+from tests import devices
 from tests.reference import lif_adjoint_numpy, lif_numpy
 
 
@@ -213,6 +214,7 @@ def test_input_errors_name_the_problem():
 
 # "pallas" is absent: Pallas' CPU interpreter cannot run inside shard_map (see spikejax.neurons._pallas._out_struct);
 # benchmarks/gpu_check.py runs that case on a GPU.
+@devices.needs(2)
 @pytest.mark.parametrize("implementation,recompute_chunk", [("fused", None), ("fused", 8), ("reference", None)])
 def test_lif_inside_shard_map_matches_unsharded(implementation, recompute_chunk):
     from jax.sharding import PartitionSpec as P

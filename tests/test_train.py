@@ -18,6 +18,7 @@ import pytest
 from configs import default
 from spikejax import build, errors, losses, parallel, runs, train
 from spikejax import step as step_lib
+from tests import devices
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,6 +56,7 @@ def _assert_trees_equal(a, b, **tolerance):
             np.testing.assert_array_equal(x, y)
 
 
+@devices.needs(4)
 def test_four_devices_match_one_device(digits_data_dir):
     from flax import nnx
 
@@ -72,8 +74,8 @@ def test_four_devices_match_one_device(digits_data_dir):
     split = data.load("digits_events", "train", data_dir=digits_data_dir)
     batches = [next(iter(data.TrainIterator(split, 64, seed=1, state={"epoch": 0, "position": i})))
                for i in range(1)]
-    for devices in (jax.devices()[:1], jax.devices()[:4]):
-        mesh = parallel.data_mesh(devices)
+    for chosen in (jax.devices()[:1], jax.devices()[:4]):
+        mesh = parallel.data_mesh(chosen)
         model = build.model(config, (2, 34, 34), 10)
         graphdef, params = nnx.split(model)
         tx = build.optimizer(config, 20)
@@ -82,7 +84,7 @@ def test_four_devices_match_one_device(digits_data_dir):
                                          readout_fn=build.readout(config))
         for b in batches:
             state, metrics = step(state, *parallel.global_batch_arrays(mesh, b))
-        assert len(state["params"]["layers"][0]["kernel"][...].sharding.device_set) == len(devices)
+        assert len(state["params"]["layers"][0]["kernel"][...].sharding.device_set) == len(chosen)
         assert np.ptp(np.asarray(state["params"]["spiking"][0]["beta_raw"][...])) > 0  # per neuron, learned
         mesh_args.append((jax.device_get(state["params"]), float(metrics["loss"])))
     (one, loss_one), (four, loss_four) = mesh_args
