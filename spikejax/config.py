@@ -231,7 +231,7 @@ def _validate_loss(values: dict) -> None:
     from spikejax import losses
 
     spec = losses.get(values["loss.name"])
-    problems = spec.problems({p.name: values[f"loss.{spec.name}.{p.name}"] for p in spec.params})
+    problems = spec.problems({p.name: values[f"loss.{spec.name}.{p.name}"] for p in spec.params}, bounds=values)
     if problems:
         raise ConfigError(f"config fields loss.{spec.name}.*: {problems[0]}")
     if spec.reads != "spikes":

@@ -78,6 +78,11 @@ def test_a_loss_parameter_block_exists_per_registered_loss_and_only_the_chosen_o
     flat = config_lib.flatten(config_lib.to_dict(config))
     assert config_lib.inactive_loss_fields(flat) >= {"loss.nll.window", "loss.mse.true_rate"}
     assert not any(k.startswith("loss.softmax.") for k in config_lib.inactive_loss_fields(flat))
+    config.loss.name, config.loss.nll.window = "nll", 31
+    with pytest.raises(errors.ConfigError, match=r"window = 31 must be <= data.time_bins \(30\)"):
+        config_lib.validate(config)
+    config.data.time_bins = 31
+    config_lib.validate(config)
     config.loss.name = "mse"
     config.loss.mse.true_rate, config.loss.mse.false_rate = 0.1, 0.2
     with pytest.raises(errors.ConfigError, match="false_rate 0.2 must be < true_rate 0.1"):

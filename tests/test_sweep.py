@@ -37,6 +37,10 @@ def test_grid_covers_every_loss_parameter_and_keeps_mse_targets_ordered():
     s.grid.mse.true_rate = (0.01,)
     with pytest.raises(ConfigError, match="grid.mse: no combination is allowed: loss 'mse': false_rate"):
         sweep.configurations(s, default.get_config())
+    s.grid.mse.true_rate = (0.5,)
+    s.grid.nll_window.window = (5, 31)
+    with pytest.raises(ConfigError, match=r"grid.nll_window.window = \(5, 31\): each must be <= data.time_bins"):
+        sweep.configurations(s, default.get_config())
     s.grid.softmax.temperature = (0.0,)
     with pytest.raises(ConfigError, match=r"grid.softmax.temperature = \[0.0\]: must be a non-empty tuple"):
         sweep.validate(s)

@@ -106,11 +106,16 @@ def configurations(sweep, config) -> list[dict]:
         combos = [dict(entry.fixed)]
         for name, values in dict(sweep.grid.get(label, {})).items():
             combos = [{**c, name: v} for c in combos for v in values]
-        base = dict(config.loss[spec.name])
-        kept = [c for c in combos if not spec.problems({**base, **c})]
+        base, bounds = dict(config.loss[spec.name]), config_lib.flatten(config_lib.to_dict(config))
+        for name, values in dict(sweep.grid.get(label, {})).items():  # a bound is an error, not a filter
+            limit = spec.param(name).at_most
+            if limit and any(v is not None and v > bounds[limit] for v in values):
+                raise ConfigError(f"sweep field grid.{label}.{name} = {tuple(values)!r}: each must be <= {limit} "
+                                  f"({bounds[limit]!r})")
+        kept = [c for c in combos if not spec.problems({**base, **c}, bounds)]
         if not kept:
             raise ConfigError(f"sweep field grid.{label}: no combination is allowed: "
-                              f"{spec.problems({**base, **combos[0]})[0]}")
+                              f"{spec.problems({**base, **combos[0]}, bounds)[0]}")
         for learning_rate in sweep.learning_rates:
             for combo in kept:
                 out.append({"label": label, "loss": spec.name, "learning_rate": float(learning_rate), **combo})

@@ -77,8 +77,8 @@ def _windowed_nll_per_example(spikes, labels, window, min_count):
 
 
 @register("nll", title="spike NLL (whole sample)", aliases=("spike_nll", "spikemax"), params=(
-    Param("window", None, positive_int, optional=True, integer=True,
-          doc="None: counts over the whole sample; W: sliding windows of W steps"),
+    Param("window", None, positive_int, optional=True, integer=True, at_most="data.time_bins",
+          doc="None: counts over the whole sample; W: sliding windows of W steps (at most T)"),
     Param("min_count", 1.0, positive, grid=(0.5, 2.0), doc="lower clamp of the counts, straight-through")))
 def spike_nll(spikes, labels, *, window: int | None = None, min_count: float = 1.0, mask=None):
     """Spikemax negative log-likelihood of spike-count probabilities (module docstring). Returns a scalar.

@@ -61,7 +61,7 @@ class Param:
     """A loss hyperparameter. `check(value)` returns None when allowed, else what is allowed; `grid`: the
     default values the comparison tunes over (empty: not tuned, the config's value is used); `optional`:
     None is allowed (0 stands for it in a replica's array, so 0 itself must not be allowed); `integer`: its
-    replica array is int32."""
+    replica array is int32; `at_most`: a run-config field that bounds it (e.g. "data.time_bins", T)."""
     name: str
     default: Any
     check: Check = any_value
@@ -69,6 +69,7 @@ class Param:
     optional: bool = False
     integer: bool = False
     doc: str = ""
+    at_most: str | None = None
 
     def problem(self, value) -> str | None:
         if value is None:
@@ -105,8 +106,9 @@ class Loss:
         raise ValueError(f"loss {self.name!r} has no parameter {name!r}; its parameters: "
                          f"{[p.name for p in self.params]}")
 
-    def problems(self, values: Mapping) -> list[str]:
-        """What is wrong with a full parameter dict, one line per problem (empty when it is allowed)."""
+    def problems(self, values: Mapping, bounds: Mapping | None = None) -> list[str]:
+        """What is wrong with a full parameter dict, one line per problem (empty when it is allowed);
+        `bounds`: the flattened run config, for the parameters declared `at_most` one of its fields."""
         out = [f"loss {self.name!r} has no parameter {k!r} (its parameters: {[p.name for p in self.params]})"
                for k in values if k not in {p.name for p in self.params}]
         for p in self.params:
@@ -116,6 +118,10 @@ class Loss:
             problem = p.problem(values[p.name])
             if problem:
                 out.append(f"loss {self.name!r}: {p.name} = {values[p.name]!r} must be {problem}")
+            elif p.at_most and bounds and p.at_most in bounds and values[p.name] is not None \
+                    and values[p.name] > bounds[p.at_most]:
+                out.append(f"loss {self.name!r}: {p.name} = {values[p.name]!r} must be <= {p.at_most} "
+                           f"({bounds[p.at_most]!r})")
         if not out and self.constraint is not None:
             problem = self.constraint(dict(values))
             if problem:
