@@ -102,16 +102,8 @@ class Checkpointer:
         self.failed_saves: list[int] = []  # steps whose partial folders are removed again on close
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create,
                                                enable_async_checkpointing=False)
-        for attempt in range(50):
-            try:
-                self.manager = ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
-                break
-            except FileNotFoundError:
-                # orbax lists the steps, then reads each one's time: a training run saving with
-                # keep_checkpoints may delete a listed step in between; list again
-                if attempt == 49:
-                    raise
-                time.sleep(0.02)
+        self.manager = _listing_retried(
+            lambda: ocp.CheckpointManager(directory, options=options, item_names=("state", "meta")))
 
     def all_steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
@@ -230,16 +222,8 @@ class Checkpointer:
         return None
 
     def _reload(self) -> None:
-        """The manager's step list read afresh; retried while a run saving beside us deletes a listed step
-        between orbax's listing and its reading of that step's time (FileNotFoundError)."""
-        for attempt in range(50):
-            try:
-                self.manager.reload()
-                return
-            except FileNotFoundError:
-                if attempt == 49:
-                    raise
-                time.sleep(0.02)
+        """The manager's step list read afresh (see `_listing_retried`)."""
+        _listing_retried(self.manager.reload)
 
     def _vanished(self, step: int) -> bool:
         """Whether `step` was replaced while it was read: gone, or a newer step appeared (a run saved one and
@@ -303,6 +287,18 @@ def _remove_tree(path: str, attempts: int = 50) -> None:
         if not os.path.exists(path):
             return
         time.sleep(0.1)
+
+
+def _listing_retried(list_steps, attempts: int = 50):
+    """list_steps(), again while it raises FileNotFoundError: orbax lists the step folders, then reads each
+    one's time, and a training run saving beside us (keep_checkpoints) may delete a listed step in between."""
+    for attempt in range(attempts):
+        try:
+            return list_steps()
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.02)
 
 
 def _last_good(step: int | None) -> str:

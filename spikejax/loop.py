@@ -103,8 +103,7 @@ def schedule(*, batch_size: int, epochs: int, max_steps: int | None, log_every: 
              seed: int, train_samples: int, devices: int) -> Schedule:
     """The Schedule; ConfigError (naming the field) when the batch does not split evenly over the devices
     or exceeds the training samples."""
-    if batch_size % devices:
-        raise ConfigError(f"config field batch_size = {batch_size}: must be divisible by the {devices} devices")
+    check_batch_split(batch_size, devices)
     if batch_size > train_samples:
         raise ConfigError(f"config field batch_size = {batch_size}: must be <= the {train_samples} training samples")
     batches_per_epoch = train_samples // batch_size
