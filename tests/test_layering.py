@@ -9,7 +9,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "spikejax")
 
-CORE = {"spikejax.surrogate", "spikejax.neurons", "spikejax.losses", "spikejax.readout", "spikejax.errors"}
+CORE = {"spikejax.surrogate", "spikejax.neurons", "spikejax.losses", "spikejax.readout", "spikejax.errors",
+        "spikejax.delays"}
 # What each layer may import from spikejax (besides itself); everything else in spikejax is above it.
 ALLOWED = {
     "spikejax.errors": set(),
@@ -17,6 +18,7 @@ ALLOWED = {
     "spikejax.neurons": {"spikejax.surrogate"},
     "spikejax.losses": {"spikejax.readout"},  # the default readout of a registered loss
     "spikejax.readout": set(),
+    "spikejax.delays": set(),
     "spikejax.models": CORE,
     "spikejax.data": {"spikejax.errors"},  # and its own submodules
     "spikejax.parallel": set(),

@@ -1,0 +1,115 @@
+"""Synaptic delays: dense layers whose synapses deliver each input spike some steps late.
+
+  y_j[t] = sum_i W_ij x_i[t - d_ij]          (x_i[t] = 0 for t < 0)
+
+x [T, B, I] time-major, W [I, O], y [T, B, O]; delays d in steps, per synapse [I, O] or per input channel
+[I] (d_ij = d_i: a delayed copy of each input channel, then one dense layer: cheaper, fewer parameters).
+
+Training (DCLS, Hammouamri, Khalfaoui-Hassani and Masquelier, ICLR 2024): each delay is a real position
+d in [0, D-1] of a temporal kernel of D taps, spread over the taps by a normalised Gaussian of width sigma,
+
+  k_ij[tau] = g_ij[tau] / (sum_tau' g_ij[tau'] + 1e-7),   g_ij[tau] = exp(-(tau - d_ij)^2 / (2 sigma^2))
+  y_j[t] = sum_i sum_tau W_ij k_ij[tau] x_i[t - tau],      tau = 0 .. D-1
+
+which is differentiable in W and d (a causal convolution over time with a [D, I, O] kernel). sigma is
+annealed towards 0 during training (`annealed_sigma`); after training the delays round to integer steps
+(`rounded`) and inference shifts exactly (`sigma=None`). Positions outside [0, D-1] are clipped there
+(their gradient is then 0, like DCLS's clamp after each update).
+
+  delayed_dense(x, w, d, kernel_size=D, sigma=s)     the interpolated layer (training)
+  delayed_dense(x, w, d, kernel_size=D)              exact integer shifts of round(clip(d)) (inference)
+  delay_line(x, d)                                   per-channel exact shifts alone: [T, B, I] -> [T, B, I]
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+EPSILON = 1e-7  # in the Gaussian's normaliser, as DCLS
+
+
+def _check(x, weight, delays, kernel_size):
+    if x.ndim != 3:
+        raise ValueError(f"x must be time-major [T, B, I], got shape {x.shape}")
+    if weight.ndim != 2 or weight.shape[0] != x.shape[2]:
+        raise ValueError(f"weight must be [I, O] with I = {x.shape[2]} (x's last axis), got shape {weight.shape}")
+    if delays.shape not in ((weight.shape[0],), tuple(weight.shape)):
+        raise ValueError(f"delays must be per synapse {tuple(weight.shape)} or per input channel "
+                         f"({weight.shape[0]},), got shape {delays.shape}")
+    if not isinstance(kernel_size, int) or kernel_size < 1:
+        raise ValueError(f"kernel_size must be a positive int (taps 0 .. kernel_size-1), got {kernel_size!r}")
+
+
+def clipped(delays, kernel_size: int):
+    """Delays clipped to the kernel, [0, kernel_size - 1] (float32)."""
+    return jnp.clip(jnp.asarray(delays, jnp.float32), 0.0, float(kernel_size - 1))
+
+
+def rounded(delays, kernel_size: int):
+    """The integer delays inference uses: round(clip(d)) (half to even), int32 of the delays' shape."""
+    return jnp.round(clipped(delays, kernel_size)).astype(jnp.int32)
+
+
+def gaussian_taps(delays, kernel_size: int, sigma):
+    """k[tau, ...] = g[tau] / (sum_tau g + 1e-7), g[tau] = exp(-(tau - clip(d))^2 / (2 sigma^2)):
+    [kernel_size, *delays.shape], float32. sigma > 0 (a float or a traced scalar)."""
+    taps = jnp.arange(kernel_size, dtype=jnp.float32).reshape((kernel_size,) + (1,) * jnp.ndim(delays))
+    sigma = jnp.asarray(sigma, jnp.float32)
+    g = jnp.exp(-0.5 * jnp.square((taps - clipped(delays, kernel_size)) / sigma))
+    return g / (jnp.sum(g, axis=0, keepdims=True) + EPSILON)
+
+
+def one_hot_taps(delays, kernel_size: int):
+    """k[tau, ...] = 1 where tau = round(clip(d)), else 0: [kernel_size, *delays.shape], float32."""
+    taps = jnp.arange(kernel_size).reshape((kernel_size,) + (1,) * jnp.ndim(delays))
+    return (taps == rounded(delays, kernel_size)).astype(jnp.float32)
+
+
+def _causal_conv(x, kernel, groups: int = 1):
+    """y[t] = sum_tau x[t - tau] @ kernel[tau]: x [T, B, I], kernel [D, I/groups, O] -> [T, B, O]."""
+    taps = kernel.shape[0]
+    return jax.lax.conv_general_dilated(
+        x, kernel[::-1].astype(x.dtype), window_strides=(1,), padding=[(taps - 1, 0)],
+        dimension_numbers=("WNC", "WIO", "WNC"), feature_group_count=groups)
+
+
+def delayed_dense(x, weight, delays, *, kernel_size: int, sigma=None):
+    """y[t, b, j] = sum_i sum_tau W_ij k_ij[tau] x[t - tau, b, i] (module docstring).
+
+    x [T, B, I] (any float dtype; the result has it), weight [I, O], delays [I, O] or [I] in steps.
+    `sigma` a positive float or traced scalar: the Gaussian-interpolated delays (training); None: the exact
+    shifts of `rounded(delays)` (what deploys). No bias: add it to the result."""
+    x, weight, delays = jnp.asarray(x), jnp.asarray(weight), jnp.asarray(delays)
+    _check(x, weight, delays, kernel_size)
+    taps = one_hot_taps(delays, kernel_size) if sigma is None else gaussian_taps(delays, kernel_size, sigma)
+    if delays.ndim == 1:  # per input channel: delay each channel (a depthwise convolution), then one GEMM
+        shifted = _causal_conv(x, taps[:, None, :], groups=x.shape[2])
+        return jnp.einsum("tbi,io->tbo", shifted, weight.astype(x.dtype))
+    return _causal_conv(x, taps * weight.astype(jnp.float32))
+
+
+def delay_line(x, delays):
+    """x[t - d_i, b, i] (0 before the start): exact per-channel shifts by integer delays [I], as a ring buffer
+    of max(d) + 1 steps would give them. x [T, B, I] -> [T, B, I]."""
+    x, delays = jnp.asarray(x), jnp.asarray(delays)
+    if x.ndim != 3 or delays.shape != (x.shape[2],):
+        raise ValueError(f"delay_line takes x [T, B, I] and integer delays [I], got {x.shape} and {delays.shape}")
+    steps = x.shape[0]
+    source = jnp.arange(steps)[:, None] - delays[None, :].astype(jnp.int32)  # [T, I]
+    gathered = jnp.take_along_axis(x, jnp.clip(source, 0, steps - 1)[:, None, :], axis=0)
+    return jnp.where((source >= 0)[:, None, :], gathered, jnp.zeros((), x.dtype))
+
+
+def annealed_sigma(progress, sigma_start: float, sigma_end: float, anneal_fraction: float):
+    """DCLS's exponential schedule: sigma_start (sigma_end / sigma_start)^min(progress / anneal_fraction, 1),
+    for `progress` = step / total steps in [0, 1]; sigma_end from there on."""
+    if not (sigma_start > 0 and sigma_end > 0 and 0 < anneal_fraction <= 1):
+        raise ValueError(f"need sigma_start > 0, sigma_end > 0 and 0 < anneal_fraction <= 1, got "
+                         f"{sigma_start}, {sigma_end}, {anneal_fraction}")
+    fraction = jnp.clip(jnp.asarray(progress, jnp.float32) / anneal_fraction, 0.0, 1.0)
+    return sigma_start * jnp.exp(fraction * math.log(sigma_end / sigma_start))
+
+
+__all__ = ["annealed_sigma", "clipped", "delay_line", "delayed_dense", "gaussian_taps", "one_hot_taps", "rounded"]
