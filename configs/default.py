@@ -38,7 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.validation_fraction = 0.1
 
     c.model = ml_collections.ConfigDict()
-    c.model.name = "mlp"  # "mlp" or "conv"
+    c.model.name = "mlp"  # "mlp", "conv", "rnn" or "delay_mlp" (spikejax.models)
     c.model.hidden = (256,)
     c.model.dtype = "auto"  # compute dtype: "auto" (bf16 on GPU/TPU, f32 on CPU), "float32" or "bfloat16";
     # parameters and the membrane stay float32 in every case
@@ -63,6 +63,15 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.neuron.learn_threshold = False
     c.model.neuron.learn_alpha = False  # cuba_lif only
     c.model.neuron.learn_shape = "neuron"  # "neuron" or "layer"
+    # synaptic delays of model.name = "delay_mlp" (spikejax.delays, the DCLS scheme; other models ignore them)
+    c.model.delay = ml_collections.ConfigDict()
+    c.model.delay.kernel_size = 25  # D taps: delays 0 .. D-1 steps
+    c.model.delay.per = "synapse"  # "synapse" (d [I, O]) or "channel" (d [I], one per input channel)
+    c.model.delay.learn = True  # False: fixed at their initial values (exact shifts throughout)
+    c.model.delay.init = "uniform"  # "uniform" over [0, D-1] or "zero"
+    c.model.delay.sigma_start = placeholder(float)  # None: D / 3 (DCLS); the interpolation's initial width
+    c.model.delay.sigma_end = 0.23  # width at the end of the annealing (taps one-hot to within 1e-4)
+    c.model.delay.anneal_fraction = 0.5  # the width reaches sigma_end after this fraction of the steps
 
     c.loss = ml_collections.ConfigDict()
     c.loss.name = "nll"  # any registered loss: mse | softmax | nll (spikejax.losses), or your own (--import)
@@ -80,6 +89,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.optimizer.grad_clip = 1.0  # global-norm clip; inf: none
     c.optimizer.weight_decay = 0.0  # never applied to learnable neuron parameters
     c.optimizer.neuron_learning_rate_scale = 1.0  # learnable neuron parameters: their updates times this
+    c.optimizer.delay_learning_rate_scale = 150.0  # delays (in steps): their updates times this (DCLS: 150)
 
     c.batch_size = 64
     c.eval_batch_size = 256

@@ -55,7 +55,20 @@ def model(config, frame=None, num_classes=None) -> nnx.Module:
     frame = frame_shape(config) if frame is None else tuple(frame)
     num_classes = data_lib.get_info(config.dataset).num_classes if num_classes is None else num_classes
     return models.build(m.name, frame, num_classes, neuron(config), seed=config.seed, hidden=tuple(m.hidden),
-                        dtype=compute_dtype(m.dtype), init_scale=m.init_scale, bias=m.bias)
+                        dtype=compute_dtype(m.dtype), init_scale=m.init_scale, bias=m.bias, delay=delay(config))
+
+
+def delayed(config) -> bool:
+    """Whether the config's model has synaptic delays (reads `model.delay` and the training progress)."""
+    return models.MODELS[config.model.name].delayed
+
+
+def delay(config) -> models.Delay:
+    """The delay settings (`model.delay`; read by delayed models such as "delay_mlp")."""
+    d = config.model.delay
+    return models.Delay(kernel_size=int(d.kernel_size), per=d.per, learn=bool(d.learn), init=d.init,
+                        sigma_start=None if d.sigma_start is None else float(d.sigma_start),
+                        sigma_end=float(d.sigma_end), anneal_fraction=float(d.anneal_fraction))
 
 
 def loss(config) -> Callable:
@@ -83,17 +96,31 @@ def loss_label(config) -> str:
     return config_lib.loss_label(config)
 
 
+def _names(path) -> set:
+    """The keys of a parameter's tree path (a flax Variable adds a trailing `.value` key, so any key may be
+    the parameter's name)."""
+    return {getattr(key, "key", getattr(key, "name", None)) for key in path}
+
+
 def _is_neuron_parameter(path) -> bool:
-    """Whether a parameter's tree path names a learnable neuron parameter (`models.RAW_NAMES`; a flax
-    Variable adds a trailing `.value` key, so any key of the path may be the name)."""
-    return any(getattr(key, "key", getattr(key, "name", None)) in models.RAW_NAMES for key in path)
+    """Whether a parameter's tree path names a learnable neuron parameter (`models.RAW_NAMES`)."""
+    return bool(_names(path) & set(models.RAW_NAMES))
 
 
-def _scale_neuron_updates(factor: float) -> optax.GradientTransformation:
-    """Multiplies the updates of the learnable neuron parameters by `factor` (stateless)."""
+def _is_delay(path) -> bool:
+    """Whether a parameter's tree path names a synaptic delay (a delayed model's `delay`)."""
+    return "delay" in _names(path)
+
+
+def _scale_updates(neuron_factor: float, delay_factor: float) -> optax.GradientTransformation:
+    """Multiplies the updates of the learnable neuron parameters by `neuron_factor` and those of the delays
+    by `delay_factor` (stateless)."""
+    def factor(path):
+        return neuron_factor if _is_neuron_parameter(path) else delay_factor if _is_delay(path) else 1.0
+
     def update(updates, state, params=None):
         del params
-        scaled = jax.tree_util.tree_map_with_path(lambda path, u: u * factor if _is_neuron_parameter(path) else u,
+        scaled = jax.tree_util.tree_map_with_path(lambda path, u: u * factor(path) if factor(path) != 1.0 else u,
                                                   updates)
         return scaled, state
 
@@ -114,18 +141,21 @@ def _chain(config, learning_rate, total_steps: int) -> optax.GradientTransformat
     shape = _schedule_shape(o, total_steps)
     lr = lambda count: learning_rate * shape(count)  # = peak * shape exactly (shape's peak is 1.0)
     learned = n.learn_beta or n.learn_threshold or n.learn_alpha
+    has_delays = delayed(config)
     mask = None
-    if learned:
-        mask = lambda params: jax.tree_util.tree_map_with_path(lambda path, _: not _is_neuron_parameter(path),
-                                                               params)
+    if learned or has_delays:  # weight decay never pulls neuron parameters or delays
+        mask = lambda params: jax.tree_util.tree_map_with_path(
+            lambda path, _: not (_is_neuron_parameter(path) or _is_delay(path)), params)
     if o.name == "adamw":
         update = optax.adamw(lr, weight_decay=o.weight_decay, mask=mask)
     else:
         update = optax.chain(optax.add_decayed_weights(o.weight_decay, mask=mask),
                              optax.sgd(lr, momentum=o.momentum or None))
     parts = [optax.clip_by_global_norm(o.grad_clip), update]
-    if learned and o.neuron_learning_rate_scale != 1.0:
-        parts.append(_scale_neuron_updates(o.neuron_learning_rate_scale))
+    neuron_scale = o.neuron_learning_rate_scale if learned else 1.0
+    delay_scale = o.delay_learning_rate_scale if has_delays else 1.0
+    if neuron_scale != 1.0 or delay_scale != 1.0:
+        parts.append(_scale_updates(neuron_scale, delay_scale))
     return optax.chain(*parts)
 
 
@@ -134,7 +164,9 @@ def optimizer(config, total_steps: int) -> optax.GradientTransformation:
     as a hyperparameter in the optimizer state (`optax.inject_hyperparams`: opt_state.hyperparams
     ["learning_rate"]; replicas each hold their own). With learnable neuron parameters (model.neuron.
     learn_*), weight decay skips them (it would pull beta and alpha to 0.5 and the threshold to log 2) and
-    `optimizer.neuron_learning_rate_scale` multiplies their updates."""
+    `optimizer.neuron_learning_rate_scale` multiplies their updates; a delayed model's delays (in steps) are
+    never decayed either and `optimizer.delay_learning_rate_scale` multiplies their updates (DCLS trains
+    positions at 150x the weights' learning rate)."""
     make = lambda learning_rate: _chain(config, learning_rate, total_steps)
     return optax.inject_hyperparams(make)(learning_rate=float(config.optimizer.learning_rate))
 
@@ -183,9 +215,12 @@ def packed_frame_shape(split: data_lib.CachedSplit) -> tuple[int, ...] | None:
     return tuple(split.frame_shape) if split.packed else None
 
 
-def apply_model(graphdef, params, inputs, frame_shape=None):
+def apply_model(graphdef, params, inputs, frame_shape=None, progress=None):
     """The model's (output spikes, per-layer spikes) for inputs [T, b, ...]; with `frame_shape`, inputs
-    are bit-packed uint8 [T, b, ceil(F/8)] and are unpacked on the device first."""
+    are bit-packed uint8 [T, b, ceil(F/8)] and are unpacked on the device first. `progress` (training:
+    step / total steps, a scalar in [0, 1]) reaches models that read it (`models.takes_progress`: a delayed
+    model's annealed delay width); None (evaluation) gives their deployed form (integer delays)."""
     if frame_shape is not None:
         inputs = unpack_spikes(inputs, frame_shape)
-    return nnx.merge(graphdef, params)(inputs)
+    model = nnx.merge(graphdef, params)
+    return model(inputs, progress=progress) if models.takes_progress(model) else model(inputs)

@@ -100,6 +100,7 @@ def _rules() -> dict[str, Rule]:
     from spikejax import losses, neurons
     from spikejax.data import DATASETS
     from spikejax.models import MODELS
+    from spikejax.models.delayed import DELAY_INITS, DELAY_SHAPES
     from spikejax.neurons import IMPLEMENTATIONS, RESETS
     from spikejax.surrogate import SURROGATES
 
@@ -134,6 +135,13 @@ def _rules() -> dict[str, Rule]:
         "model.neuron.learn_threshold": boolean,
         "model.neuron.learn_alpha": boolean,
         "model.neuron.learn_shape": choice(["neuron", "layer"]),
+        "model.delay.kernel_size": integer(1),
+        "model.delay.per": choice(list(DELAY_SHAPES)),
+        "model.delay.learn": boolean,
+        "model.delay.init": choice(list(DELAY_INITS)),
+        "model.delay.sigma_start": optional(number(0.0, low_open=True)),
+        "model.delay.sigma_end": number(0.0, low_open=True),
+        "model.delay.anneal_fraction": number(0.0, 1.0, low_open=True),
         "loss.name": choice(losses.names(aliases=True)),
         **{f"loss.{name}.{p.name}": p.problem for name in losses.names() for p in losses.get(name).params},
         "loss.rate_penalty": number(0.0),
@@ -146,6 +154,7 @@ def _rules() -> dict[str, Rule]:
         "optimizer.grad_clip": number(0.0, low_open=True, finite=False),  # inf: no clipping
         "optimizer.weight_decay": number(0.0),
         "optimizer.neuron_learning_rate_scale": number(0.0, low_open=True),
+        "optimizer.delay_learning_rate_scale": number(0.0, low_open=True),
         "batch_size": integer(1),
         "eval_batch_size": integer(1),
         "epochs": integer(1),
@@ -270,7 +279,10 @@ _ZERO_MEANT_NONE = ("max_steps",)
 # Fields added since 0.1.0, with the value that reproduces what an older run did.
 _ADDED = {"data.validation_fraction": 0.0, "model.bias": True, "model.neuron.learn_beta": False,
           "model.neuron.learn_threshold": False, "model.neuron.learn_alpha": False,
-          "model.neuron.learn_shape": "neuron", "optimizer.neuron_learning_rate_scale": 1.0}
+          "model.neuron.learn_shape": "neuron", "optimizer.neuron_learning_rate_scale": 1.0,
+          "optimizer.delay_learning_rate_scale": 150.0, "model.delay.kernel_size": 25, "model.delay.per": "synapse",
+          "model.delay.learn": True, "model.delay.init": "uniform", "model.delay.sigma_start": None,
+          "model.delay.sigma_end": 0.23, "model.delay.anneal_fraction": 0.5}
 
 
 def upgrade(saved: dict) -> dict:

@@ -28,11 +28,13 @@ DECISION_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
 def eval_step(params, inputs, labels, mask, *, graphdef, loss_fn, readout_fn, fan_out, axis_name=None,
-              frame_shape=None):
+              frame_shape=None, progress=None):
     """Sums over a (shard of a) padded batch: correct decisions over time (the loss's readout), decision
     times and accuracy at each confidence threshold, spikes and SynOps per layer, and the loss. Padding
-    (mask 0) counts nowhere. With `axis_name`, the sums are psum'd over that mesh axis."""
-    out, layers = build.apply_model(graphdef, params, inputs, frame_shape)
+    (mask 0) counts nowhere. With `axis_name`, the sums are psum'd over that mesh axis. `progress` None:
+    the deployed model (a delayed model's integer delays); 1.0: as at the end of training (its delays
+    interpolated at the final width)."""
+    out, layers = build.apply_model(graphdef, params, inputs, frame_shape, progress)
     outputs = {"spikes": out}
     weights = mask.astype(jnp.float32)
     model = nnx.merge(graphdef, params)
@@ -79,11 +81,11 @@ def sum_over_split(fn, split: data_lib.CachedSplit, eval_batch_size: int, *, mes
 
 
 def evaluate_split(params, split: data_lib.CachedSplit, *, mesh, graphdef, model, loss_fn, readout_fn,
-                   eval_batch_size: int, facts: dict) -> dict:
+                   eval_batch_size: int, facts: dict, progress=None) -> dict:
     """The summary (see `summarize`) of `params` on every sample of `split`, each counted once; `loss_fn`,
-    `readout_fn`: `build.loss`, `build.readout`; `facts`: `build.report_facts`."""
+    `readout_fn`: `build.loss`, `build.readout`; `facts`: `build.report_facts`; `progress`: see `eval_step`."""
     fn = parallel_eval_step(mesh, graphdef=graphdef, loss_fn=loss_fn, readout_fn=readout_fn, fan_out=model.fan_out,
-                            frame_shape=build.packed_frame_shape(split))
+                            frame_shape=build.packed_frame_shape(split), progress=progress)
     return summarize(sum_over_split(fn, split, eval_batch_size, mesh=mesh, args=(params,)), facts)
 
 
@@ -120,6 +122,25 @@ def summarize(totals: dict, facts: dict) -> dict:
         "synops_per_sample": {**synops, "total": float(sum(synops.values()))},
         "neurobench": neurobench_summary(totals["neurobench"], n),
     }
+
+
+def delay_summary(model, test: dict, interpolated: dict) -> dict:
+    """What eval.json says of a delayed model: the deployed (rounded, integer-step) network is the result;
+    `interpolated` (its delays Gaussian-interpolated at the final training width) beside it, and each
+    layer's rounded delays (mean, max, fraction nonzero, in steps)."""
+    from spikejax import delays
+
+    layers = []
+    for layer in model.layers:
+        d = np.asarray(delays.rounded(layer.delay[...], model.delay.kernel_size))
+        layers.append({"shape": list(d.shape), "mean_steps": float(d.mean()), "max_steps": int(d.max()),
+                       "nonzero_fraction": float(np.mean(d != 0))})
+    return {"evaluated": "rounded to integer steps (the deployed network; the top-level accuracy)",
+            "kernel_size": model.delay.kernel_size, "per": model.delay.per, "learned": model.delay.learn,
+            "interpolated": {"sigma": model.delay.sigma_end if model.delay.learn else None,
+                             "accuracy": interpolated["accuracy"], "mean_loss": interpolated["mean_loss"]},
+            "rounded_minus_interpolated_accuracy": test["accuracy"] - interpolated["accuracy"],
+            "layers": layers}
 
 
 def neuron_summary(neuron_config: dict, model) -> dict:

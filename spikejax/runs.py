@@ -21,7 +21,7 @@ from spikejax import config as config_lib
 from spikejax import data as data_lib
 from spikejax.checkpoint import Checkpointer
 from spikejax.errors import ConfigError, MissingDependencyError, NoCheckpointError
-from spikejax.evaluate import evaluate_split, neuron_summary
+from spikejax.evaluate import delay_summary, evaluate_split, neuron_summary
 from spikejax.workdir import atomic_write_json, log
 
 
@@ -36,7 +36,10 @@ def evaluate_params(config, workdir: str, params, *, mesh, graphdef, model, test
     result = {**evaluate_split(params, test_data, **kwargs), **(extra or {})}
     local = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, params)
     # replicated: any local copy
-    result["neuron"] = neuron_summary(config_lib.to_dict(config.model.neuron), nnx.merge(graphdef, local))
+    merged = nnx.merge(graphdef, local)
+    result["neuron"] = neuron_summary(config_lib.to_dict(config.model.neuron), merged)
+    if build.delayed(config):  # a delayed model: the rounded network above, the interpolated beside it
+        result["delays"] = delay_summary(merged, result, evaluate_split(params, test_data, **kwargs, progress=1.0))
     if validation is not None:
         held = evaluate_split(params, validation, **kwargs)
         result["validation"] = {"accuracy": held["accuracy"], "num_examples": held["num_examples"],

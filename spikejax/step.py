@@ -27,19 +27,22 @@ from spikejax.errors import NonFiniteError
 
 
 def train_step(state, inputs, labels, mask, *, graphdef, tx, loss_fn, readout_fn, rate_penalty=0.0,
-               target_rate=0.02, axis_name=None, frame_shape=None):
+               target_rate=0.02, axis_name=None, frame_shape=None, total_steps=None):
     """One optimizer step on a (shard of a) batch. inputs [T, b, ...], labels [b], mask [b]; with
     `frame_shape`, inputs are bit-packed uint8 [T, b, ceil(F/8)] and are unpacked on the device.
     `loss_fn(outputs, labels, mask)` and `readout_fn(outputs)` (predictions [T, b]) take the model's
-    outputs {"spikes": [T, b, C]} (`build.loss`, `build.readout`).
+    outputs {"spikes": [T, b, C]} (`build.loss`, `build.readout`). `total_steps`: the run's length, from which
+    models that read the training progress (a delayed model's annealed delay width) get step / total_steps.
 
     Returns (new state, metrics {loss, accuracy, output_rate, grad_norm, params_finite}); with
     `axis_name`, gradients and metrics are averaged over that mesh axis. `params_finite` is 1.0 when every
     new parameter is finite: a NaN network never fires, so its loss alone can look finite.
     """
 
+    progress = None if total_steps is None else jnp.minimum(state["step"] / max(total_steps, 1), 1.0)
+
     def objective(params):
-        out, layers = build.apply_model(graphdef, params, inputs, frame_shape)
+        out, layers = build.apply_model(graphdef, params, inputs, frame_shape, progress)
         loss = loss_fn({"spikes": out}, labels, mask)
         if rate_penalty:
             loss = loss + rate_penalty * sum(losses.spike_rate_penalty(h, target_rate=target_rate, mask=mask)

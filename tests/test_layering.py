@@ -75,7 +75,8 @@ def _imports(path, module):
 
 
 def _layer(module):
-    for package in ("spikejax.data", "spikejax.losses", "spikejax.compare", "spikejax.neurons", "spikejax.nir"):
+    for package in ("spikejax.data", "spikejax.losses", "spikejax.compare", "spikejax.neurons", "spikejax.nir",
+                    "spikejax.models"):
         if module == package or module.startswith(package + "."):
             return package
     return module

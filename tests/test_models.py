@@ -47,7 +47,7 @@ def test_outputs_are_time_major_spikes_in_the_compute_dtype(name, frame, dtype):
 
 
 def test_unknown_model_names_the_choices():
-    with pytest.raises(ValueError, match=r"unknown model 'lstm'; choose one of \['mlp', 'conv', 'rnn'\]"):
+    with pytest.raises(ValueError, match=r"unknown model 'lstm'; choose one of \['mlp', 'conv', 'rnn', 'delay_mlp'\]"):
         models.build("lstm", (4,), 2, models.Neuron(), seed=0)
     with pytest.raises(ValueError, match="unknown neuron kind 'if'"):
         models.Neuron(kind="if")

@@ -99,7 +99,7 @@ def _loss_fns(hyper, selection):
 
 
 def train_step(state, inputs, labels, mask, hyper, *, graphdef, tx, selection, rate_penalty=0.0, target_rate=0.02,
-               axis_name=None, frame_shape=None):
+               axis_name=None, frame_shape=None, total_steps=None):
     """`step.train_step` for every replica on the same (shard of a) batch, vmapped: `state` and `hyper`
     leaves have a leading replica axis; returns (new state, metrics, each [R]). `selection`: the losses
     the replicas use (`hyperparameters` gives it). A replica whose step
@@ -111,7 +111,7 @@ def train_step(state, inputs, labels, mask, hyper, *, graphdef, tx, selection, r
         loss_fn, readout_fn = _loss_fns(hyper, selection)
         new, metrics = step.train_step(inner, inputs, labels, mask, graphdef=graphdef, tx=tx, loss_fn=loss_fn,
                                        readout_fn=readout_fn, rate_penalty=rate_penalty, target_rate=target_rate,
-                                       axis_name=axis_name, frame_shape=frame_shape)
+                                       axis_name=axis_name, frame_shape=frame_shape, total_steps=total_steps)
         ok = (metrics["params_finite"] > 0) & jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
         frozen = state["frozen_at"] >= 0
         keep = frozen | ~ok

@@ -1,4 +1,4 @@
-"""Flax NNX spiking networks, computed layer by layer over the whole sequence.
+"""The Flax NNX spiking networks (mlp, conv, rnn), computed layer by layer over the whole sequence.
 
 Each layer applies one dense/conv to all T*B rows at once, then runs the LIF recurrence over T with
 `spikejax.neurons`; a dense layer with LIF neurons is one `neurons.dense_lif` (which walks time in chunks
@@ -16,172 +16,14 @@ Architectures (in the spirit of the SLAYER networks the paper built on):
 """
 from __future__ import annotations
 
-import dataclasses
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from spikejax import neurons
-
-LEARN_SHAPES = ("neuron", "layer")
-
-
-@dataclasses.dataclass(frozen=True)
-class Neuron:
-    """A spiking nonlinearity over time: [T, ...] currents -> [T, ...] spikes (see `neurons.lif`).
-
-    `learn_beta` / `learn_threshold` / `learn_alpha` make those parameters trainable in every layer (held
-    by `SpikingNeurons`), one per neuron (`learn_shape="neuron"`: per feature of a dense layer, per channel
-    of a conv layer, shared over positions like its bias) or one per layer ("layer"); beta, threshold and
-    alpha are then their initial values."""
-
-    kind: str = "lif"  # a registered neuron kind (spikejax.neurons.kinds()): "lif" or "cuba_lif"
-    beta: float = 0.9
-    alpha: float = 0.8  # synaptic decay, cuba_lif only
-    threshold: float = 1.0
-    reset: str = "subtract"
-    surrogate: str = "fast_sigmoid"
-    surrogate_params: tuple[tuple[str, float], ...] = ()
-    detach_reset: bool = True
-    recompute_chunk: int | None = None  # fused LIF: keep one state per this many steps (neurons.lif recompute_chunk)
-    implementation: str = "auto"  # see neurons.lif
-    learn_beta: bool = False
-    learn_threshold: bool = False
-    learn_alpha: bool = False  # cuba_lif only
-    learn_shape: str = "neuron"  # "neuron" or "layer"
-
-    def __post_init__(self):
-        kind = neurons.get_kind(self.kind)  # ValueError naming the kinds
-        if self.learn_shape not in LEARN_SHAPES:
-            raise ValueError(f"learn_shape must be one of {LEARN_SHAPES}, got {self.learn_shape!r}")
-        if self.learn_alpha and "alpha" not in kind.parameters:
-            raise ValueError(f"learn_alpha needs a kind with a synaptic decay alpha (e.g. 'cuba_lif'); "
-                             f"{self.kind!r} takes {kind.parameters}")
-        for name in self.learned:
-            if message := learnable_range_error(name, float(getattr(self, name))):
-                raise ValueError(message)
-
-    @property
-    def learned(self) -> tuple[str, ...]:
-        """The names of the learnable parameters, e.g. ("beta", "threshold")."""
-        return tuple(k for k in ("beta", "threshold", "alpha") if getattr(self, f"learn_{k}"))
-
-    def __call__(self, currents, **values):
-        """`values`: beta / threshold / alpha arrays that replace the fixed numbers (see SpikingNeurons)."""
-        get = lambda k: values.get(k, getattr(self, k))
-        kwargs = dict(beta=get("beta"), threshold=get("threshold"), reset=self.reset, surrogate=self.surrogate,
-                      surrogate_params=dict(self.surrogate_params), detach_reset=self.detach_reset,
-                      recompute_chunk=self.recompute_chunk, implementation=self.implementation)
-        kind = neurons.get_kind(self.kind)
-        extra = {k: get(k) for k in kind.parameters if k not in kwargs}
-        return kind.function(currents, **extra, **kwargs)
-
-
-def raw_name(name: str) -> str:
-    """The nnx.Param attribute of SpikingNeurons that holds learnable parameter `name` unconstrained."""
-    return f"{name}_raw"
-
-
-RAW_NAMES = tuple(raw_name(k) for k in ("beta", "threshold", "alpha"))
-
-# Parametrisations that keep the learnable parameters in range by construction, for any finite or infinite raw
-# value, in float32: value = forward(raw), raw = inverse(value) (float64, so forward(inverse(v)) is v to float32
-# rounding). MARGIN = 2^-24 is the float32 spacing just below 1: MARGIN + (1 - 2 MARGIN) * s lies in
-# [2^-24, 1 - 2^-24] for s = sigmoid(raw) in [0, 1], and every one of those sums is exact or rounds inside it.
-# A checkpoint written under the plain sigmoid / softplus forms reads the same to within 2^-24 (absolute).
-MARGIN = 2.0 ** -24
-
-
-def _unit_interval(raw):
-    """(0, 1): MARGIN + (1 - 2 MARGIN) * sigmoid(raw), in [2^-24, 1 - 2^-24] in float32."""
-    raw = jnp.asarray(raw, jnp.float32)
-    return jnp.float32(MARGIN) + jnp.float32(1.0 - 2.0 * MARGIN) * jax.nn.sigmoid(raw)
-
-
-def _unit_interval_inverse(value: float) -> float:
-    s = (value - MARGIN) / (1.0 - 2.0 * MARGIN)
-    return math.log(s / (1.0 - s))
-
-
-def _positive(raw):
-    """> 0: softplus(raw) + MARGIN (softplus(-inf) = 0 would otherwise give a threshold of 0)."""
-    return jax.nn.softplus(jnp.asarray(raw, jnp.float32)) + jnp.float32(MARGIN)
-
-
-def _positive_inverse(value: float) -> float:
-    x = value - MARGIN
-    return x + math.log(-math.expm1(-x))  # log(exp(x) - 1), stable
-
-
-PARAMETRISATION = {
-    "beta": (_unit_interval, _unit_interval_inverse),
-    "alpha": (_unit_interval, _unit_interval_inverse),
-    "threshold": (_positive, _positive_inverse),
-}
-
-
-def _order(x) -> int:
-    """float32 -> int, monotone (adjacent floats are adjacent ints)."""
-    bits = int(np.asarray(x, np.float32).view(np.int32))
-    return bits if bits >= 0 else -(bits & 0x7FFFFFFF)
-
-
-def _unorder(n: int) -> np.float32:
-    return np.asarray(n if n >= 0 else (-n) | 0x80000000, np.uint32).view(np.float32)[()]
-
-
-def initial_raw(name: str, value: float) -> np.float32:
-    """The float32 raw value whose forward is float32(`value`) where one exists, else the nearest: a
-    bisection over float32 raw values around the float64 inverse (the forward is nondecreasing)."""
-    forward, inverse = PARAMETRISATION[name]
-    target, start = float(np.float32(value)), float(inverse(value))
-    low, high = _order(start - 1.0 - abs(start) / 8), _order(start + 1.0 + abs(start) / 8)
-    at = lambda n: float(forward(_unorder(n)))
-    while high - low > 1:  # invariant: at(low) < target <= at(high), as far as the forward is monotone
-        middle = (low + high) // 2
-        low, high = (middle, high) if at(middle) < target else (low, middle)
-    return _unorder(min((low, high), key=lambda n: abs(at(n) - target)))
-
-
-def learnable_range_error(name: str, value: float) -> str | None:
-    """Why `value` cannot start learnable parameter `name` (None if it can): beta and alpha in
-    (2^-24, 1 - 2^-24), the threshold above 2^-24."""
-    if name == "threshold":
-        return None if value > MARGIN else f"a learnable threshold must start above 2^-24, got {value}"
-    if MARGIN < value < 1.0 - MARGIN:
-        return None
-    return f"a learnable {name} must start inside (0, 1) (in float32: 2^-24 < {name} < 1 - 2^-24), got {value}"
-
-
-class SpikingNeurons(nnx.Module):
-    """One layer's neurons: `neuron` over currents [T, B, ..., features], holding its learnable parameters as
-    unconstrained `nnx.Param`s `beta_raw`, `threshold_raw`, `alpha_raw` of shape [features] or []:
-
-      beta = m + (1 - 2m) sigmoid(beta_raw),  alpha likewise,  threshold = softplus(threshold_raw) + m
-
-    with m = MARGIN = 2^-24, so that in float32 beta and alpha stay strictly inside (0, 1) and the threshold
-    above 0 whatever the raw values (+-inf included),
-
-    initialised so that they start at the neuron's numbers. With nothing learnable it holds no state (the
-    model's parameters are then only its weights and biases)."""
-
-    def __init__(self, neuron: Neuron, features: int):
-        self.neuron = neuron
-        shape = (features,) if neuron.learn_shape == "neuron" else ()
-        for name in neuron.learned:
-            raw = initial_raw(name, float(getattr(neuron, name)))
-            setattr(self, raw_name(name), nnx.Param(jnp.full(shape, raw, jnp.float32)))
-
-    def values(self) -> dict:
-        """{name: the parameter's value array} for the learnable parameters (f32, [features] or [])."""
-        return {name: PARAMETRISATION[name][0](getattr(self, raw_name(name))[...]) for name in self.neuron.learned}
-
-    def __call__(self, currents):
-        return self.neuron(currents, **self.values())
+from spikejax.models.neuron import Neuron, SpikingNeurons
 
 
 def _time_distributed(layer, x):
@@ -377,50 +219,3 @@ def _conv_fan_out(kernel, frame):
 
     return jax.grad(total)(jnp.ones((1,) + tuple(frame), jnp.float32))[0]
 
-
-@dataclasses.dataclass(frozen=True)
-class ModelEntry:
-    """A model by name: `make(frame_shape, num_classes, neuron, rngs=, hidden=, dtype=, init_scale=, bias=)`
-    and `check(hidden, neuron_kind)` -> None or what the config must change (read by config validation)."""
-    name: str
-    make: Callable
-    check: Callable[[tuple, str], str | None]
-    doc: str = ""
-
-
-def _mlp(frame_shape, num_classes, neuron, *, hidden, **kwargs):
-    return SpikingMLP(math.prod(frame_shape), hidden, num_classes, neuron, **kwargs)
-
-
-def _conv(frame_shape, num_classes, neuron, *, hidden, **kwargs):
-    if len(frame_shape) != 3:
-        raise ValueError(f"model 'conv' needs [P, H, W] frames, got frame shape {tuple(frame_shape)}")
-    return SpikingConvNet(frame_shape, num_classes, neuron, **kwargs, **({"hidden": hidden[0]} if hidden else {}))
-
-
-def _rnn(frame_shape, num_classes, neuron, *, hidden, **kwargs):
-    return SpikingRNN(math.prod(frame_shape), hidden, num_classes, neuron, **kwargs)
-
-
-MODELS = {
-    "mlp": ModelEntry("mlp", _mlp, lambda hidden, kind: None, "dense F-hidden...-C"),
-    "conv": ModelEntry("conv", _conv, lambda hidden, kind: None if len(hidden) == 1 else
-                       f"model.hidden = {tuple(hidden)!r}: the conv model takes one dense width, e.g. (512,)",
-                       "conv 16-32, avg pool, dense hidden-C"),
-    "rnn": ModelEntry("rnn", _rnn, lambda hidden, kind: None if kind == "lif" and hidden else
-                      f"model.name = 'rnn' needs model.neuron.kind = 'lif' (got {kind!r}) and at least one hidden "
-                      f"layer (got {tuple(hidden)!r})", "recurrent hidden...-C"),
-}
-
-
-def build(name: str, frame_shape: Sequence[int], num_classes: int, neuron: Neuron, *, seed: int,
-          hidden: Sequence[int] = (), dtype="float32", init_scale: float = 1.0, bias: bool = True) -> nnx.Module:
-    """A model by name (`MODELS`: "mlp", "conv" or "rnn") for inputs [T, B, *frame_shape]; `bias=False` leaves
-    out every bias (some neuromorphic chips have none)."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {list(MODELS)}")
-    return MODELS[name].make(frame_shape, num_classes, neuron, rngs=nnx.Rngs(seed), hidden=tuple(hidden),
-                             dtype=jnp.dtype(dtype), init_scale=init_scale, bias=bias)
-
-
-__all__ = ["MODELS", "ModelEntry", "Neuron", "SpikingNeurons", "SpikingMLP", "SpikingConvNet", "SpikingRNN", "build"]

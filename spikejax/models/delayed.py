@@ -1,0 +1,119 @@
+"""A dense spiking network with learnable synaptic delays (`spikejax.delays`), the DCLS recipe:
+
+  I_j[t] = sum_i W_ij x_i[t - d_ij] + b_j,   then the layer's neurons,   for every layer (output included)
+
+Delays are in steps, per synapse ([I, O]) or per input channel ([I]), held as float `nnx.Param`s named
+`delay` beside each layer's `kernel` and `bias`. In training (`progress` in [0, 1] given) each is a
+Gaussian-interpolated position in a kernel of `kernel_size` taps whose width anneals from `sigma_start`
+to `sigma_end` over the first `anneal_fraction` of the steps (`delays.annealed_sigma`); without
+`progress` (evaluation, export, deployment) the delays round to integers and shift exactly. With
+`learn=False` they stay at their initial values and always shift exactly (the fixed-random-delays
+baseline).
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from spikejax import delays as delays_lib
+from spikejax.models.networks import _kernel_init
+from spikejax.models.neuron import Neuron, SpikingNeurons
+
+DELAY_SHAPES = ("synapse", "channel")
+DELAY_INITS = ("uniform", "zero")
+
+
+@dataclasses.dataclass(frozen=True)
+class Delay:
+    """Delay settings of a `DelayedMLP` (config block `model.delay`)."""
+
+    kernel_size: int = 25  # D taps: delays 0 .. D-1 steps
+    per: str = "synapse"  # "synapse": d [I, O]; "channel": d [I] (one delay per input channel of a layer)
+    learn: bool = True  # False: fixed at the initial delays, exact shifts in training too
+    init: str = "uniform"  # "uniform" over [0, D-1] (DCLS), or "zero"
+    sigma_start: float | None = None  # None: D / 3 (DCLS: max_delay // 3)
+    sigma_end: float = 0.23  # DCLS's final width (the taps are then one-hot to within 1e-4)
+    anneal_fraction: float = 0.5  # sigma reaches sigma_end after this fraction of the steps (DCLS: half)
+
+    def __post_init__(self):
+        if not isinstance(self.kernel_size, int) or self.kernel_size < 1:
+            raise ValueError(f"delay kernel_size must be a positive int, got {self.kernel_size!r}")
+        if self.per not in DELAY_SHAPES:
+            raise ValueError(f"delay per must be one of {DELAY_SHAPES}, got {self.per!r}")
+        if self.init not in DELAY_INITS:
+            raise ValueError(f"delay init must be one of {DELAY_INITS}, got {self.init!r}")
+        if not (self.start > 0 and self.sigma_end > 0 and 0 < self.anneal_fraction <= 1):
+            raise ValueError(f"delay sigma_start and sigma_end must be > 0 and anneal_fraction in (0, 1], got "
+                             f"{self.sigma_start}, {self.sigma_end}, {self.anneal_fraction}")
+
+    @property
+    def start(self) -> float:
+        return float(self.kernel_size) / 3.0 if self.sigma_start is None else float(self.sigma_start)
+
+    def sigma(self, progress):
+        """The training width at `progress` (None: exact shifts, for evaluation and deployment)."""
+        if progress is None or not self.learn:
+            return None
+        return delays_lib.annealed_sigma(progress, self.start, self.sigma_end, self.anneal_fraction)
+
+
+class DelayedDense(nnx.Module):
+    """y = delayed_dense(x, kernel, delay) + bias over [T, B, I] -> [T, B, O]."""
+
+    def __init__(self, in_features: int, out_features: int, delay: Delay, *, rngs: nnx.Rngs, kernel_init,
+                 use_bias: bool = True, dtype=jnp.float32):
+        self.kernel = nnx.Param(kernel_init(rngs.params(), (in_features, out_features), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32)) if use_bias else None
+        shape = (in_features, out_features) if delay.per == "synapse" else (in_features,)
+        # drawn whatever the init, so that a seed gives the same weights with every delay setting (paired runs)
+        start = jax.random.uniform(rngs.params(), shape, jnp.float32, 0.0, float(delay.kernel_size - 1))
+        self.delay = nnx.Param(start if delay.init == "uniform" else jnp.zeros(shape, jnp.float32))
+        self.settings, self.dtype = delay, dtype
+
+    def __call__(self, x, sigma=None):
+        d = self.delay[...]
+        if not self.settings.learn:
+            d = jax.lax.stop_gradient(d)
+        y = delays_lib.delayed_dense(x.astype(self.dtype), self.kernel[...], d,
+                                     kernel_size=self.settings.kernel_size, sigma=sigma)
+        return y if self.bias is None else y + self.bias[...].astype(y.dtype)
+
+
+class DelayedMLP(nnx.Module):
+    """in_features -> hidden... -> num_classes, every connection a `DelayedDense`, a `Neuron` after each.
+    `__call__(x, progress=None)`: x [T, B, ...] -> (output spikes [T, B, C], spikes of every layer)."""
+
+    takes_progress = True  # build.apply_model passes the training progress (step / total steps)
+
+    def __init__(self, in_features: int, hidden: Sequence[int], num_classes: int, neuron: Neuron, *,
+                 rngs: nnx.Rngs, delay: Delay = Delay(), dtype=jnp.float32, init_scale: float = 1.0,
+                 bias: bool = True):
+        sizes = [in_features, *hidden, num_classes]
+        init = _kernel_init(init_scale)
+        self.layers = nnx.List([DelayedDense(a, b, delay, rngs=rngs, kernel_init=init, use_bias=bias, dtype=dtype)
+                                for a, b in zip(sizes[:-1], sizes[1:])])
+        self.spiking = nnx.List([SpikingNeurons(neuron, n) for n in sizes[1:]])
+        self.neuron, self.delay, self.dtype = neuron, delay, dtype
+        self.fan_out = tuple(sizes[1:]) + (0,)
+
+    def __call__(self, x, progress=None):
+        sigma = self.delay.sigma(progress)
+        x = x.reshape(x.shape[:2] + (-1,)).astype(self.dtype)
+        spikes = [x]
+        for layer, spiking in zip(self.layers, self.spiking):
+            x = spiking(layer(x, sigma))
+            spikes.append(x)
+        return x, spikes
+
+    def connections(self, spikes):
+        """Each layer's (input [T, B, F_in], nonzero fan-out [F_in], all fan-out), for
+        `readout.neurobench_ops` (a delay moves a synaptic operation in time, it adds none)."""
+        return [(x, jnp.sum(layer.kernel[...] != 0, axis=1), layer.kernel.shape[1])
+                for layer, x in zip(self.layers, spikes[:-1])]
+
+
+__all__ = ["DELAY_INITS", "DELAY_SHAPES", "Delay", "DelayedDense", "DelayedMLP"]
