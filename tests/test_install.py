@@ -127,7 +127,7 @@ def test_core_works_without_the_optional_packages(tmp_path):
     """, str(tmp_path))
     assert out.returncode == 0, out.stdout + out.stderr
     result = json.loads(out.stdout.splitlines()[-1])
-    assert result["datasets"] == ["digits_events", "dvs_gesture", "nmnist", "ntidigits18", "shd"]
+    assert result["datasets"] == ["digits_events", "dvs_gesture", "nmnist", "ntidigits18", "shd", "timing_events"]
     assert result["events"] > 0 and 0 <= result["label"] < 10
     assert set(result["messages"]) == {"nmnist", "shd", "plots"}
     for name, extra in (("nmnist", "datasets"), ("shd", "datasets"), ("plots", "plots")):

@@ -3,7 +3,8 @@
   load("digits_events", "train", data_dir="~/.cache/spikejax")        # embedded, offline
   load("dvs_gesture", "test", data_dir="/data", binning=Binning(300, 5000, downsample=4))
 
-Names: "digits_events" (embedded NMNIST stand-in), "nmnist", "dvs_gesture", "ntidigits18", "shd". Real datasets
+Names: "digits_events" (embedded NMNIST stand-in), "timing_events" (embedded, the class in spike timing
+only), "nmnist", "dvs_gesture", "ntidigits18", "shd". Real datasets
 are downloaded into <data_dir>/<TonicClassName>/ when missing (see README, 'Datasets'); binned tensors
 are cached in <data_dir>/cache/, keyed by the binning, the options and the source files' identity (size and
 content hash), so a replaced file is read afresh.
@@ -15,7 +16,7 @@ import importlib
 import os
 from collections.abc import Callable
 
-from spikejax.data import digits_events
+from spikejax.data import digits_events, timing_events
 from spikejax.data.cache import CachedSplit, load_or_build
 from spikejax.data.events import Binning, frame_shape
 from spikejax.data.pipeline import Batch, TrainIterator, eval_batches, prefetch
@@ -52,9 +53,15 @@ def _digits_samples(data_dir, split, *, seed: int = 0):
     return digits_events.samples(split, seed=seed)
 
 
+def _timing_samples(data_dir, split, *, seed: int = 0):
+    del data_dir
+    return timing_events.samples(split, seed=seed)
+
+
 def _registry() -> dict[str, DatasetInfo]:
-    # tonic (the `datasets` extra) is imported on first use: the embedded dataset needs only numpy, scipy and
-    # scikit-learn, and without tonic the others raise errors.MissingDependencyError naming the extra.
+    # tonic (the `datasets` extra) is imported on first use: the embedded datasets need only numpy, scipy and
+    # scikit-learn (timing_events only numpy), and without tonic the others raise
+    # errors.MissingDependencyError naming the extra.
     def tonic_entry(name):
         module = lambda: importlib.import_module(f"spikejax.data.{name}")
         samples = lambda data_dir, split, **options: module().samples(os.path.expanduser(data_dir), split, **options)
@@ -70,6 +77,9 @@ def _registry() -> dict[str, DatasetInfo]:
         "digits_events": DatasetInfo(digits_events.SENSOR_SIZE, tuple(digits_events.CLASSES),
                                      Binning(time_bins=30, bin_width_us=10_000), _digits_samples,
                                      lambda d, s: len(digits_events.split_indices(s)), ("seed",)),
+        "timing_events": DatasetInfo(timing_events.SENSOR_SIZE, tuple(timing_events.CLASSES),
+                                     Binning(time_bins=80, bin_width_us=1_000, polarity=False), _timing_samples,
+                                     lambda d, s: len(timing_events.split_indices(s)), ("seed",)),
         "nmnist": DatasetInfo((34, 34, 2), tuple(str(d) for d in range(10)),
                               Binning(time_bins=100, bin_width_us=3_000), nmnist, nmnist_count,
                               ("first_saccade_only",), nmnist_sources),

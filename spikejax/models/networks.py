@@ -10,7 +10,8 @@ spikes and synaptic operations per layer. Use functionally: `graphdef, params = 
 then `nnx.merge(graphdef, params)(x)` inside a jitted step.
 
 Architectures (in the spirit of the SLAYER networks the paper built on):
-  mlp   dense hidden... -> C          NMNIST 2312-512-10, N-TIDIGITS18 64-256-256-11, digits_events
+  mlp   dense hidden... -> C          NMNIST 2312-512-10, N-TIDIGITS18 64-256-256-11, digits_events,
+                                      timing_events 32-128-10
   conv  conv 16c5 -> pool2 -> conv 32c3 -> pool2 -> dense 512 -> C       DVS Gesture at 32x32x2
   rnn   recurrent hidden... -> C (neurons.recurrent_lif)                  SHD 700-256-20
 """
