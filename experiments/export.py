@@ -4,7 +4,9 @@
   python -m experiments.export --workdir=W --dt=1e-3 --approximate                # a subtractive-reset model
 
 Reads the newest intact checkpoint of --workdir and the config stored with it; see spikejax.nir for the
-mapping and what is refused. Train with configs/digits_events_nir.py (reset to zero) to export exactly.
+mapping and what is refused. Train with configs/digits_events_nir.py (reset to zero) to export exactly; a
+delay_mlp run (e.g. configs/timing_events_delay.py) is written with its rounded delays as NIR Delay nodes.
+The file's metadata holds --dt, which spikejax.nir.from_nir reads back.
 
 The file is written under a temporary name beside it and renamed (spikejax.nir.write), with SIGINT and
 SIGTERM held off meanwhile, so it is whole or absent. Exit codes (experiments/common.py): 2 with one line

@@ -256,8 +256,9 @@ def test_what_nir_or_spikejax_cannot_express_is_refused_by_name():
         return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
 
     chain = [("in", "a"), ("a", "lif"), ("lif", "out")]
-    with pytest.raises(snir.NIRError, match="'delay'.*Delay"):
-        snir.from_nir(graph({"delay": nir.Delay(delay=np.ones(2))}, chain + [("lif", "delay")]))
+    with pytest.raises(snir.NIRError, match="'delay' \\(Delay\\).*1.5 steps of dt = 0.0001 s: spikejax delays by "
+                       "whole steps only"):
+        snir.from_nir(graph({"delay": nir.Delay(delay=np.full(2, 1.5e-4))}, chain + [("lif", "delay")]))
     with pytest.raises(snir.NIRError, match="recurrent edge"):
         snir.from_nir(graph({"rec": nir.Linear(weight=np.eye(2, dtype=np.float32))},
                             chain + [("lif", "rec"), ("rec", "a")]))

@@ -98,13 +98,14 @@ class Spiral(nir.NIRNode):
 
 
 @pytest.mark.parametrize("node", [nir.LI(tau=np.full(4, 1e-2), r=np.ones(4), v_leak=np.zeros(4)),
-                                  nir.Delay(delay=np.ones(4)), Spiral(turns=np.ones(4))],
-                         ids=["LI", "Delay", "unknown to nir"])
+                                  nir.Scale(scale=np.ones(4)), Spiral(turns=np.ones(4))],
+                         ids=["LI", "Scale", "unknown to nir"])
 def test_an_unsupported_node_type_is_refused_naming_node_type_and_the_supported_ones(tmp_path, node):
     path = _file(tmp_path, lif=node)
     kind = type(node).__name__
     with pytest.raises(snir.NIRError, match=f"node 'lif' has type {kind}, which spikejax cannot run \\(supported: "
-                       "Input, Output, Affine, Linear, Conv2d, SumPool2d, AvgPool2d, Flatten, LIF, CubaLIF, IF\\)"):
+                       "Input, Output, Affine, Linear, Conv2d, SumPool2d, AvgPool2d, Flatten, Delay, LIF, CubaLIF, "
+                       "IF\\)"):
         snir.from_nir(path)
 
 

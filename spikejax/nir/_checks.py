@@ -38,6 +38,29 @@ def _decay(tau, dt: float, name: str, field: str) -> np.ndarray:
     return 1.0 - dt / tau
 
 
+MAX_DELAY_STEPS = 2 ** 30  # delay_line's step arithmetic is int32
+
+
+def delay_steps(delay, dt: float, name: str) -> np.ndarray:
+    """A Delay node's delays (seconds) as whole steps of dt, int32 of the delay's shape; NIRError naming the
+    node unless every delay is >= 0 and within float rounding (1e-6 relative) of a whole number of steps."""
+    seconds = np.asarray(delay, np.float64)
+    where = f"node {name!r} (Delay) field 'delay'"
+    if np.any(seconds < 0):
+        raise NIRError(f"{where} = {seconds.min():g} s: a delay must be >= 0")
+    steps = seconds / dt
+    whole = np.round(steps)
+    off = np.abs(steps - whole) > 1e-6 * np.maximum(whole, 1.0)
+    if np.any(off):
+        index = tuple(int(i) for i in np.argwhere(off)[0])
+        raise NIRError(f"{where} holds {seconds[index]:g} s at index {index}, {steps[index]:.6g} steps of dt = {dt:g} "
+                       "s: spikejax delays by whole steps only; import with the dt the graph was made for")
+    if np.any(whole >= MAX_DELAY_STEPS):
+        raise NIRError(f"{where} = {seconds.max():g} s is {whole.max():.0f} steps of dt = {dt:g} s, more than "
+                       f"{MAX_DELAY_STEPS:,}")
+    return whole.astype(np.int32)
+
+
 def _unsupported(name: str, kind) -> NIRError:
     return NIRError(f"node {name!r} has type {kind}, which spikejax cannot run (supported: {', '.join(SUPPORTED)})")
 
@@ -65,6 +88,8 @@ def _check_field(name: str, kind: str, field: str, rule: str, value, dt: float) 
         if np.any(a < dt):
             raise NIRError(f"{where} = {a.min():g} is shorter than dt = {dt:g}, so the Euler decay 1 - dt/{field} "
                            "is negative; import with a smaller dt")
+    elif rule == "delay":
+        delay_steps(a, dt, name)
     elif rule == "threshold" and np.any(a <= 0):
         raise NIRError(f"{where} = {a.min():g}: a threshold must be > 0")
     elif rule == "reset" and np.any(a != 0):

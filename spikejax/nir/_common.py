@@ -5,7 +5,8 @@ from spikejax.errors import UsageError
 
 # The fields each supported node type needs and what each must hold: "finite" (real numbers), "time" (finite,
 # > 0, >= dt), "threshold" (finite, > 0), "reset" (finite; 0 is checked apart), "count" (integers >= 1),
-# "padding" (integers >= 0, or "same"/"valid"), "index" (integers), "shape" (integers >= 1).
+# "padding" (integers >= 0, or "same"/"valid"), "index" (integers), "shape" (integers >= 1), "delay" (seconds
+# >= 0, whole numbers of steps of dt).
 FIELDS = {
     "Input": {}, "Output": {},
     "Affine": {"weight": "finite", "bias": "finite"},
@@ -15,6 +16,7 @@ FIELDS = {
     "SumPool2d": {"kernel_size": "count", "stride": "count", "padding": "padding"},
     "AvgPool2d": {"kernel_size": "count", "stride": "count", "padding": "padding"},
     "Flatten": {"start_dim": "index", "end_dim": "index"},
+    "Delay": {"delay": "delay"},
     "LIF": {"tau": "time", "r": "finite", "v_leak": "finite", "v_threshold": "threshold", "v_reset": "reset"},
     "CubaLIF": {"tau_syn": "time", "tau_mem": "time", "r": "finite", "w_in": "finite", "v_leak": "finite",
                 "v_threshold": "threshold", "v_reset": "reset"},

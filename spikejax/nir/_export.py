@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from spikejax import neurons
-from spikejax.nir._common import DEFAULT_DT, NIRError, _nir
+from spikejax.nir._common import DEFAULT_DT, DEFAULT_MAX_PARAMETERS, NIRError, _nir
 
 # ---------------------------------------------------------------------------------------------------------
 # Export
@@ -84,12 +84,17 @@ def _array(x) -> np.ndarray:
     return np.asarray(jax.device_get(value), np.float32)
 
 
-def to_nir(model, *, dt: float = DEFAULT_DT, approximate: bool = False):
-    """The NIR graph of a spikejax SpikingMLP or SpikingConvNet (see the module docstring for the mapping).
+def to_nir(model, *, dt: float = DEFAULT_DT, approximate: bool = False,
+           max_parameters: int = DEFAULT_MAX_PARAMETERS):
+    """The NIR graph of a spikejax SpikingMLP, SpikingConvNet or DelayedMLP (see the package docstring for
+    the mapping), with `dt` (seconds) in its metadata as {"dt": dt}.
 
     `approximate=True` exports a subtractive-reset model with NIR's reset to 0, which other frameworks
-    then run differently (10-15% of spikes differed when measured); without it that model is refused."""
+    then run differently (10-15% of spikes differed when measured); without it that model is refused.
+    A DelayedMLP is written with its rounded delays (what it evaluates with) as Delay nodes; one whose
+    per-synapse expansion would hold more than `max_parameters` numbers is refused before it is built."""
     from spikejax import models
+    from spikejax.nir import _delays
 
     nir = _nir()
     if not dt > 0:
@@ -120,13 +125,15 @@ def to_nir(model, *, dt: float = DEFAULT_DT, approximate: bool = False):
         output = kernels[-1].shape[1]
     elif isinstance(model, models.SpikingConvNet):
         previous, output = _conv_graph(model, neuron, dt, nodes, edges, add)
+    elif isinstance(model, models.DelayedMLP):
+        previous, output = _delays.delayed_graph(model, neuron, dt, nodes, edges, max_parameters)
     elif isinstance(model, models.SpikingRNN):
         raise NIRError("to_nir does not export the recurrent model yet (SpikingRNN: NIR writes recurrence as a "
                        "cycle through a Linear node, and spikejax's importer runs feed-forward graphs only)")
     else:
-        raise NIRError(f"to_nir exports SpikingMLP and SpikingConvNet models, got {type(model).__name__}")
+        raise NIRError(f"to_nir exports SpikingMLP, SpikingConvNet and DelayedMLP models, got {type(model).__name__}")
     add("output", nir.Output(output_type=np.array([output])), previous)
-    return nir.NIRGraph(nodes=nodes, edges=edges)
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": float(dt)})
 
 
 def write(graph, path: str | os.PathLike) -> None:

@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spikejax import neurons
-from spikejax.nir._checks import _check_graph, _decay, _declared, _padding, _pair, _scan_file
+from spikejax import delays, neurons
+from spikejax.nir._checks import _check_graph, _decay, _declared, _padding, _pair, _scan_file, delay_steps
 from spikejax.nir._common import DEFAULT_DT, DEFAULT_MAX_PARAMETERS, NIRError, _nir
 
 
@@ -118,6 +118,15 @@ class NIRNetwork:
             y = jax.lax.reduce_window(rows(x), 0.0, jax.lax.add, (1, 1) + kernel, (1, 1) + stride,
                                       [(0, 0), (0, 0)] + pad)
             return back(y / math.prod(kernel) if kind == "AvgPool2d" else y)
+        if kind == "Delay":  # y[t] = x[t - delay/dt] per channel, 0 before the start
+            steps = delay_steps(node.delay, self.dt, name)
+            try:
+                steps = np.broadcast_to(steps, x.shape[2:])
+            except ValueError:
+                raise NIRError(f"node {name!r} (Delay): delays of shape {list(steps.shape)} do not fit its input of "
+                               f"shape {list(x.shape[2:])}") from None
+            flat = x.reshape(x.shape[:2] + (-1,))
+            return delays.delay_line(flat, jnp.asarray(steps.ravel())).reshape(x.shape)
         if kind == "Flatten":
             start, end = int(node.start_dim), int(node.end_dim)
             sample = x.shape[2:]
@@ -147,13 +156,32 @@ class NIRNetwork:
         return spikes.astype(x.dtype)
 
 
-def from_nir(graph_or_path, *, dt: float = DEFAULT_DT, max_parameters: int = DEFAULT_MAX_PARAMETERS) -> NIRNetwork:
-    """A runnable spikejax network from a nir.NIRGraph or a .nir file (see the module docstring). Every node
-    is checked first; a graph of more than `max_parameters` numbers is refused before it is read (raise
-    the limit for a large graph you trust). NIRError names the file, node and field."""
-    nir = _nir()
+def _graph_dt(graph, dt: float | None) -> float:
+    """`dt` when given, else the graph's metadata "dt" (spikejax's export writes it), else DEFAULT_DT."""
+    if dt is None:
+        metadata = getattr(graph, "metadata", None) or {}
+        dt = metadata.get("dt", DEFAULT_DT)
+        where = "the graph's metadata 'dt'"
+    else:
+        where = "dt"
+    try:
+        dt = float(np.asarray(dt))
+    except (TypeError, ValueError):
+        raise NIRError(f"{where} must be a number of seconds, got {str(dt)[:60]!r}") from None
     if not (dt > 0 and math.isfinite(dt)):
-        raise NIRError(f"dt must be finite and > 0, got {dt}")
+        raise NIRError(f"{where} must be finite and > 0, got {dt}")
+    return dt
+
+
+def from_nir(graph_or_path, *, dt: float | None = None, max_parameters: int = DEFAULT_MAX_PARAMETERS) -> NIRNetwork:
+    """A runnable spikejax network from a nir.NIRGraph or a .nir file (see the module docstring). `dt` in
+    seconds; None reads it from the graph's metadata {"dt": ...} (spikejax's export writes it), and 1e-4
+    (DEFAULT_DT) where there is none. Every node is checked first; a graph of more than `max_parameters`
+    numbers is refused before it is read (raise the limit for a large graph you trust). NIRError names the
+    file, node and field."""
+    nir = _nir()
+    if dt is not None:
+        dt = _graph_dt(None, dt)
     if isinstance(graph_or_path, (str, os.PathLike)):
         path = os.fspath(graph_or_path)
         _scan_file(path, max_parameters)
@@ -162,7 +190,7 @@ def from_nir(graph_or_path, *, dt: float = DEFAULT_DT, max_parameters: int = DEF
         except (AssertionError, AttributeError, IndexError, KeyError, OverflowError, TypeError, ValueError) as error:
             raise NIRError(f"{path}: nir.read could not build the graph ({type(error).__name__}: {error})") from error
         try:
-            return NIRNetwork(graph, dt, max_parameters)
+            return NIRNetwork(graph, _graph_dt(graph, dt), max_parameters)
         except NIRError as error:
             raise NIRError(f"{path}: {error}") from None
-    return NIRNetwork(graph_or_path, dt, max_parameters)
+    return NIRNetwork(graph_or_path, _graph_dt(graph_or_path, dt), max_parameters)
