@@ -54,3 +54,18 @@ def test_holm_adjustment_by_hand():
     # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 -> 0.02, 0.03, 0.06, 0.04 -> running max 0.06
     assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert stats.holm([0.5, None, 0.9]) == [1.0, None, 1.0]      # m = 2: 0.5 * 2, max(1.0, 0.9 * 1)
+
+
+def test_sign_flip_is_the_exact_permutation_p_value():
+    """Counted by hand: d = (1, 2, 3) has |sum| 6; of the 8 sign patterns only (+,+,+) and (-,-,-) reach 6,
+    so p = 2/8. With all 8 differences positive p is the floor 2/2^8; all zero gives 1. scipy's
+    permutation_test with the same statistic agrees on a random case."""
+    assert stats.sign_flip([1.0, 2.0, 3.0]) == 0.25
+    assert stats.sign_flip([0.5] * 8) == 2 / 256
+    assert stats.sign_flip([0.0, 0.0]) == 1.0
+    # d = (1, -1, 2), |sum| 2: s.d is 2, -2, 4, -4, -2, 2 for s = +++, ---, +-+, -+-, ++-, --+ and 0 for +--, -++
+    assert stats.sign_flip([1.0, -1.0, 2.0]) == 6 / 8
+    d = np.random.default_rng(0).normal(0.3, 1.0, 9)
+    reference = scipy_stats.permutation_test((d,), np.sum, permutation_type="samples", n_resamples=np.inf,
+                                             alternative="two-sided").pvalue
+    assert abs(stats.sign_flip(d) - reference) < 1e-12
