@@ -379,3 +379,25 @@ def test_shd_trains_the_recurrent_model_end_to_end_from_the_command_line(tmp_pat
     params = state["params"]
     assert step == 3 and params["recurrent"][0]["kernel"][...].shape == (256, 256)
     assert params["layers"][0]["kernel"][...].shape == (700, 256) and params["out"]["kernel"][...].shape == (256, 20)
+
+
+@pytest.mark.slow
+def test_the_shd_delay_recipe_runs_end_to_end_on_shd_files(tmp_path):
+    """configs/shd_delay.py (the DCLS recipe: 700 channels pooled by 5, delayed dense layers, no bias) trains
+    and evaluates on byte-exact SHD fixture files, shortened (10 steps, 3 taps, narrow layers)."""
+    from tests import fixtures
+
+    root = str(tmp_path / "data")
+    fixtures.write_shd(root, "train", samples=24)
+    fixtures.write_shd(root, "test", samples=8, seed=1)
+    workdir = str(tmp_path / "run")
+    out = _run(["experiments.train", "--config=configs/shd_delay.py", f"--data_dir={root}", f"--workdir={workdir}",
+                "--batch_size=8", "--max_steps=3", "--config.data.time_bins=10", "--config.data.bin_width_us=90000",
+                "--config.eval_batch_size=8", "--config.model.delay.kernel_size=3", "--config.model.hidden=(16, 16)"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.load(open(os.path.join(workdir, "eval.json")))
+    assert result["dataset"] == "shd" and result["num_examples"] == 8
+    assert [layer["shape"] for layer in result["delays"]["layers"]] == [[140, 16], [16, 16], [16, 20]]
+    params = runs.restore(runs.saved_config(workdir), workdir).state["params"]
+    assert "bias" not in params["layers"][0] or params["layers"][0]["bias"] is None
+    assert params["layers"][0]["delay"][...].shape == (140, 16)
