@@ -8,8 +8,14 @@ x [T, B, I] time-major, W [I, O], y [T, B, O]; delays d in steps, per synapse [I
 Training (DCLS, Hammouamri, Khalfaoui-Hassani and Masquelier, ICLR 2024): each delay is a real position
 d in [0, D-1] of a temporal kernel of D taps, spread over the taps by a normalised Gaussian of width sigma,
 
-  k_ij[tau] = g_ij[tau] / (sum_tau' g_ij[tau'] + 1e-7),   g_ij[tau] = exp(-(tau - d_ij)^2 / (2 sigma^2))
+  k_ij[tau] = g_ij[tau] / (sum_tau' g_ij[tau'] + 1e-7 m_ij),   g_ij[tau] = exp(-(tau - d_ij)^2 / (2 sigma^2))
   y_j[t] = sum_i sum_tau W_ij k_ij[tau] x_i[t - tau],      tau = 0 .. D-1
+
+with m_ij = max_tau g_ij[tau] = g_ij[round(d_ij)]: DCLS's normaliser is sum g + 1e-7; taken relative to the
+largest tap (computed as exp of the exponent minus its maximum), the same function to float32 rounding
+wherever g's largest tap is not tiny (DCLS keeps sigma >= 0.27, where m >= 0.18), and as sigma -> 0 the
+layer tends to the exact one at every delay off a half-integer (with DCLS's absolute 1e-7, a delay 0.3
+from a tap at sigma = 0.05 has m = 1.5e-8 < 1e-7 and delivers 13% of its input).
 
 which is differentiable in W and d (a causal convolution over time with a [D, I, O] kernel). sigma is
 annealed towards 0 during training (`annealed_sigma`); after training the delays round to integer steps
@@ -42,9 +48,15 @@ def _check(x, weight, delays, kernel_size):
         raise ValueError(f"kernel_size must be a positive int (taps 0 .. kernel_size-1), got {kernel_size!r}")
 
 
+def _real_dtype(*arrays):
+    """float32, or float64 where an argument is float64 (x64 enabled)."""
+    return jnp.result_type(jnp.float32, *(a.dtype for a in arrays))
+
+
 def clipped(delays, kernel_size: int):
-    """Delays clipped to the kernel, [0, kernel_size - 1] (float32)."""
-    return jnp.clip(jnp.asarray(delays, jnp.float32), 0.0, float(kernel_size - 1))
+    """Delays clipped to the kernel, [0, kernel_size - 1] (float32; float64 for float64 delays)."""
+    delays = jnp.asarray(delays)
+    return jnp.clip(delays.astype(_real_dtype(delays)), 0.0, float(kernel_size - 1))
 
 
 def rounded(delays, kernel_size: int):
@@ -53,12 +65,15 @@ def rounded(delays, kernel_size: int):
 
 
 def gaussian_taps(delays, kernel_size: int, sigma):
-    """k[tau, ...] = g[tau] / (sum_tau g + 1e-7), g[tau] = exp(-(tau - clip(d))^2 / (2 sigma^2)):
-    [kernel_size, *delays.shape], float32. sigma > 0 (a float or a traced scalar)."""
-    taps = jnp.arange(kernel_size, dtype=jnp.float32).reshape((kernel_size,) + (1,) * jnp.ndim(delays))
-    sigma = jnp.asarray(sigma, jnp.float32)
-    g = jnp.exp(-0.5 * jnp.square((taps - clipped(delays, kernel_size)) / sigma))
-    return g / (jnp.sum(g, axis=0, keepdims=True) + EPSILON)
+    """k[tau, ...] = g[tau] / (sum_tau g + 1e-7 max_tau g), g[tau] = exp(-(tau - clip(d))^2 / (2 sigma^2)):
+    [kernel_size, *delays.shape], float32 (float64 for float64 delays). sigma > 0 (a float or a traced
+    scalar). Computed as e = g / max g = exp(((r - tau)(r + tau - 2d)) / (2 sigma^2)), r = round(clip(d))."""
+    d = clipped(delays, kernel_size)
+    taps = jnp.arange(kernel_size, dtype=d.dtype).reshape((kernel_size,) + (1,) * d.ndim)
+    nearest = jax.lax.stop_gradient(jnp.round(d))  # the largest tap: exponent 0 there, at most 0 elsewhere
+    scale = 0.5 / jnp.square(jnp.asarray(sigma, d.dtype))
+    e = jnp.exp((nearest - taps) * (nearest + taps - 2 * d) * scale)
+    return e / (jnp.sum(e, axis=0, keepdims=True) + EPSILON)
 
 
 def one_hot_taps(delays, kernel_size: int):
@@ -83,11 +98,13 @@ def delayed_dense(x, weight, delays, *, kernel_size: int, sigma=None):
     shifts of `rounded(delays)` (what deploys). No bias: add it to the result."""
     x, weight, delays = jnp.asarray(x), jnp.asarray(weight), jnp.asarray(delays)
     _check(x, weight, delays, kernel_size)
+    if isinstance(sigma, (int, float)) and not sigma > 0:
+        raise ValueError(f"sigma must be > 0 (or None for exact integer shifts), got {sigma!r}")
     taps = one_hot_taps(delays, kernel_size) if sigma is None else gaussian_taps(delays, kernel_size, sigma)
     if delays.ndim == 1:  # per input channel: delay each channel (a depthwise convolution), then one GEMM
         shifted = _causal_conv(x, taps[:, None, :], groups=x.shape[2])
         return jnp.einsum("tbi,io->tbo", shifted, weight.astype(x.dtype))
-    return _causal_conv(x, taps * weight.astype(jnp.float32))
+    return _causal_conv(x, taps * weight.astype(_real_dtype(weight, taps)))
 
 
 def delay_line(x, delays):
