@@ -82,12 +82,24 @@ def one_hot_taps(delays, kernel_size: int):
     return (taps == rounded(delays, kernel_size)).astype(jnp.float32)
 
 
-def _causal_conv(x, kernel, groups: int = 1):
-    """y[t] = sum_tau x[t - tau] @ kernel[tau]: x [T, B, I], kernel [D, I/groups, O] -> [T, B, O]."""
+def _causal_conv(x, kernel):
+    """y[t] = sum_tau x[t - tau] @ kernel[tau]: x [T, B, I], kernel [D, I, O] -> [T, B, O]."""
     taps = kernel.shape[0]
     return jax.lax.conv_general_dilated(
         x, kernel[::-1].astype(x.dtype), window_strides=(1,), padding=[(taps - 1, 0)],
-        dimension_numbers=("WNC", "WIO", "WNC"), feature_group_count=groups)
+        dimension_numbers=("WNC", "WIO", "WNC"))
+
+
+def _shift_sum(x, taps):
+    """sum_tau taps[tau, i] x[t - tau, b, i]: x [T, B, I], taps [D, I] -> [T, B, I]. D shifted multiply-adds,
+    which XLA fuses; on CPU 5x faster, forward and backward, than the depthwise convolution it replaces."""
+    steps, kernel_size = x.shape[0], taps.shape[0]
+    padded = jnp.concatenate([jnp.zeros((kernel_size - 1,) + x.shape[1:], x.dtype), x])
+    taps = taps.astype(x.dtype)
+    out = taps[0] * x
+    for tau in range(1, kernel_size):
+        out = out + taps[tau] * padded[kernel_size - 1 - tau: kernel_size - 1 - tau + steps]
+    return out
 
 
 def delayed_dense(x, weight, delays, *, kernel_size: int, sigma=None):
@@ -100,10 +112,13 @@ def delayed_dense(x, weight, delays, *, kernel_size: int, sigma=None):
     _check(x, weight, delays, kernel_size)
     if isinstance(sigma, (int, float)) and not sigma > 0:
         raise ValueError(f"sigma must be > 0 (or None for exact integer shifts), got {sigma!r}")
-    taps = one_hot_taps(delays, kernel_size) if sigma is None else gaussian_taps(delays, kernel_size, sigma)
-    if delays.ndim == 1:  # per input channel: delay each channel (a depthwise convolution), then one GEMM
-        shifted = _causal_conv(x, taps[:, None, :], groups=x.shape[2])
+    if delays.ndim == 1:  # per input channel: delay each channel, then one GEMM
+        if sigma is None:
+            shifted = delay_line(x, rounded(delays, kernel_size))
+        else:
+            shifted = _shift_sum(x, gaussian_taps(delays, kernel_size, sigma))
         return jnp.einsum("tbi,io->tbo", shifted, weight.astype(x.dtype))
+    taps = one_hot_taps(delays, kernel_size) if sigma is None else gaussian_taps(delays, kernel_size, sigma)
     return _causal_conv(x, taps * weight.astype(_real_dtype(weight, taps)))
 
 
