@@ -10,7 +10,7 @@ timed call by call in turn (A B C A B C ...) so that drift on a shared machine h
              conv        lax.conv_general_dilated with a plain [D, I, O] weight: the same FLOPs as `synapse`
                          without the kernel construction (the issue's floor: synapse within 1.5x of it)
              dense       x @ W: the floor of `channel`
-             taps        the per-synapse kernel construction alone, W * gaussian_taps(d), with its backward
+             taps        the per-synapse kernel construction alone, W k [I, O, D], with its backward
   inference  synapse_exact   delayed_dense(..., sigma=None), delays [I, O] (what the library runs)
              synapse_onehot  the one-hot [D, I, O] convolution (D dense layers of FLOPs)
              synapse_gather  a gather from the last D steps per synapse, one multiply-add per synapse
@@ -49,6 +49,7 @@ def _data(args):
     bound = 1 / np.sqrt(inputs)
     w = rng.uniform(-bound, bound, (inputs, outputs)).astype(np.float32)
     return {"x": x, "w": w, "w_conv": rng.uniform(-bound, bound, (taps, inputs, outputs)).astype(np.float32),
+            "c_kernel": rng.standard_normal((inputs, outputs, taps), dtype=np.float32),
             "d_synapse": rng.uniform(0, taps - 1, (inputs, outputs)).astype(np.float32),
             "d_channel": rng.uniform(0, taps - 1, (inputs,)).astype(np.float32),
             "c": rng.standard_normal((steps, batch, outputs), dtype=np.float32)}
@@ -84,8 +85,8 @@ def _functions(args):
 
         return jax.lax.map(step, jnp.arange(steps))
 
-    def taps_only(w, d, c_kernel):
-        return jnp.sum(w * delays.gaussian_taps(d, taps, sigma) * c_kernel)
+    def taps_only(w, d, c_kernel):  # the kernel as the per-synapse layer builds it: [I, O, D]
+        return jnp.sum(w[..., None] * delays._taps_last(d, taps, sigma, reverse=True) * c_kernel)
 
     return {
         "dense": (trained(lambda w, x: x @ w, 0), ("w", "x", "c")),
@@ -94,7 +95,7 @@ def _functions(args):
         "conv": (trained(lambda w_conv, x: conv(x, w_conv), 0), ("w_conv", "x", "c")),
         "synapse": (trained(lambda w, d, x: delays.delayed_dense(x, w, d, kernel_size=taps, sigma=sigma), (0, 1)),
                     ("w", "d_synapse", "x", "c")),
-        "taps": (jax.value_and_grad(taps_only, (0, 1)), ("w", "d_synapse", "w_conv")),
+        "taps": (jax.value_and_grad(taps_only, (0, 1)), ("w", "d_synapse", "c_kernel")),
         "dense_infer": (lambda x, w: x @ w, ("x", "w")),
         "channel_exact": (lambda x, w, d: delays.delayed_dense(x, w, d, kernel_size=taps), ("x", "w", "d_channel")),
         "synapse_exact": (lambda x, w, d: delays.delayed_dense(x, w, d, kernel_size=taps), ("x", "w", "d_synapse")),

@@ -64,16 +64,24 @@ def rounded(delays, kernel_size: int):
     return jnp.round(clipped(delays, kernel_size)).astype(jnp.int32)
 
 
+def _taps_last(delays, kernel_size: int, sigma, reverse: bool = False):
+    """gaussian_taps with the taps on the last axis, [*delays.shape, kernel_size]; `reverse`: tap D-1 first
+    (the order a convolution's kernel reads them). The reduction over the minor axis and the kernel in this
+    layout made the per-synapse step 15% faster on CPU than [D, I, O] (benchmarks/delays.py)."""
+    d = clipped(delays, kernel_size)
+    start, stop, step = (kernel_size - 1, -1, -1) if reverse else (0, kernel_size, 1)
+    taps = jnp.arange(start, stop, step, dtype=d.dtype)
+    nearest = jax.lax.stop_gradient(jnp.round(d))[..., None]  # the largest tap: exponent 0 there, < 0 elsewhere
+    scale = 0.5 / jnp.square(jnp.asarray(sigma, d.dtype))
+    e = jnp.exp((nearest - taps) * (nearest + taps - 2 * d[..., None]) * scale)
+    return e / (jnp.sum(e, axis=-1, keepdims=True) + EPSILON)
+
+
 def gaussian_taps(delays, kernel_size: int, sigma):
     """k[tau, ...] = g[tau] / (sum_tau g + 1e-7 max_tau g), g[tau] = exp(-(tau - clip(d))^2 / (2 sigma^2)):
     [kernel_size, *delays.shape], float32 (float64 for float64 delays). sigma > 0 (a float or a traced
     scalar). Computed as e = g / max g = exp(((r - tau)(r + tau - 2d)) / (2 sigma^2)), r = round(clip(d))."""
-    d = clipped(delays, kernel_size)
-    taps = jnp.arange(kernel_size, dtype=d.dtype).reshape((kernel_size,) + (1,) * d.ndim)
-    nearest = jax.lax.stop_gradient(jnp.round(d))  # the largest tap: exponent 0 there, at most 0 elsewhere
-    scale = 0.5 / jnp.square(jnp.asarray(sigma, d.dtype))
-    e = jnp.exp((nearest - taps) * (nearest + taps - 2 * d) * scale)
-    return e / (jnp.sum(e, axis=0, keepdims=True) + EPSILON)
+    return jnp.moveaxis(_taps_last(delays, kernel_size, sigma), -1, 0)
 
 
 def one_hot_taps(delays, kernel_size: int):
@@ -83,11 +91,11 @@ def one_hot_taps(delays, kernel_size: int):
 
 
 def _causal_conv(x, kernel):
-    """y[t] = sum_tau x[t - tau] @ kernel[tau]: x [T, B, I], kernel [D, I, O] -> [T, B, O]."""
-    taps = kernel.shape[0]
+    """y[t] = sum_tau x[t - tau] @ kernel[..., D - 1 - tau]: x [T, B, I], kernel [I, O, D] with its taps in
+    reverse order (tap D - 1 first) -> [T, B, O]."""
     return jax.lax.conv_general_dilated(
-        x, kernel[::-1].astype(x.dtype), window_strides=(1,), padding=[(taps - 1, 0)],
-        dimension_numbers=("WNC", "WIO", "WNC"))
+        x, kernel.astype(x.dtype), window_strides=(1,), padding=[(kernel.shape[-1] - 1, 0)],
+        dimension_numbers=("WNC", "IOW", "WNC"))
 
 
 def _shift_sum(x, taps):
@@ -118,8 +126,11 @@ def delayed_dense(x, weight, delays, *, kernel_size: int, sigma=None):
         else:
             shifted = _shift_sum(x, gaussian_taps(delays, kernel_size, sigma))
         return jnp.einsum("tbi,io->tbo", shifted, weight.astype(x.dtype))
-    taps = one_hot_taps(delays, kernel_size) if sigma is None else gaussian_taps(delays, kernel_size, sigma)
-    return _causal_conv(x, taps * weight.astype(_real_dtype(weight, taps)))
+    if sigma is None:  # one-hot taps, tap D - 1 first
+        taps = (jnp.arange(kernel_size - 1, -1, -1) == rounded(delays, kernel_size)[..., None]).astype(jnp.float32)
+    else:
+        taps = _taps_last(delays, kernel_size, sigma, reverse=True)
+    return _causal_conv(x, taps * weight.astype(_real_dtype(weight, taps))[..., None])
 
 
 def delay_line(x, delays):
