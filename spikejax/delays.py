@@ -98,16 +98,49 @@ def _causal_conv(x, kernel):
         dimension_numbers=("WNC", "IOW", "WNC"))
 
 
+def _padded(x, before: int, after: int = 0):
+    """x with `before` zero steps in front and `after` behind, along time."""
+    zeros = lambda n: jnp.zeros((n,) + x.shape[1:], x.dtype)  # noqa: E731
+    return jnp.concatenate([zeros(before), x, zeros(after)])
+
+
+@jax.custom_vjp
 def _shift_sum(x, taps):
-    """sum_tau taps[tau, i] x[t - tau, b, i]: x [T, B, I], taps [D, I] -> [T, B, I]. D shifted multiply-adds,
-    which XLA fuses; on CPU 5x faster, forward and backward, than the depthwise convolution it replaces."""
+    """sum_tau taps[tau, i] x[t - tau, b, i]: x [T, B, I], taps [D, I] -> [T, B, I] (x's dtype). D shifted
+    multiply-adds, which XLA fuses; on CPU 5x faster than the depthwise convolution it replaced. Its own
+    backward: autodiff's kept the D shifted copies of x (227 MiB at SHD sizes, 39 MiB with this one)."""
     steps, kernel_size = x.shape[0], taps.shape[0]
-    padded = jnp.concatenate([jnp.zeros((kernel_size - 1,) + x.shape[1:], x.dtype), x])
-    taps = taps.astype(x.dtype)
+    padded, taps = _padded(x, kernel_size - 1), taps.astype(x.dtype)
     out = taps[0] * x
     for tau in range(1, kernel_size):
         out = out + taps[tau] * padded[kernel_size - 1 - tau: kernel_size - 1 - tau + steps]
     return out
+
+
+def _shift_sum_forward(x, taps):
+    return _shift_sum(x, taps), (x, taps)
+
+
+def _shift_sum_backward(residuals, grad):
+    """dL/dx[s] = sum_tau taps[tau] g[s + tau] (x's dtype); dL/dtaps[tau, i] = sum_{t,b} g[t] x[t - tau],
+    one fused reduction per tau in a loop, accumulated in the taps' dtype."""
+    x, taps = residuals
+    steps, kernel_size = x.shape[0], taps.shape[0]
+    padded = _padded(x, kernel_size - 1)
+
+    def tap(tau, acc):
+        piece = jax.lax.dynamic_slice_in_dim(padded, kernel_size - 1 - tau, steps)
+        return acc.at[tau].set(jnp.sum(grad * piece, axis=(0, 1), dtype=taps.dtype))
+
+    grad_taps = jax.lax.fori_loop(0, kernel_size, tap, jnp.zeros_like(taps))
+    ahead, taps_x = _padded(grad, 0, kernel_size - 1), taps.astype(x.dtype)
+    grad_x = taps_x[0] * grad
+    for tau in range(1, kernel_size):
+        grad_x = grad_x + taps_x[tau] * ahead[tau: tau + steps]
+    return grad_x.astype(x.dtype), grad_taps
+
+
+_shift_sum.defvjp(_shift_sum_forward, _shift_sum_backward)
 
 
 def delayed_dense(x, weight, delays, *, kernel_size: int, sigma=None):

@@ -148,6 +148,31 @@ def test_gradients_match_finite_differences_and_closed_form(per):
     np.testing.assert_allclose(grad_d, closed_d, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("per", ["synapse", "channel"])
+def test_input_gradient_matches_closed_form_and_finite_differences(per):
+    """dL/dx[s, b, i] = sum_j sum_tau W_ij k_ij[tau] c[s + tau, b, j]: what a layer below receives."""
+    x, w, d = (a.astype(np.float64) for a in _data(seed=6, per=per))
+    c = np.random.default_rng(7).standard_normal((T, B, OUT))
+    taps, _ = gaussian_taps_numpy(d, D, SIGMA)
+    kernel = w * (taps if per == "synapse" else taps[:, :, None])  # [D, IN, OUT]
+    closed = np.zeros_like(x)
+    for s in range(T):
+        for tau in range(min(D, T - s)):
+            closed[s] += c[s + tau] @ kernel[tau].T
+    with jax.enable_x64(True):
+        loss = jax.jit(_loss(c))
+        grad_x = np.asarray(jax.grad(loss, argnums=2)(w, d, x))
+        assert grad_x.dtype == np.float64
+        np.testing.assert_allclose(grad_x, closed, rtol=1e-10, atol=1e-10)
+        h = 1e-6
+        for index in [(0, 0, 0), (T - 1, B - 1, IN - 1), (T // 2, 1, 2), (T - D, 0, 3)]:
+            plus, minus = x.copy(), x.copy()
+            plus[index] += h
+            minus[index] -= h
+            central = (float(loss(w, d, plus)) - float(loss(w, d, minus))) / (2 * h)
+            np.testing.assert_allclose(grad_x[index], central, rtol=1e-7, atol=1e-7)
+
+
 def test_clipped_delays_have_zero_gradient():
     x, w, _ = _data()
     d = np.full((IN, OUT), 2.2, np.float32)
@@ -177,9 +202,9 @@ def test_bfloat16_in_bfloat16_out(per):
     x16, w16 = jnp.asarray(x, jnp.bfloat16), jnp.asarray(w, jnp.bfloat16)
     y = delays.delayed_dense(x16, w16, d, kernel_size=D, sigma=SIGMA)
     assert y.dtype == jnp.bfloat16
-    grads = jax.grad(lambda w, d: jnp.sum(delays.delayed_dense(x16, w, d, kernel_size=D, sigma=SIGMA)
-                                          .astype(jnp.float32)), argnums=(0, 1))(w16, d)
-    assert grads[0].dtype == jnp.bfloat16 and grads[1].dtype == jnp.float32
+    grads = jax.grad(lambda w, d, x: jnp.sum(delays.delayed_dense(x, w, d, kernel_size=D, sigma=SIGMA)
+                                             .astype(jnp.float32)), argnums=(0, 1, 2))(w16, d, x16)
+    assert grads[0].dtype == jnp.bfloat16 and grads[1].dtype == jnp.float32 and grads[2].dtype == jnp.bfloat16
     assert delays.delayed_dense(x16, w16, d, kernel_size=D).dtype == jnp.bfloat16
     # against the float32 loop on the same bf16 values: the kernel W k rounded to bf16 (u each), the sum
     # rounded once or accumulated in bf16 ((IN*D) u at most) -> (IN*D + 2) bf16 units of sum |W x|
