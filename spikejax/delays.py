@@ -11,16 +11,16 @@ d in [0, D-1] of a temporal kernel of D taps, spread over the taps by a normalis
   k_ij[tau] = g_ij[tau] / (sum_tau' g_ij[tau'] + 1e-7 m_ij),   g_ij[tau] = exp(-(tau - d_ij)^2 / (2 sigma^2))
   y_j[t] = sum_i sum_tau W_ij k_ij[tau] x_i[t - tau],      tau = 0 .. D-1
 
-with m_ij = max_tau g_ij[tau] = g_ij[round(d_ij)]: DCLS's normaliser is sum g + 1e-7; taken relative to the
-largest tap (computed as exp of the exponent minus its maximum), the same function to float32 rounding
-wherever g's largest tap is not tiny (DCLS keeps sigma >= 0.27, where m >= 0.18), and as sigma -> 0 the
-layer tends to the exact one at every delay off a half-integer (with DCLS's absolute 1e-7, a delay 0.3
-from a tap at sigma = 0.05 has m = 1.5e-8 < 1e-7 and delivers 13% of its input).
-
 which is differentiable in W and d (a causal convolution over time with a [D, I, O] kernel). sigma is
 annealed towards 0 during training (`annealed_sigma`); after training the delays round to integer steps
 (`rounded`) and inference shifts exactly (`sigma=None`). Positions outside [0, D-1] are clipped there
 (their gradient is then 0, like DCLS's clamp after each update).
+
+Here m_ij = max_tau g_ij[tau] = g_ij[round(d_ij)]. DCLS's normaliser is sum g + 1e-7; taken relative to the
+largest tap (computed as exp of the exponent minus its maximum), the same function to float32 rounding
+wherever g's largest tap is not tiny (DCLS keeps sigma >= 0.27, where m >= 0.18), and as sigma -> 0 the
+layer tends to the exact one at every delay off a half-integer (with DCLS's absolute 1e-7, a delay 0.3
+from a tap at sigma = 0.05 has m = 1.5e-8 < 1e-7 and delivers 13% of its input).
 
   delayed_dense(x, w, d, kernel_size=D, sigma=s)     the interpolated layer (training)
   delayed_dense(x, w, d, kernel_size=D)              exact integer shifts of round(clip(d)) (inference)
