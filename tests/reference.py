@@ -83,3 +83,52 @@ def recurrent_lif_numpy(x, w_in, w_rec, bias, *, beta, threshold=1.0, reset="sub
         s = (v > threshold).astype(np.float64)
         out.append(s)
     return np.stack(out)
+
+
+def gaussian_taps_numpy(delays, kernel_size, sigma, epsilon=1e-7):
+    """The delays module's taps and their derivative in d, from the formula (float64):
+    g[tau] = exp(-(tau - d)^2 / (2 s^2)), m = g[round(d)], k = g / (sum g + eps m);
+    dg/dd = g (tau - d) / s^2, dm/dd = m (round(d) - d) / s^2, and the quotient rule
+    dk/dd = (g' (S + eps m) - g (S' + eps m')) / (S + eps m)^2 with S = sum g. d inside [0, D-1].
+    Returns (k, dk/dd), each [kernel_size, *delays.shape]."""
+    d = np.asarray(delays, np.float64)[None]
+    tau = np.arange(kernel_size, dtype=np.float64).reshape((kernel_size,) + (1,) * (d.ndim - 1))
+    g = np.exp(-((tau - d) ** 2) / (2 * sigma**2))
+    nearest = np.round(d)
+    m = np.exp(-((nearest - d) ** 2) / (2 * sigma**2))
+    dg = g * (tau - d) / sigma**2
+    dm = m * (nearest - d) / sigma**2
+    denominator = g.sum(0, keepdims=True) + epsilon * m
+    d_denominator = dg.sum(0, keepdims=True) + epsilon * dm
+    return g / denominator, (dg * denominator - g * d_denominator) / denominator**2
+
+
+def delayed_dense_numpy(x, weight, taps):
+    """y[t, b, j] = sum_i sum_tau W_ij k_ij[tau] x[t - tau, b, i] by explicit loops over t, tau and i
+    (float64). taps [D, I, O] per synapse or [D, I] per channel. Also returns sum of |terms| [T, B, O]."""
+    x, weight, taps = (np.asarray(a, np.float64) for a in (x, weight, taps))
+    if taps.ndim == 2:
+        taps = np.repeat(taps[:, :, None], weight.shape[1], axis=2)
+    steps, batch, inputs = x.shape
+    y = np.zeros((steps, batch, weight.shape[1]))
+    magnitude = np.zeros_like(y)
+    for t in range(steps):
+        for tau in range(min(t + 1, taps.shape[0])):
+            for i in range(inputs):
+                term = np.outer(x[t - tau, :, i], weight[i] * taps[tau, i])  # [B, O]
+                y[t] += term
+                magnitude[t] += np.abs(term)
+    return y, magnitude
+
+
+def shifted_dense_numpy(x, weight, delays):
+    """y[t, b, j] = sum_i W_ij x[t - d_ij, b, i] (x = 0 before t = 0) by loops; integer delays [I, O] or [I]."""
+    x, weight = np.asarray(x, np.float64), np.asarray(weight, np.float64)
+    delays = np.broadcast_to(np.asarray(delays)[:, None] if np.ndim(delays) == 1 else delays, weight.shape)
+    y = np.zeros((x.shape[0], x.shape[1], weight.shape[1]))
+    for t in range(x.shape[0]):
+        for i in range(weight.shape[0]):
+            for j in range(weight.shape[1]):
+                if t - delays[i, j] >= 0:
+                    y[t, :, j] += weight[i, j] * x[t - delays[i, j], :, i]
+    return y
