@@ -32,6 +32,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 EPSILON = 1e-7  # in the Gaussian's normaliser, as DCLS
 
@@ -44,7 +45,7 @@ def _check(x, weight, delays, kernel_size):
     if delays.shape not in ((weight.shape[0],), tuple(weight.shape)):
         raise ValueError(f"delays must be per synapse {tuple(weight.shape)} or per input channel "
                          f"({weight.shape[0]},), got shape {delays.shape}")
-    if not isinstance(kernel_size, int) or kernel_size < 1:
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, (int, np.integer)) or kernel_size < 1:
         raise ValueError(f"kernel_size must be a positive int (taps 0 .. kernel_size-1), got {kernel_size!r}")
 
 

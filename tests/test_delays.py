@@ -230,6 +230,14 @@ def test_bad_arguments_are_named(call, argument):
         call(x, w, d)
 
 
+def test_a_numpy_integer_kernel_size_is_a_kernel_size():
+    x, w, d = _data()
+    np.testing.assert_array_equal(delays.delayed_dense(x, w, d, kernel_size=np.int64(D)),
+                                  delays.delayed_dense(x, w, d, kernel_size=D))
+    with pytest.raises(ValueError, match="kernel_size"):
+        delays.delayed_dense(x, w, d, kernel_size=True)
+
+
 def test_annealed_sigma_closed_form():
     start, end, fraction = 6.0, 0.25, 0.4
     for progress, expected in [(0.0, start), (fraction / 2, np.sqrt(start * end)), (fraction, end),
