@@ -43,7 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.augment.time_jitter = 0  # bins: every spike moves on its own by up to +-k steps
     c.data.augment.spatial_shift = 0  # pixels, cameras only: translation by up to +-k in x and y (zero fill)
     c.data.augment.channel_shift = 0  # channels, 1-D (cochlea) data only: shift by up to +-k (zero fill)
-    c.data.augment.spike_drop = 0.0  # probability of dropping each spike (time step x feature)
+    c.data.augment.spike_drop = 0.0  # probability of dropping each spike (time step x feature), in steps of 1/256
     c.data.augment.channel_drop = 0.0  # 1-D data only: probability of silencing each channel for the sample
     c.data.augment.cutmix = 0.0  # probability of pasting a block of the next sample, labels mixed by its share
     c.data.augment.cutmix_mode = "time"  # "time": a window of steps; "space" (cameras): a box of pixels

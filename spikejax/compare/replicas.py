@@ -8,7 +8,8 @@ Replicas differ in data, not in Python branches, so one program serves a whole g
   loss           the loss (an index into the program's `losses.Selection`) and its parameters, those
                  that differ between replicas as per-replica arrays (`losses.selection`)
 Every replica sees the same batches in the same order, so losses compare paired, on the same data and, per
-seed, the same initial weights. The batch is unpacked once and shared (it is not mapped).
+seed, the same initial weights. The batch is unpacked once and shared (it is not mapped); with data
+augmentation (`build.augment`) each replica augments it with its own seed, so equal seeds see equal inputs.
 
 A replica that diverges (a non-finite loss, gradient or parameter) is frozen: it keeps its last finite
 state from then on, and `state["frozen_at"][r]` records the step (-1 while it trains), so one bad learning
