@@ -55,6 +55,14 @@ class Augment:
     cutmix_mode: str = "time"
     binary: bool = True
 
+    def __post_init__(self):
+        for name in ("time_shift", "time_jitter", "spatial_shift", "channel_shift"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"Augment.{name} must be an int >= 0, got {getattr(self, name)!r}")
+        for name in ("spike_drop", "channel_drop", "cutmix"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"Augment.{name} must be a probability in [0, 1], got {getattr(self, name)!r}")
+
     @property
     def active(self) -> bool:
         return any((self.time_shift, self.time_jitter, self.spatial_shift, self.channel_shift, self.spike_drop,

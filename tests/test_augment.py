@@ -252,6 +252,15 @@ def test_bad_augmentation_fields_are_one_line_config_errors(field, value, words)
     assert words in str(error.value) and "\n" not in str(error.value)
 
 
+def test_the_spec_refuses_bad_values_and_frames_it_does_not_fit():
+    with pytest.raises(ValueError, match="Augment.spike_drop must be a probability"):
+        A.Augment(spike_drop=1.5)
+    with pytest.raises(ValueError, match="Augment.time_shift must be an int >= 0"):
+        A.Augment(time_shift=-1)
+    with pytest.raises(ValueError, match="spatial_shift needs camera frames"):
+        A.apply(A.Augment(spatial_shift=1), jnp.zeros((4, 2, 8), jnp.uint8), jnp.zeros(2, jnp.int32), seed=0, step=0)
+
+
 def test_spatial_shift_on_one_dimensional_data_is_refused_and_the_recipes_validate():
     from configs import for_dataset
     from spikejax import config as config_lib
