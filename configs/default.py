@@ -36,6 +36,17 @@ def get_config() -> ml_collections.ConfigDict:
     # stratified hold-out of the training split (spikejax.data.split), the same on every machine: training
     # uses the rest; choose hyperparameters on it, never on the test split
     c.data.validation_fraction = 0.1
+    # augmentation of the training inputs, on the device inside the train step (spikejax.augment; docs/training.md,
+    # "Data augmentation"); evaluation never augments. All off here; the dataset configs turn on their recipes.
+    c.data.augment = ml_collections.ConfigDict()
+    c.data.augment.time_shift = 0  # bins: the whole sample moves by up to +-k steps (zero fill)
+    c.data.augment.time_jitter = 0  # bins: every spike moves on its own by up to +-k steps
+    c.data.augment.spatial_shift = 0  # pixels, cameras only: translation by up to +-k in x and y (zero fill)
+    c.data.augment.channel_shift = 0  # channels, 1-D (cochlea) data only: shift by up to +-k (zero fill)
+    c.data.augment.spike_drop = 0.0  # probability of dropping each spike (time step x feature), in steps of 1/256
+    c.data.augment.channel_drop = 0.0  # 1-D data only: probability of silencing each channel for the sample
+    c.data.augment.cutmix = 0.0  # probability of pasting a block of the next sample, labels mixed by its share
+    c.data.augment.cutmix_mode = "time"  # "time": a window of steps; "space" (cameras): a box of pixels
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "mlp"  # "mlp", "conv", "rnn" or "delay_mlp" (spikejax.models)

@@ -15,6 +15,12 @@ def get_config():
     c.model.name = "conv"
     c.model.hidden = (512,)
     c.model.init_scale = 3.0
+    # augmentation after Neuromorphic Data Augmentation (Li et al., ECCV 2022: roll by ~10% of the frame,
+    # CutMix of event frames with labels mixed by area) and EventDrop (Gu et al., IJCAI 2021: p = 0.1)
+    c.data.augment.spatial_shift = 3
+    c.data.augment.spike_drop = 0.1
+    c.data.augment.cutmix = 0.5
+    c.data.augment.cutmix_mode = "space"
     c.batch_size = 32
     c.eval_batch_size = 64
     c.epochs = 100

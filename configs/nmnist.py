@@ -11,6 +11,10 @@ def get_config():
     c.data.time_bins = 100
     c.data.bin_width_us = 3_000
     c.model.hidden = (512,)
+    # augmentation after Neuromorphic Data Augmentation (Li et al., ECCV 2022: random translation of event
+    # frames) and EventDrop (Gu et al., IJCAI 2021: drop events with p = 0.1); the saccades already jitter
+    c.data.augment.spatial_shift = 2
+    c.data.augment.spike_drop = 0.1
     c.batch_size = 128
     c.epochs = 30
     c.checkpoint_every_steps = 500

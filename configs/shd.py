@@ -15,6 +15,11 @@ def get_config():
     c.data.polarity = False
     c.model.name = "rnn"
     c.model.hidden = (256,)
+    # augmentation after the EventProp SHD recipe (Nowotny, Turner, Knight 2024: random channel shift by up
+    # to +-40) and EventSSM's (Schoene et al. 2024: drop_event 0.1, cut_mix 0.5, here as a time window)
+    c.data.augment.channel_shift = 40
+    c.data.augment.spike_drop = 0.1
+    c.data.augment.cutmix = 0.5
     c.batch_size = 64
     c.epochs = 40
     return c

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from spikejax import augment as augment_lib
 from spikejax import config as config_lib
 from spikejax import data as data_lib
 from spikejax import losses, models, parallel
@@ -83,6 +84,17 @@ def readout(config) -> Callable:
     """outputs -> predictions int [T, B] from every time prefix: the configured loss's readout."""
     spec = losses.get(config.loss.name)
     return lambda outputs: spec.readout(outputs[spec.reads])
+
+
+def augment(config) -> augment_lib.Augment | None:
+    """The training inputs' augmentation (`spikejax.augment`) of config.data.augment, or None when every
+    augmentation is off (the step then runs exactly as without one)."""
+    a = config.data.augment
+    spec = augment_lib.Augment(time_shift=a.time_shift, time_jitter=a.time_jitter, spatial_shift=a.spatial_shift,
+                               channel_shift=a.channel_shift, spike_drop=float(a.spike_drop),
+                               channel_drop=float(a.channel_drop), cutmix=float(a.cutmix),
+                               cutmix_mode=a.cutmix_mode, binary=bool(config.data.binarize))
+    return spec if spec.active else None
 
 
 def report_facts(config) -> dict:

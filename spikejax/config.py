@@ -116,6 +116,14 @@ def _rules() -> dict[str, Rule]:
         "data.binarize": boolean,
         "data.options": mapping,
         "data.validation_fraction": fraction,
+        "data.augment.time_shift": integer(0),
+        "data.augment.time_jitter": integer(0),
+        "data.augment.spatial_shift": integer(0),
+        "data.augment.channel_shift": integer(0),
+        "data.augment.spike_drop": number(0.0, 1.0),
+        "data.augment.channel_drop": number(0.0, 1.0),
+        "data.augment.cutmix": number(0.0, 1.0),
+        "data.augment.cutmix_mode": choice(["time", "space"]),
         "model.name": choice(list(MODELS)),
         "model.hidden": int_sequence(),
         "model.dtype": choice(["auto", "float32", "bfloat16"]),
@@ -214,6 +222,7 @@ def validate(config) -> None:
     except ValueError as error:
         raise ConfigError(f"config field model.neuron.surrogate_params: {error}") from None
     _validate_loss(values)
+    _validate_augment(values, get_info(values["dataset"]).sensor_size)
     from spikejax.neurons import get_kind
 
     if values["model.neuron.learn_alpha"] and "alpha" not in get_kind(values["model.neuron.kind"]).parameters:
@@ -233,6 +242,29 @@ def validate(config) -> None:
     problem = MODELS[values["model.name"]].check(tuple(values["model.hidden"]), values["model.neuron.kind"])
     if problem:
         raise ConfigError(f"config field {problem}")
+
+
+def _validate_augment(values: dict, sensor_size) -> None:
+    """The augmentations against the dataset's frames: spatial ones need a camera (P, H, W), channel ones a
+    one-dimensional sensor (C,), and no shift may reach across the whole frame or sample."""
+    from spikejax.data import Binning, frame_shape
+
+    frame = frame_shape(sensor_size, Binning(time_bins=values["data.time_bins"], bin_width_us=1,
+                                             downsample=values["data.downsample"], polarity=values["data.polarity"]))
+    camera = len(frame) == 3
+    a = {k.rsplit(".", 1)[1]: v for k, v in values.items() if k.startswith("data.augment.")}
+    kind = f"dataset {values['dataset']!r} has {'camera' if camera else '1-D'} frames {tuple(frame)}"
+    wrong = [(name, a[name], "needs camera frames (P, H, W)") for name in ("spatial_shift",) if a[name] and not camera]
+    wrong += [(name, a[name], "needs 1-D frames (C,)") for name in ("channel_shift", "channel_drop")
+              if a[name] and camera]
+    if a["cutmix"] and a["cutmix_mode"] == "space" and not camera:
+        wrong.append(("cutmix_mode", "space", "'space' needs camera frames (P, H, W); use 'time'"))
+    limits = {"time_shift": values["data.time_bins"], "time_jitter": values["data.time_bins"],
+              "spatial_shift": min(frame[-2:]), "channel_shift": frame[-1]}
+    wrong += [(name, a[name], f"must be < {limit} (the frames' extent)") for name, limit in limits.items()
+              if a[name] >= limit]
+    for name, value, what in wrong:
+        raise ConfigError(f"config field data.augment.{name} = {value!r}: {what}; {kind}")
 
 
 def _validate_loss(values: dict) -> None:
@@ -282,7 +314,10 @@ _ADDED = {"data.validation_fraction": 0.0, "model.bias": True, "model.neuron.lea
           "model.neuron.learn_shape": "neuron", "optimizer.neuron_learning_rate_scale": 1.0,
           "optimizer.delay_learning_rate_scale": 150.0, "model.delay.kernel_size": 25, "model.delay.per": "synapse",
           "model.delay.learn": True, "model.delay.init": "uniform", "model.delay.sigma_start": None,
-          "model.delay.sigma_end": 0.23, "model.delay.anneal_fraction": 0.5}
+          "model.delay.sigma_end": 0.23, "model.delay.anneal_fraction": 0.5,
+          **{f"data.augment.{name}": 0 for name in ("time_shift", "time_jitter", "spatial_shift", "channel_shift")},
+          **{f"data.augment.{name}": 0.0 for name in ("spike_drop", "channel_drop", "cutmix")},
+          "data.augment.cutmix_mode": "time"}
 
 
 def upgrade(saved: dict) -> dict:

@@ -21,29 +21,43 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import PartitionSpec as P
 
+from spikejax import augment as augment_lib
 from spikejax import build, losses, parallel
 from spikejax.checkpoint import finite
 from spikejax.errors import NonFiniteError
 
 
 def train_step(state, inputs, labels, mask, *, graphdef, tx, loss_fn, readout_fn, rate_penalty=0.0,
-               target_rate=0.02, axis_name=None, frame_shape=None, total_steps=None):
+               target_rate=0.02, axis_name=None, frame_shape=None, total_steps=None, augment=None, seed=0):
     """One optimizer step on a (shard of a) batch. inputs [T, b, ...], labels [b], mask [b]; with
     `frame_shape`, inputs are bit-packed uint8 [T, b, ceil(F/8)] and are unpacked on the device.
     `loss_fn(outputs, labels, mask)` and `readout_fn(outputs)` (predictions [T, b]) take the model's
     outputs {"spikes": [T, b, C]} (`build.loss`, `build.readout`). `total_steps`: the run's length, from which
     models that read the training progress (a delayed model's annealed delay width) get step / total_steps.
 
+    `augment` (an active `spikejax.augment.Augment`, `build.augment`): the unpacked inputs are augmented
+    with draws keyed by (`seed`, state["step"], global sample position), and with CutMix the loss mixes the
+    own and the partner's labels per example (`augment.mixed_loss`); accuracy counts the own labels.
+
     Returns (new state, metrics {loss, accuracy, output_rate, grad_norm, params_finite}); with
     `axis_name`, gradients and metrics are averaged over that mesh axis. `params_finite` is 1.0 when every
     new parameter is finite: a NaN network never fires, so its loss alone can look finite.
     """
-
     progress = None if total_steps is None else jnp.minimum(state["step"] / max(total_steps, 1), 1.0)
+    mix = None
+    if augment is not None and augment.active:
+        if frame_shape is not None:
+            inputs, frame_shape = build.unpack_spikes(inputs, frame_shape), None
+        inputs, partner_labels, weight = augment_lib.apply(augment, inputs, labels, seed=seed, step=state["step"],
+                                                           axis_name=axis_name)
+        mix = (partner_labels, weight) if augment.cutmix else None
 
     def objective(params):
         out, layers = build.apply_model(graphdef, params, inputs, frame_shape, progress)
-        loss = loss_fn({"spikes": out}, labels, mask)
+        if mix is None:
+            loss = loss_fn({"spikes": out}, labels, mask)
+        else:
+            loss = augment_lib.mixed_loss(lambda o, y, m: loss_fn({"spikes": o}, y, m), out, labels, *mix, mask)
         if rate_penalty:
             loss = loss + rate_penalty * sum(losses.spike_rate_penalty(h, target_rate=target_rate, mask=mask)
                                              for h in layers[1:-1])

@@ -22,17 +22,19 @@ ALLOWED = {
     "spikejax.models": CORE,
     "spikejax.data": {"spikejax.errors"},  # and its own submodules
     "spikejax.parallel": set(),
+    "spikejax.augment": set(),  # jax only: training inputs' augmentation, run inside the train step
     "spikejax.files": {"spikejax.errors"},
     "spikejax.plots": {"spikejax.errors", "spikejax.files"},
     "spikejax.workdir": {"spikejax.errors", "spikejax.files"},
     "spikejax.metric_writer": {"spikejax.files"},
     "spikejax.config": CORE | {"spikejax.data", "spikejax.models"},
     "spikejax.checkpoint": {"spikejax.config", "spikejax.errors"},
-    "spikejax.build": CORE | {"spikejax.config", "spikejax.data", "spikejax.models", "spikejax.parallel"},
+    "spikejax.build": CORE | {"spikejax.augment", "spikejax.config", "spikejax.data", "spikejax.models",
+                              "spikejax.parallel"},
     "spikejax.evaluate": CORE | {"spikejax.build", "spikejax.config", "spikejax.data", "spikejax.parallel"},
     "spikejax.runs": CORE | {"spikejax.build", "spikejax.checkpoint", "spikejax.config", "spikejax.data",
                              "spikejax.evaluate", "spikejax.parallel", "spikejax.plots", "spikejax.workdir"},
-    "spikejax.step": CORE | {"spikejax.build", "spikejax.checkpoint", "spikejax.parallel"},
+    "spikejax.step": CORE | {"spikejax.augment", "spikejax.build", "spikejax.checkpoint", "spikejax.parallel"},
     "spikejax.loop": CORE | {"spikejax.checkpoint", "spikejax.data", "spikejax.metric_writer", "spikejax.parallel",
                              "spikejax.workdir"},
     # the programs: the single run and the comparison stand side by side on the layers above

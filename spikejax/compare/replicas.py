@@ -8,7 +8,8 @@ Replicas differ in data, not in Python branches, so one program serves a whole g
   loss           the loss (an index into the program's `losses.Selection`) and its parameters, those
                  that differ between replicas as per-replica arrays (`losses.selection`)
 Every replica sees the same batches in the same order, so losses compare paired, on the same data and, per
-seed, the same initial weights. The batch is unpacked once and shared (it is not mapped).
+seed, the same initial weights. The batch is unpacked once and shared (it is not mapped); with data
+augmentation (`build.augment`) each replica augments it with its own seed, so equal seeds see equal inputs.
 
 A replica that diverges (a non-finite loss, gradient or parameter) is frozen: it keeps its last finite
 state from then on, and `state["frozen_at"][r]` records the step (-1 while it trains), so one bad learning
@@ -99,10 +100,12 @@ def _loss_fns(hyper, selection):
 
 
 def train_step(state, inputs, labels, mask, hyper, *, graphdef, tx, selection, rate_penalty=0.0, target_rate=0.02,
-               axis_name=None, frame_shape=None, total_steps=None):
+               axis_name=None, frame_shape=None, total_steps=None, augment=None):
     """`step.train_step` for every replica on the same (shard of a) batch, vmapped: `state` and `hyper`
     leaves have a leading replica axis; returns (new state, metrics, each [R]). `selection`: the losses
-    the replicas use (`hyperparameters` gives it). A replica whose step
+    the replicas use (`hyperparameters` gives it). `augment` (`build.augment`): each replica augments
+    with its own seed, hyper["seed"], so equal seeds see equal inputs (paired) and other seeds other
+    ones; the batch is then unpacked per replica. A replica whose step
     gives a non-finite loss, gradient norm or parameter keeps its previous state, now and at every later
     step, and its `frozen_at` becomes this step."""
 
@@ -111,7 +114,8 @@ def train_step(state, inputs, labels, mask, hyper, *, graphdef, tx, selection, r
         loss_fn, readout_fn = _loss_fns(hyper, selection)
         new, metrics = step.train_step(inner, inputs, labels, mask, graphdef=graphdef, tx=tx, loss_fn=loss_fn,
                                        readout_fn=readout_fn, rate_penalty=rate_penalty, target_rate=target_rate,
-                                       axis_name=axis_name, frame_shape=frame_shape, total_steps=total_steps)
+                                       axis_name=axis_name, frame_shape=frame_shape, total_steps=total_steps,
+                                       augment=augment, seed=hyper["seed"])
         ok = (metrics["params_finite"] > 0) & jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
         frozen = state["frozen_at"] >= 0
         keep = frozen | ~ok

@@ -205,7 +205,7 @@ def run_program(config, rows: list[dict], folder: str, *, test: bool, stop: loop
     hyper_device = parallel.replicate(hyper, mesh)
     program_step = replicas.parallel_train_step(mesh, tx=tx, rate_penalty=config.loss.rate_penalty,
                                                 target_rate=config.loss.target_rate, total_steps=plan.total_steps,
-                                                **shared)
+                                                augment=build.augment(config), **shared)
     eval_fn = replicas.parallel_eval_step(mesh, fan_out=model.fan_out, **shared)
     facts = build.report_facts(config)
 
