@@ -89,7 +89,8 @@ def stop_now(stop: StopSignal | None, sync_point: bool) -> str | None:
 class Schedule:
     """How a program walks its data: global batch, steps per epoch, the step training stops at (epochs x
     batches, or max_steps if sooner), the optimizer schedule's length, the log and checkpoint cadence, and
-    the seed of the data order."""
+    the seed of the data order (or several: `data_seeds`, batches stacked over those orders, for replicas of
+    different seeds)."""
     batch_size: int
     batches_per_epoch: int
     stop_at: int
@@ -97,10 +98,11 @@ class Schedule:
     log_every: int
     checkpoint_every: int
     seed: int
+    data_seeds: tuple[int, ...] | None = None
 
 
 def schedule(*, batch_size: int, epochs: int, max_steps: int | None, log_every: int, checkpoint_every: int,
-             seed: int, train_samples: int, devices: int) -> Schedule:
+             seed: int, train_samples: int, devices: int, data_seeds: tuple[int, ...] | None = None) -> Schedule:
     """The Schedule; ConfigError (naming the field) when the batch does not split evenly over the devices
     or exceeds the training samples."""
     check_batch_split(batch_size, devices)
@@ -109,7 +111,7 @@ def schedule(*, batch_size: int, epochs: int, max_steps: int | None, log_every: 
     batches_per_epoch = train_samples // batch_size
     total = epochs * batches_per_epoch
     return Schedule(batch_size, batches_per_epoch, min(total, max_steps or total), total, log_every,
-                    checkpoint_every, seed)
+                    checkpoint_every, seed, tuple(data_seeds) if data_seeds else None)
 
 
 def check_batch_split(batch_size: int, devices: int) -> None:
@@ -195,9 +197,12 @@ class Session:
         state, meta = self.state, self.meta
         step = int(np.asarray(jax.device_get(state["step"])).reshape(-1)[0])
         last_saved = self.resumed_step
-        iterator = data_lib.TrainIterator(train_data, plan.batch_size, seed=plan.seed, packed=train_data.packed,
-                                          process_index=jax.process_index(), process_count=jax.process_count(),
-                                          state=meta["data"])
+        walk = dict(packed=train_data.packed, process_index=jax.process_index(),
+                    process_count=jax.process_count(), state=meta["data"])
+        if plan.data_seeds:
+            iterator = data_lib.SeededTrainIterator(train_data, plan.batch_size, seeds=plan.data_seeds, **walk)
+        else:
+            iterator = data_lib.TrainIterator(train_data, plan.batch_size, seed=plan.seed, **walk)
         progress = Progress(step, plan.stop_at, samples_per_step or plan.batch_size)
         seconds_before, started = meta["train_seconds"], time.time()
         with MetricWriter(self.workdir, resume_step=last_saved) as writer, _in_loop(stop):

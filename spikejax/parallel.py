@@ -60,9 +60,11 @@ def global_batch(mesh, local: np.ndarray, batch_axis: int) -> jax.Array:
 
 
 def global_batch_arrays(mesh, batch) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """A host `data.Batch` (inputs [T, b, ...], labels [b], mask [b]) -> global (inputs, labels, mask)."""
-    return (global_batch(mesh, batch.inputs, 1), global_batch(mesh, batch.labels, 0),
-            global_batch(mesh, batch.mask, 0))
+    """A host `data.Batch` (inputs [T, b, ...], labels [b], mask [b]; or stacked over data orders, [S, T, b,
+    ...], [S, b], [S, b], from `data.SeededTrainIterator`) -> global (inputs, labels, mask)."""
+    stacked = int(np.ndim(batch.labels) == 2)
+    return (global_batch(mesh, batch.inputs, 1 + stacked), global_batch(mesh, batch.labels, stacked),
+            global_batch(mesh, batch.mask, stacked))
 
 
 def replicate(tree, mesh):

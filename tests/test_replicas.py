@@ -161,3 +161,54 @@ def test_hyperparameters_name_unknown_fields(digits_data_dir):
                                                 small_config(digits_data_dir))
     assert hyper["loss"].tolist() == [0, 1] and selection.names == ("nll", "mse")
     assert selection.traced == ((), ()) and hyper["seed"].tolist() == [0, 0]
+
+
+
+def test_replicas_of_other_seeds_walk_other_data_orders(digits_data_dir, tmp_path):
+    """Stacked batches are TrainIterator's batches per seed; in the stacked step replica r trains on the
+    order of its own seed and on nothing else: with both orders' slots holding batch b the step equals the
+    unstacked step on b bit for bit (same vmapped program, the slot gather copies values), and with the
+    seed-5 slot holding another batch b' only the seed-5 replica changes, to exactly the unstacked step on
+    b'. A program of two seeds runs end to end through the loop (stacked)."""
+    from spikejax import data as data_lib
+    from spikejax.compare import sweep
+
+    config = small_config(digits_data_dir, max_steps=3, checkpoint_every_steps=2)
+    split, _ = build.training_splits(config)
+    stacked = next(iter(data_lib.SeededTrainIterator(split, 64, seeds=(3, 5))))
+    for k, seed in enumerate((3, 5)):
+        single = next(iter(data_lib.TrainIterator(split, 64, seed=seed)))
+        np.testing.assert_array_equal(stacked.inputs[k], single.inputs)
+        np.testing.assert_array_equal(stacked.labels[k], single.labels)
+    assert not np.array_equal(stacked.labels[0], stacked.labels[1])
+
+    grid = [dict(seed=5, loss="nll"), dict(seed=3, loss="mse"), dict(seed=3, loss="nll")]
+    selection, hyper = replicas.hyperparameters(grid, config)
+    assert replicas.data_seeds(hyper) == (3, 5) and hyper["data_order"].tolist() == [1, 0, 0]
+    mesh = parallel.data_mesh()
+    walk = data_lib.TrainIterator(split, 64, seed=1, packed=True)
+    b, b2 = next(walk), next(walk)
+    frame = build.packed_frame_shape(split)
+    tx = build.optimizer(config, 100)
+    graphdef, state0 = replicas.init_state(config, hyper, tx, mesh)
+    kwargs = dict(graphdef=graphdef, tx=tx, frame_shape=frame, selection=selection)
+    plain = replicas.parallel_train_step(mesh, **kwargs)
+    two = replicas.parallel_train_step(mesh, stacked=True, **kwargs)
+    hyper_device = jax.tree.map(jnp.asarray, hyper)
+    fresh = lambda: jax.tree.map(jnp.copy, state0)  # the steps donate their state
+    params = lambda step_fn, batch: jax.device_get(step_fn(fresh(), *parallel.global_batch_arrays(mesh, batch),
+                                                           hyper_device)[0]["params"])
+    stack = lambda first, second: data_lib.Batch(np.stack([first.inputs, second.inputs]),
+                                                 np.stack([first.labels, second.labels]),
+                                                 np.stack([first.mask, second.mask]), {})
+    on_b, on_b2 = params(plain, b), params(plain, b2)
+    jax.tree.map(np.testing.assert_array_equal, params(two, stack(b, b)), on_b)
+    mixed = params(two, stack(b, b2))  # slot 0: seed 3's order, slot 1: seed 5's
+    pick = lambda tree, r: jax.tree.map(lambda x: np.asarray(x)[r], tree)
+    jax.tree.map(np.testing.assert_array_equal, pick(mixed, 0), pick(on_b2, 0))
+    for r in (1, 2):
+        jax.tree.map(np.testing.assert_array_equal, pick(mixed, r), pick(on_b, r))
+
+    rows = [{"label": "nll", "loss": "nll", "learning_rate": 1e-3, "seed": s} for s in (3, 5)]
+    records = sweep.run_program(config, rows, str(tmp_path / "program"), test=False)
+    assert [r["row"]["seed"] for r in records] == [3, 5]

@@ -7,9 +7,12 @@ Replicas differ in data, not in Python branches, so one program serves a whole g
                  `build.optimizer`), so the step is the single run's
   loss           the loss (an index into the program's `losses.Selection`) and its parameters, those
                  that differ between replicas as per-replica arrays (`losses.selection`)
-Every replica sees the same batches in the same order, so losses compare paired, on the same data and, per
-seed, the same initial weights. The batch is unpacked once and shared (it is not mapped); with data
-augmentation (`build.augment`) each replica augments it with its own seed, so equal seeds see equal inputs.
+A replica's seed also sets its data order: replicas of one seed see the same batches in the same order, so
+losses compare paired, on the same data and the same initial weights, while other seeds see other orders
+(the seed-to-seed spread includes the data order, as between single runs). With one seed in a program the
+batch is shared; with several it comes stacked over their orders (`data_seeds`, `parallel_train_step(
+stacked=True)`) and each replica takes its own. With data augmentation (`build.augment`) each replica
+augments with its own seed, so equal seeds see equal inputs.
 
 A replica that diverges (a non-finite loss, gradient or parameter) is frozen: it keeps its last finite
 state from then on, and `state["frozen_at"][r]` records the step (-1 while it trains), so one bad learning
@@ -19,8 +22,9 @@ rate neither stops the sweep nor makes its checkpoint unsavable.
                                                ...], base)
   tx = build.optimizer(base, total_steps)
   graphdef, state = replicas.init_state(base, hyper, tx, mesh)      # every state leaf [R, ...]
-  step = replicas.parallel_train_step(mesh, graphdef=graphdef, tx=tx, selection=selection)
-  state, metrics = step(state, inputs, labels, mask, hyper)         # metrics [R]
+  step = replicas.parallel_train_step(mesh, graphdef=graphdef, tx=tx, selection=selection,
+                                      stacked=len(replicas.data_seeds(hyper)) > 1)
+  state, metrics = step(state, inputs, labels, mask, hyper)         # metrics [R]; batch [S, ...] if stacked
   sums = replicas.parallel_eval_step(mesh, graphdef=graphdef, fan_out=model.fan_out, selection=selection)(
       state["params"], inputs, labels, mask, hyper)                 # evaluate.eval_step's sums, each [R, ...]
 
@@ -63,7 +67,15 @@ def hyperparameters(replicas: list[dict], config) -> tuple[losses.Selection, dic
     selection, arrays = losses.selection([(name, params) for _, name, params in rows])
     arrays["seed"] = np.asarray([row["seed"] for row, _, _ in rows], np.int32)
     arrays["learning_rate"] = np.asarray([row["learning_rate"] for row, _, _ in rows], np.float32)
+    arrays["data_order"] = np.searchsorted(np.unique(arrays["seed"]), arrays["seed"]).astype(np.int32)
     return selection, arrays
+
+
+def data_seeds(hyper: dict) -> tuple[int, ...]:
+    """The replicas' distinct seeds, ascending: the data orders their batches come in. Replica r trains on
+    the order of its own seed, data_seeds(hyper)[hyper["data_order"][r]]: every replica of one seed sees the
+    same batches (paired), replicas of other seeds other orders."""
+    return tuple(int(s) for s in np.unique(hyper["seed"]))
 
 
 def _seeded(config, seed: int) -> ml_collections.ConfigDict:
@@ -100,7 +112,7 @@ def _loss_fns(hyper, selection):
 
 
 def train_step(state, inputs, labels, mask, hyper, *, graphdef, tx, selection, rate_penalty=0.0, target_rate=0.02,
-               axis_name=None, frame_shape=None, total_steps=None, augment=None):
+               axis_name=None, frame_shape=None, total_steps=None, augment=None, stacked=False):
     """`step.train_step` for every replica on the same (shard of a) batch, vmapped: `state` and `hyper`
     leaves have a leading replica axis; returns (new state, metrics, each [R]). `selection`: the losses
     the replicas use (`hyperparameters` gives it). `augment` (`build.augment`): each replica augments
@@ -112,7 +124,10 @@ def train_step(state, inputs, labels, mask, hyper, *, graphdef, tx, selection, r
     def one(state, hyper):
         inner = {k: v for k, v in state.items() if k != "frozen_at"}
         loss_fn, readout_fn = _loss_fns(hyper, selection)
-        new, metrics = step.train_step(inner, inputs, labels, mask, graphdef=graphdef, tx=tx, loss_fn=loss_fn,
+        batch = (inputs, labels, mask)
+        if stacked:  # [S, ...] over data orders: this replica's own (`data_seeds`)
+            batch = tuple(x[hyper["data_order"]] for x in batch)
+        new, metrics = step.train_step(inner, *batch, graphdef=graphdef, tx=tx, loss_fn=loss_fn,
                                        readout_fn=readout_fn, rate_penalty=rate_penalty, target_rate=target_rate,
                                        axis_name=axis_name, frame_shape=frame_shape, total_steps=total_steps,
                                        augment=augment, seed=hyper["seed"])
@@ -148,11 +163,13 @@ def eval_step(params, inputs, labels, mask, hyper, *, graphdef, selection, fan_o
     return _over_replicas(one, params, hyper)
 
 
-def parallel_train_step(mesh, **kwargs):
+def parallel_train_step(mesh, *, stacked: bool = False, **kwargs):
     """jit(shard_map(vmap over replicas of the step)); state and hyperparameters replicated, the state
-    donated, the batch split over 'data'."""
-    step = functools.partial(train_step, axis_name=parallel.DATA_AXIS, **kwargs)
-    batch = (P(None, parallel.DATA_AXIS), P(parallel.DATA_AXIS), P(parallel.DATA_AXIS))
+    donated, the batch split over 'data'. `stacked`: the batch comes stacked over data orders, inputs
+    [S, T, B, ...], labels and mask [S, B] (`data.SeededTrainIterator` over `data_seeds(hyper)`)."""
+    step = functools.partial(train_step, axis_name=parallel.DATA_AXIS, stacked=stacked, **kwargs)
+    lead = (None,) if stacked else ()
+    batch = (P(*lead, None, parallel.DATA_AXIS), P(*lead, parallel.DATA_AXIS), P(*lead, parallel.DATA_AXIS))
     sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(),) + batch + (P(),), out_specs=(P(), P()))
     return jax.jit(sharded, donate_argnums=0)
 

@@ -14,9 +14,9 @@ The comparison runs in two stages, each a set of programs of at most `max_replic
          A loss all of whose configurations diverged is reported as diverged and has no final stage.
   final  each selected configuration with `seeds` fresh seeds 0, 1, ... (disjoint from the tuning seeds, so
          the reported spread carries no selection bias), evaluated once on the test split.
-Every replica of a run sees the same batches in the same order (the data order is the run config's
-`seed`); a replica's seed sets only its initial weights, and equal seeds mean equal initial weights, so
-losses compare paired, seed by seed.
+A replica's seed sets its initial weights and its data order (as a single run's `seed` does): replicas of
+equal seeds start from the same weights and see the same batches in the same order, so losses compare
+paired, seed by seed, and the spread over seeds includes the data order.
 
 A program lives in its own folder: checkpoints/ (the stacked train state; meta: the data-iterator state,
 the validation curves so far, the training time) and, once done, result.json. A rerun of the same command
@@ -193,10 +193,13 @@ def run_program(config, rows: list[dict], folder: str, *, test: bool, stop: loop
         raise ConfigError("config field data.validation_fraction = 0.0: a sweep selects on validation data; "
                           "must be > 0")
     test_data = build.load_split(config, "test") if test else None
+    selection, hyper = replicas.hyperparameters([_replica_overrides(r) for r in rows], config)
+    # each replica walks the data in the order of its own seed (one order shared, or several stacked)
+    orders = replicas.data_seeds(hyper)
     plan = loop.schedule(batch_size=config.batch_size, epochs=config.epochs, max_steps=config.max_steps,
                          log_every=config.log_every, checkpoint_every=config.checkpoint_every_steps,
-                         seed=config.seed, train_samples=len(train_data), devices=mesh.size)
-    selection, hyper = replicas.hyperparameters([_replica_overrides(r) for r in rows], config)
+                         seed=orders[0], train_samples=len(train_data), devices=mesh.size,
+                         data_seeds=orders if len(orders) > 1 else None)
     frame, classes = train_data.frame_shape, len(train_data.classes)
     tx = build.optimizer(config, plan.total_steps)
     graphdef, state = replicas.init_state(config, hyper, tx, mesh, frame, classes)
@@ -204,6 +207,7 @@ def run_program(config, rows: list[dict], folder: str, *, test: bool, stop: loop
     shared = dict(graphdef=graphdef, frame_shape=build.packed_frame_shape(train_data), selection=selection)
     hyper_device = parallel.replicate(hyper, mesh)
     program_step = replicas.parallel_train_step(mesh, tx=tx, rate_penalty=config.loss.rate_penalty,
+                                                stacked=plan.data_seeds is not None,
                                                 target_rate=config.loss.target_rate, total_steps=plan.total_steps,
                                                 augment=build.augment(config), **shared)
     eval_fn = replicas.parallel_eval_step(mesh, fan_out=model.fan_out, **shared)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from spikejax.data import digits_events, timing_events
 from spikejax.data.cache import CachedSplit, load_or_build
 from spikejax.data.events import Binning, frame_shape
-from spikejax.data.pipeline import Batch, TrainIterator, eval_batches, prefetch
+from spikejax.data.pipeline import Batch, SeededTrainIterator, TrainIterator, eval_batches, prefetch
 
 FALLBACK_DATA_DIR = "~/.cache/spikejax"
 
@@ -126,5 +126,5 @@ def load(name: str, split: str, *, data_dir: str | None = None, binning: Binning
         sources=(lambda: info.sources(data_dir, split)) if info.sources else None)
 
 
-__all__ = ["Batch", "Binning", "CachedSplit", "DATASETS", "DatasetInfo", "TrainIterator", "default_data_dir",
+__all__ = ["Batch", "Binning", "CachedSplit", "DATASETS", "DatasetInfo", "SeededTrainIterator", "TrainIterator", "default_data_dir",
            "eval_batches", "frame_shape", "get_info", "load", "prefetch"]

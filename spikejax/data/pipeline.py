@@ -77,6 +77,32 @@ class TrainIterator:
         return _assemble(self.data, indices, np.ones(len(indices)), self.state, self.packed)
 
 
+class SeededTrainIterator:
+    """Batches of several data orders at once, for replicas with different seeds: one `TrainIterator` per
+    seed, all at the same position (one shared state), stacked: inputs [S, T, b, ...], labels [S, b], mask
+    [S, b], entry s in the order of seeds[s]. Each seed's batches are exactly those a TrainIterator with that
+    seed gives, so a replica of seed s sees what a single run of seed s would."""
+
+    def __init__(self, data: CachedSplit, global_batch_size: int, *, seeds, process_index: int = 0,
+                 process_count: int = 1, state: dict | None = None, packed: bool = False):
+        if not seeds:
+            raise ValueError("SeededTrainIterator needs at least one seed")
+        self.iterators = [TrainIterator(data, global_batch_size, seed=int(s), process_index=process_index,
+                                        process_count=process_count, state=state, packed=packed) for s in seeds]
+
+    @property
+    def state(self) -> dict:
+        return self.iterators[0].state
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self
+
+    def __next__(self) -> Batch:
+        batches = [next(it) for it in self.iterators]
+        return Batch(np.stack([b.inputs for b in batches]), np.stack([b.labels for b in batches]),
+                     np.stack([b.mask for b in batches]), batches[0].next_state)
+
+
 def eval_batches(data: CachedSplit, global_batch_size: int, *, process_index: int = 0,
                  process_count: int = 1, packed: bool = False) -> Iterator[Batch]:
     """One pass over every sample exactly once, in order; the last batch is padded (mask 0)."""
