@@ -86,3 +86,27 @@ def test_a_delayed_run_resumes_exactly_and_reports_rounded_and_interpolated(digi
     assert delays["rounded_minus_interpolated_accuracy"] == report["accuracy"] - delays["interpolated"]["accuracy"]
     assert delays["layers"][0]["shape"] == [2 * 34 * 34, 16] and delays["layers"][0]["max_steps"] <= 2
 
+
+
+
+def test_a_comparison_program_trains_delayed_replicas(digits_data_dir, tmp_path):
+    """The comparison's replicas run the delayed model through the same step (each replica's annealed width
+    from its own step count): two losses on one seed train, their delays move, and both are tested."""
+    from spikejax import parallel
+    from spikejax.checkpoint import Checkpointer
+    from spikejax.compare import replicas, sweep
+
+    config = small_config(digits_data_dir, max_steps=2, **{"model.name": "delay_mlp", "model.delay.kernel_size": 3,
+                                                           "model.hidden": (8,)})
+    rows = [{"label": name, "loss": name, "learning_rate": 1e-3, "seed": 0} for name in ("nll", "mse")]
+    records = sweep.run_program(config, rows, str(tmp_path / "program"), test=True)
+    assert all(0.0 <= r["test"]["accuracy"] <= 1.0 and r["frozen_at"] == -1 for r in records)
+    split, _ = build.training_splits(config)
+    selection, hyper = replicas.hyperparameters([{k: v for k, v in r.items() if k != "label"} for r in rows], config)
+    tx = build.optimizer(config, len(split) // config.batch_size * config.epochs)
+    _, template = replicas.init_state(config, hyper, tx, parallel.data_mesh(), split.frame_shape, len(split.classes))
+    initial = np.asarray(jax.device_get(template["params"]["layers"][0]["delay"][...]))
+    with Checkpointer(str(tmp_path / "program" / "checkpoints"), create=False) as checkpointer:
+        trained = checkpointer.restore_latest(template).state["params"]["layers"][0]["delay"][...]
+    moved = np.abs(np.asarray(jax.device_get(trained)) - initial).max(axis=(1, 2))
+    assert (moved > 0).all()  # both replicas' delays were trained
