@@ -86,22 +86,37 @@ def test_selection_uses_mean_validation_accuracy_skips_diverged_configs_and_brea
     assert [c["diverged"] for c in chosen["nll"]["candidates"]] == [False, False, True]
 
 
+def test_a_non_finite_validation_result_is_never_selected():
+    """A configuration whose validation loss or accuracy is NaN or infinite (not frozen: a NaN network can
+    pass the training step's checks) counts as diverged, even first in grid order or with the best mean."""
+    records = [_record("mse", 1e-3, 0, float("nan")), _record("mse", 1e-2, 0, 0.40),
+               _record("nll", 1e-3, 0, 0.95), _record("nll", 1e-2, 0, 0.60)]
+    records[2]["validation"]["loss"] = float("inf")
+    chosen = sweep.select(records)
+    assert chosen["mse"]["row"]["learning_rate"] == 1e-2 and chosen["nll"]["row"]["learning_rate"] == 1e-2
+    assert [c["diverged"] for c in chosen["nll"]["candidates"]] == [True, False]
+    assert chosen["nll"]["candidates"][0]["diverged_at"] == {"0": None}
+    only = sweep.select(records[:1])
+    assert only["mse"]["row"] is None and only["mse"]["validation_mean"] is None
+
+
 def test_a_diverging_replica_is_frozen_and_the_sweep_goes_on(digits_data_dir, tmp_path):
     """A learning rate of 1e38 blows up its replica within a few steps; the sweep finishes, its checkpoints
     hold only finite values, and the record names the step."""
     config = small_config(digits_data_dir, max_steps=6)
-    rows = [{"label": "nll", "loss": "nll", "learning_rate": 1e-3, "seed": 0},
+    rows = [{"label": "mse", "loss": "mse", "learning_rate": 1e-3, "seed": 0, "true_rate": 0.3},
             {"label": "nll", "loss": "nll", "learning_rate": 1e38, "seed": 0}]
-    records = sweep.run_program(config, rows, str(tmp_path / "program"), test=False)
+    records = sweep.run_program(config, rows, str(tmp_path / "program"), test=True)
     assert records[0]["frozen_at"] is None and records[1]["frozen_at"] is not None
+    assert [r["test"]["loss"] for r in records] == ["mse(true_rate=0.3)", "nll"]  # each its own loss
     assert 0 <= records[1]["frozen_at"] < 6
     assert [c["step"] for c in records[0]["validation_curve"]] == [6]
     assert np.isfinite(records[1]["validation"]["loss"])
     assert json.load(open(tmp_path / "program" / "result.json"))["records"] == records
     # the rerun reads the finished program; a different grid in the same folder is refused
-    assert sweep.run_program(config, rows, str(tmp_path / "program"), test=False) == records
+    assert sweep.run_program(config, rows, str(tmp_path / "program"), test=True) == records
     with pytest.raises(Exception, match="other replicas"):
-        sweep.run_program(config, rows[:1], str(tmp_path / "program"), test=False)
+        sweep.run_program(config, rows[:1], str(tmp_path / "program"), test=True)
 
 
 def test_replica_evaluation_equals_single_model_evaluation(digits_data_dir):
@@ -121,7 +136,7 @@ def test_replica_evaluation_equals_single_model_evaluation(digits_data_dir):
                                      frame_shape=build.packed_frame_shape(split), selection=selection)
     totals = evaluate.sum_over_split(fn, split, config.eval_batch_size, mesh=mesh, args=(state["params"],),
                                      extra=(parallel.replicate(hyper, mesh),))
-    mine = replicas.summaries(totals, build.report_facts(config), len(rows))
+    mine = replicas.summaries(totals, replicas.report_facts(config, rows), len(rows))
     for r, row in enumerate(rows):
         single = small_config(digits_data_dir, seed=row["seed"], **{"loss.name": row["loss"], **{
             f"loss.{row['loss']}.{k}": v for k, v in row.items() if k not in ("seed", "loss")}})
@@ -131,6 +146,7 @@ def test_replica_evaluation_equals_single_model_evaluation(digits_data_dir):
                                          model=single_model, loss_fn=build.loss(single),
                                          readout_fn=build.readout(single), eval_batch_size=single.eval_batch_size,
                                          facts=build.report_facts(single))
+        assert mine[r]["loss"] == theirs["loss"]  # its own loss and parameters, not the config's loss
         assert abs(mine[r]["accuracy"] - theirs["accuracy"]) <= 1 / 360  # one flipped spike at most
         assert mine[r]["mean_loss"] == pytest.approx(theirs["mean_loss"], rel=1e-3)
         assert mine[r]["spikes_per_sample"]["total"] == pytest.approx(theirs["spikes_per_sample"]["total"], rel=1e-3)
