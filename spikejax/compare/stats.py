@@ -16,9 +16,10 @@ Secondary (Student t; they assume normal differences, which n = 5-10 seeds canno
   verdict(diff, claim)   the t-based verdict of a paired() dict (kept for benchmarks/delays_payoff.py)
 
 Definitions (n pairs, d_i = a_i - b_i):
-  Ties and zeros. `differences` rounds each d_i to 12 decimal places of the scale s = max_i max(|a_i|, |b_i|)
-    (d_i = round(d_i / s, 12) * s), so float rounding in a - b cannot break a tie (0.9 - 0.8 and 0.8 - 0.7
-    are one value) and a difference within 5e-13 s of zero is an exact zero. Accuracies are multiples of
+  Ties and zeros. `differences` rounds each d_i to 12 significant digits of the scale s = max_i max(|a_i|,
+    |b_i|): d_i = np.round(d_i, 12 - floor(log10 s)) (decimals; 12 for s in [1, 10), 13 for accuracies), so
+    float rounding in a - b cannot break a tie (0.9 - 0.8 and 0.8 - 0.7 are one value) and a difference
+    within about 1e-12 s of zero is an exact zero. Accuracies are multiples of
     1/n_test, so equal accuracies (d_i = 0) and equal |d_i| are common.
   sign_flip: p = #{s in {-1, 1}^n : |sum s_i d_i| >= |sum d_i|} / 2^n (sums compared to within 1e-12 of
     their size). An exact zero contributes 0 under either sign: keeping zeros gives the same p as dropping
@@ -52,7 +53,7 @@ import math
 import numpy as np
 
 ALPHA = 0.05
-TIE_DECIMALS = 12  # differences are rounded to this many decimals of the values' scale (see `differences`)
+TIE_DIGITS = 12  # differences are rounded to this many significant digits of the values' scale (`differences`)
 BOOTSTRAP = {"method": "percentile", "resamples": 10_000, "seed": 0, "level": 0.95,
              "draw": "np.random.default_rng(seed).integers(0, n, (resamples, n))",
              "interval": "np.quantile(means of the resamples, [(1 - level) / 2, (1 + level) / 2])"}
@@ -60,8 +61,8 @@ VERDICTS = ("supported", "significant in the opposite direction", "not significa
 
 
 def differences(a, b) -> np.ndarray:
-    """d_i = a_i - b_i in float64, rounded to TIE_DECIMALS decimals of s = max(|a_i|, |b_i|) over all i, so
-    that ties and zeros are exact (module docstring)."""
+    """d_i = a_i - b_i in float64, rounded to TIE_DIGITS significant digits of s = max(|a_i|, |b_i|) over
+    all i, so that ties and zeros are exact (module docstring)."""
     a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
     if a.shape != b.shape:
         raise ValueError(f"paired values need one value per seed on both sides, got {a.size} and {b.size}")
@@ -70,7 +71,7 @@ def differences(a, b) -> np.ndarray:
     scale = float(max(np.max(np.abs(a), initial=0.0), np.max(np.abs(b), initial=0.0)))
     if scale == 0.0:
         return a - b
-    return np.round((a - b) / scale, TIE_DECIMALS) * scale + 0.0  # + 0.0: no negative zeros
+    return np.round(a - b, TIE_DIGITS - math.floor(math.log10(scale))) + 0.0  # + 0.0: no negative zeros
 
 
 def sign_flip(differences) -> float | None:
