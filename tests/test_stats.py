@@ -69,3 +69,79 @@ def test_sign_flip_is_the_exact_permutation_p_value():
     reference = scipy_stats.permutation_test((d,), np.sum, permutation_type="samples", n_resamples=np.inf,
                                              alternative="two-sided").pvalue
     assert abs(stats.sign_flip(d) - reference) < 1e-12
+
+
+def test_differences_make_ties_and_zeros_exact():
+    """0.9 - 0.8 and 0.8 - 0.7 differ in float64 (0.09999999999999998 and 0.10000000000000009): after the
+    tie rule they are one value, and 0.3 - (0.1 + 0.2) (-5.6e-17) is an exact, non-negative zero."""
+    assert 0.9 - 0.8 != 0.8 - 0.7 and 0.3 - (0.1 + 0.2) != 0
+    d = stats.differences([0.9, 0.8, 0.3], [0.8, 0.7, 0.1 + 0.2])
+    assert d[0] == d[1] and d[2] == 0 and not np.signbit(d[2])
+    assert stats.differences([1e4 + 0.5, 2e4], [1e4, 2e4 - 0.5]).tolist() == [0.5, 0.5]
+    assert stats.differences([0.0, 0.0], [0.0, 0.0]).tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="one value per seed"):
+        stats.differences([1.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="finite"):
+        stats.differences([1.0, float("nan")], [1.0, 2.0])
+
+
+def test_wilcoxon_by_hand_and_against_scipy():
+    """d = (1, -2, 0, 3): the zero is dropped, ranks 1, 2, 3, W+ = 1 + 3 = 4, W- = 2; the 8 sign patterns
+    give W+ in {0, 1, 2, 3, 3, 4, 5, 6}, E = 3, and |W+ - 3| >= 1 for 6 of them: p = 6/8. Without ties or zeros
+    it is scipy's exact test, with them scipy's permutation version of the same statistic (zero_method wilcox)."""
+    assert stats.wilcoxon([1.0, -2.0, 0.0, 3.0]) == {"w_plus": 4.0, "w_minus": 2.0, "n_nonzero": 3, "p": 0.75}
+    assert stats.wilcoxon([1.0, 2.0, 3.0])["p"] == 0.25 and stats.wilcoxon([0.0, 0.0])["p"] == 1.0
+    assert stats.wilcoxon([0.5] * 6)["p"] == stats.smallest_p(6) == 2 / 64      # all tied, one side
+    rng = np.random.default_rng(1)
+    for n in (5, 8, 11):
+        d = rng.normal(0.4, 1.0, n)
+        mine = stats.wilcoxon(d)
+        theirs = scipy_stats.wilcoxon(d, method="exact")
+        assert mine["p"] == pytest.approx(theirs.pvalue, abs=1e-12)
+        assert min(mine["w_plus"], mine["w_minus"]) == theirs.statistic
+    exhaustive = scipy_stats.PermutationMethod(n_resamples=np.inf)
+    for d in ([1.0, 2.0, 2.0, -1.0, 0.0, 3.0, 0.5], [0.1, 0.1, -0.1, 0.2, 0.0, 0.0, 0.1, -0.3], [2.0, 2.0, -2.0]):
+        theirs = scipy_stats.wilcoxon(d, zero_method="wilcox", method=exhaustive)
+        assert stats.wilcoxon(d)["p"] == pytest.approx(theirs.pvalue, abs=1e-12), d
+
+
+def test_sign_flip_ignores_exact_zeros():
+    """A zero difference flips to itself, so it doubles both counts: p is that of the non-zero ones."""
+    assert stats.sign_flip([1.0, 2.0, 3.0, 0.0, 0.0]) == stats.sign_flip([1.0, 2.0, 3.0]) == 0.25
+
+
+def test_bootstrap_ci_is_the_seeded_percentile_interval():
+    """Recomputed from the declared draw (equal up to the summation order of numpy's mean), and close to
+    scipy.stats.bootstrap's percentile interval (other resamples: within a few Monte Carlo standard errors
+    of a percentile, here < 0.05 of the data's sd)."""
+    x = np.random.default_rng(3).normal(2.0, 1.0, 10)
+    index = np.random.default_rng(0).integers(0, 10, (10_000, 10))
+    expected = np.quantile(x[index].mean(axis=1), [0.025, 0.975])
+    assert stats.bootstrap_ci(x) == pytest.approx(expected.tolist(), rel=1e-12)  # summation order aside
+    assert stats.bootstrap_ci(x, seed=0) == stats.bootstrap_ci(x)                 # reproducible
+    theirs = scipy_stats.bootstrap((x,), np.mean, method="percentile", n_resamples=100_000,
+                                   rng=np.random.default_rng(7)).confidence_interval
+    assert stats.bootstrap_ci(x) == pytest.approx([theirs.low, theirs.high], abs=0.05)
+    assert stats.bootstrap_ci([1.0]) is None and stats.bootstrap_ci([2.0, 2.0]) == [2.0, 2.0]
+
+
+def test_describe_and_effect_sizes_by_hand():
+    s = stats.describe([4.0, 1.0, 3.0, 2.0, 5.0])
+    assert (s["median"], s["q1"], s["q3"], s["iqr"], s["min"], s["max"], s["mean"]) == (3, 2, 4, 2, 1, 5, 3)
+    assert s["std"] == pytest.approx(math.sqrt(2.5)) and s["n"] == 5
+    e = stats.effect_sizes([0.2, 0.0, 0.1, -0.1])                 # mean 0.05, sd sqrt(0.05 / 3)
+    assert e["mean"] == pytest.approx(0.05) and e["median"] == pytest.approx(0.05)
+    assert e["d_z"] == pytest.approx(0.05 / math.sqrt(0.05 / 3))
+    assert e["superiority"] == (2 + 0.5) / 4                      # two above zero, one tie counting half
+    assert stats.effect_sizes([1.0, 1.0])["d_z"] is None
+
+
+def test_smallest_p_seeds_needed_and_judge():
+    assert stats.smallest_p(5) == 0.0625 and stats.smallest_p(10) == 2 / 1024
+    assert stats.seeds_needed(1) == 6            # 2/2^5 = 0.0625 >= 0.05, 2/2^6 = 0.031
+    assert stats.seeds_needed(12) == 9           # 12 * 2/2^8 = 0.094, 12 * 2/2^9 = 0.047
+    assert stats.judge(0.01, 0.3, "positive") == "supported"
+    assert stats.judge(0.01, 0.3, "negative") == "significant in the opposite direction"
+    assert stats.judge(0.05, 0.3, "positive") == stats.judge(None, 1.0, "negative") == "not significant"
+    with pytest.raises(ValueError, match="direction"):
+        stats.judge(0.01, 1.0, "higher")

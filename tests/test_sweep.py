@@ -86,22 +86,37 @@ def test_selection_uses_mean_validation_accuracy_skips_diverged_configs_and_brea
     assert [c["diverged"] for c in chosen["nll"]["candidates"]] == [False, False, True]
 
 
+def test_a_non_finite_validation_result_is_never_selected():
+    """A configuration whose validation loss or accuracy is NaN or infinite (not frozen: a NaN network can
+    pass the training step's checks) counts as diverged, even first in grid order or with the best mean."""
+    records = [_record("mse", 1e-3, 0, float("nan")), _record("mse", 1e-2, 0, 0.40),
+               _record("nll", 1e-3, 0, 0.95), _record("nll", 1e-2, 0, 0.60)]
+    records[2]["validation"]["loss"] = float("inf")
+    chosen = sweep.select(records)
+    assert chosen["mse"]["row"]["learning_rate"] == 1e-2 and chosen["nll"]["row"]["learning_rate"] == 1e-2
+    assert [c["diverged"] for c in chosen["nll"]["candidates"]] == [True, False]
+    assert chosen["nll"]["candidates"][0]["diverged_at"] == {"0": None}
+    only = sweep.select(records[:1])
+    assert only["mse"]["row"] is None and only["mse"]["validation_mean"] is None
+
+
 def test_a_diverging_replica_is_frozen_and_the_sweep_goes_on(digits_data_dir, tmp_path):
     """A learning rate of 1e38 blows up its replica within a few steps; the sweep finishes, its checkpoints
     hold only finite values, and the record names the step."""
     config = small_config(digits_data_dir, max_steps=6)
-    rows = [{"label": "nll", "loss": "nll", "learning_rate": 1e-3, "seed": 0},
+    rows = [{"label": "mse", "loss": "mse", "learning_rate": 1e-3, "seed": 0, "true_rate": 0.3},
             {"label": "nll", "loss": "nll", "learning_rate": 1e38, "seed": 0}]
-    records = sweep.run_program(config, rows, str(tmp_path / "program"), test=False)
+    records = sweep.run_program(config, rows, str(tmp_path / "program"), test=True)
     assert records[0]["frozen_at"] is None and records[1]["frozen_at"] is not None
+    assert [r["test"]["loss"] for r in records] == ["mse(true_rate=0.3)", "nll"]  # each its own loss
     assert 0 <= records[1]["frozen_at"] < 6
     assert [c["step"] for c in records[0]["validation_curve"]] == [6]
     assert np.isfinite(records[1]["validation"]["loss"])
     assert json.load(open(tmp_path / "program" / "result.json"))["records"] == records
     # the rerun reads the finished program; a different grid in the same folder is refused
-    assert sweep.run_program(config, rows, str(tmp_path / "program"), test=False) == records
+    assert sweep.run_program(config, rows, str(tmp_path / "program"), test=True) == records
     with pytest.raises(Exception, match="other replicas"):
-        sweep.run_program(config, rows[:1], str(tmp_path / "program"), test=False)
+        sweep.run_program(config, rows[:1], str(tmp_path / "program"), test=True)
 
 
 def test_replica_evaluation_equals_single_model_evaluation(digits_data_dir):
@@ -121,7 +136,7 @@ def test_replica_evaluation_equals_single_model_evaluation(digits_data_dir):
                                      frame_shape=build.packed_frame_shape(split), selection=selection)
     totals = evaluate.sum_over_split(fn, split, config.eval_batch_size, mesh=mesh, args=(state["params"],),
                                      extra=(parallel.replicate(hyper, mesh),))
-    mine = replicas.summaries(totals, build.report_facts(config), len(rows))
+    mine = replicas.summaries(totals, replicas.report_facts(config, rows), len(rows))
     for r, row in enumerate(rows):
         single = small_config(digits_data_dir, seed=row["seed"], **{"loss.name": row["loss"], **{
             f"loss.{row['loss']}.{k}": v for k, v in row.items() if k not in ("seed", "loss")}})
@@ -131,6 +146,7 @@ def test_replica_evaluation_equals_single_model_evaluation(digits_data_dir):
                                          model=single_model, loss_fn=build.loss(single),
                                          readout_fn=build.readout(single), eval_batch_size=single.eval_batch_size,
                                          facts=build.report_facts(single))
+        assert mine[r]["loss"] == theirs["loss"]  # its own loss and parameters, not the config's loss
         assert abs(mine[r]["accuracy"] - theirs["accuracy"]) <= 1 / 360  # one flipped spike at most
         assert mine[r]["mean_loss"] == pytest.approx(theirs["mean_loss"], rel=1e-3)
         assert mine[r]["spikes_per_sample"]["total"] == pytest.approx(theirs["spikes_per_sample"]["total"], rel=1e-3)
@@ -145,9 +161,9 @@ def _test_summary(accuracy, spikes, first_step, decision_time):
 
 
 def test_report_statistics_by_hand(tmp_path):
-    """Three seeds: nll beats mse on accuracy by 0.10, 0.12, 0.14 (mean 0.12, std 0.02, t = 0.12 / (0.02 /
-    sqrt 3) = 10.39, p = 0.0091 with 2 degrees of freedom); the spike counts differ by -10, +10, 0
-    (mean 0: not significant)."""
+    """Three seeds: nll beats mse on accuracy by 0.10, 0.12, 0.14 (mean 0.12; sign-flip: only +++ and ---
+    reach |sum| 0.36, p = 2/8; paired t = 0.12 / (0.02 / sqrt 3) = 10.39, p = 0.0091, secondary); the SynOps
+    differ by -100, +100, 0 (sum 0: p = 1). With 3 seeds and a family of 3 nothing can be significant."""
     mse = [(0.80, 500.0, 10, 12.0), (0.70, 520.0, None, 11.0), (0.75, 510.0, 9, 12.5)]
     nll = [(0.90, 490.0, 4, 6.0), (0.82, 530.0, 5, 6.5), (0.89, 510.0, 3, 7.0)]
     final = [{"row": {"label": label, "seed": s, "learning_rate": 1e-3, "loss": label}, "frozen_at": None,
@@ -159,29 +175,26 @@ def test_report_statistics_by_hand(tmp_path):
                                 "candidates": []} for k in ("mse", "nll")}}
     result["config"]["model"]["hidden"] = list(result["config"]["model"]["hidden"])
     report = comparison.write(result, str(tmp_path))
-    paired = report["analysis"]["paired"]["nll - mse"]
+    paired = report["analysis"]["differences"]["nll - mse"]["measures"]
     assert paired["accuracy"]["mean"] == pytest.approx(0.12)
-    assert paired["accuracy"]["std"] == pytest.approx(0.02)
     assert paired["accuracy"]["t"] == pytest.approx(0.12 / (0.02 / np.sqrt(3)))
-    assert paired["accuracy"]["p"] == pytest.approx(0.00913, abs=2e-4)
-    assert paired["spikes"]["mean"] == pytest.approx(0.0) and paired["spikes"]["p"] == pytest.approx(1.0)
-    assert paired["latency_95"]["values"] == [4 - 10, 5 - 30, 3 - 9]  # never reaching 95% counts as T = 30
-    claims = {c["metric"]: c for c in report["analysis"]["claims"]}
-    assert set(claims) == {"accuracy", "latency_95", "decision_time", "spikes", "synops_network"}
-    assert claims["spikes"]["verdict"] == "not significant"
-    # decision times differ by -6, -4.5, -5.5 (t = -12.1, p = 0.0068): the smallest of the 5 p-values, x 5;
-    # accuracy's is the second smallest, x 4; both stay below 0.05
-    assert paired["decision_time"]["p"] < paired["accuracy"]["p"] < min(paired[m]["p"] for m in
-                                                                      ("latency_95", "spikes", "synops_network"))
-    assert claims["decision_time"]["p_holm"] == pytest.approx(5 * paired["decision_time"]["p"])
-    assert claims["accuracy"]["p_holm"] == pytest.approx(4 * paired["accuracy"]["p"])
-    assert claims["accuracy"]["verdict"] == claims["decision_time"]["verdict"] == "supported"
+    assert paired["accuracy"]["t_p"] == pytest.approx(0.00913, abs=2e-4)
+    assert paired["accuracy"]["sign_flip_p"] == 0.25 and paired["accuracy"]["wilcoxon_p"] == 0.25
+    assert paired["synops_network"]["values"] == {"0": -100.0, "1": 100.0, "2": 0.0}
+    assert paired["latency_95"]["values"] == {"0": 4 - 10, "1": 5 - 30, "2": 3 - 9}  # never reaching 95%: T = 30
+    claims = {c["measure"]: c for c in report["analysis"]["hypotheses"]}
+    assert set(claims) == {"accuracy", "latency_95", "synops_network"}
+    assert claims["synops_network"]["p"] == 1.0 and claims["accuracy"]["p"] == 0.25
+    assert claims["accuracy"]["p_holm"] == pytest.approx(0.75)      # 0.25, 0.25, 1.0 -> x3, x2, x1 -> max
+    assert {c["verdict"] for c in claims.values()} == {"not significant"}
+    assert report["analysis"]["statistics"]["smallest_p_holm"] == 0.75
     losses = json.load(open(tmp_path / "comparison.json"))["losses"]
-    assert losses["nll"]["accuracy"]["values"] == [0.90, 0.82, 0.89]
+    assert losses["nll"]["measures"]["accuracy"]["values"] == {"0": 0.90, "1": 0.82, "2": 0.89}
     lines = [json.loads(line) for line in open(tmp_path / "replicas.jsonl")]
     assert len(lines) == 6 and {line["stage"] for line in lines} == {"final"}
     text = open(tmp_path / "comparison.md").read()
     assert "**not significant**" in text and "| nll |" in text
+    assert "nothing in this family can be significant" in text
     assert os.path.getsize(tmp_path / "accuracy_over_time.png") > 1000
 
 

@@ -3,6 +3,7 @@ evaluation:
 
   replicas   R models trained in one compiled step (vmap over a replica axis inside the data-parallel step)
   sweep      tune every loss over its grid on validation data, select, retrain with fresh seeds, test once
-  stats      summaries over seeds, paired tests, Holm
-  report     the comparison's measures, claims and files (comparison.md/json, replicas.jsonl, plots)
+  stats      distributions over seeds, exact paired tests, bootstrap CIs, effect sizes, Holm
+  report     the comparison's measures, its declared hypotheses and files (comparison.json, replicas.jsonl, plots)
+  render     comparison.md from comparison.json alone
 """

@@ -182,6 +182,19 @@ def parallel_eval_step(mesh, **kwargs):
     return jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P(),) + batch + (P(),), out_specs=P()))
 
 
-def summaries(totals: dict, facts: dict, count: int) -> list[dict]:
-    """`evaluate.summarize` per replica of stacked eval sums (each leaf [R, ...], R = count)."""
-    return [evaluate.summarize(jax.tree.map(lambda x: np.asarray(x)[r], totals), facts) for r in range(count)]
+def report_facts(config, replicas: list[dict]) -> list[dict]:
+    """`build.report_facts` per replica, its "loss" the replica's own loss label ("mse(true_rate=0.8)":
+    its loss with its parameters, those it does not set from `config`), as a single run of it would name it."""
+    base, out = build.report_facts(config), []
+    for overrides in replicas:
+        spec = losses.get(overrides.get("loss", config.loss.name))
+        params = {k: v for k, v in overrides.items() if k not in BASE_FIELDS + ("label",)}
+        out.append({**base, "loss": spec.label({**dict(config.loss[spec.name]), **params})})
+    return out
+
+
+def summaries(totals: dict, facts: dict | list[dict], count: int) -> list[dict]:
+    """`evaluate.summarize` per replica of stacked eval sums (each leaf [R, ...], R = count); `facts`: one
+    dict per replica (`report_facts`), or one for all."""
+    facts = facts if isinstance(facts, list) else [facts] * count
+    return [evaluate.summarize(jax.tree.map(lambda x: np.asarray(x)[r], totals), facts[r]) for r in range(count)]

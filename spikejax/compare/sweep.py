@@ -139,7 +139,9 @@ def describe(row: dict) -> str:
 
 def select(records: list[dict]) -> dict[str, dict]:
     """Per label, the configuration with the highest mean final validation accuracy over its seeds; one any
-    of whose seeds diverged is never selected (ties to the first in grid order). A label all of whose
+    of whose seeds diverged (was frozen) or has a non-finite validation accuracy or loss is never selected
+    (it counts as diverged; "diverged_at" holds None for a seed that was not frozen) (ties to the first in
+    grid order). A label all of whose
     configurations diverged has "row" and "validation_mean" None: it is reported as diverged, not compared.
     {label: {"row", "validation_mean", "candidates": [{"row", "validation_mean", "values", "diverged",
     "diverged_at": {seed: step}}]}}."""
@@ -149,7 +151,8 @@ def select(records: list[dict]) -> dict[str, dict]:
                                                                 if k != "seed"}, "values": [], "diverged": False,
                                                         "diverged_at": {}})
         group["values"].append(record["validation"]["accuracy"])
-        if record["frozen_at"] is not None:
+        finite = all(np.isfinite(record["validation"].get(k, 0.0)) for k in ("accuracy", "loss"))
+        if record["frozen_at"] is not None or not finite:
             group["diverged"] = True
             group["diverged_at"][str(record["row"].get("seed"))] = record["frozen_at"]
     chosen: dict[str, dict] = {}
@@ -211,7 +214,7 @@ def run_program(config, rows: list[dict], folder: str, *, test: bool, stop: loop
                                                 target_rate=config.loss.target_rate, total_steps=plan.total_steps,
                                                 augment=build.augment(config), **shared)
     eval_fn = replicas.parallel_eval_step(mesh, fan_out=model.fan_out, **shared)
-    facts = build.report_facts(config)
+    facts = replicas.report_facts(config, rows)  # each replica's summary names its own loss
 
     def evaluate_on(split, params):
         totals = evaluate.sum_over_split(eval_fn, split, config.eval_batch_size, mesh=mesh, args=(params,),

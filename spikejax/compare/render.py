@@ -1,0 +1,158 @@
+"""comparison.md from comparison.json's content alone: `render(document) -> str`.
+
+`document` is the parsed JSON (`spikejax.compare.report.write` writes the file, then renders what it wrote),
+so nothing in the markdown comes from anywhere else and `render(json.load(open("comparison.json")))` equals
+comparison.md (tests/test_comparison_json.py). No jax, no registry: formatting only.
+"""
+from __future__ import annotations
+
+import json
+
+MEASURES = ("accuracy", "latency_95", "decision_time", "decision_accuracy", "spikes", "synops_network",
+            "synops_input")
+
+
+def _n(x, digits: int = 4) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:.2e}" if x != 0 and abs(x) < 10 ** -digits else f"{x:.{digits}f}"
+
+
+def _g(x) -> str:
+    return "n/a" if x is None else f"{x:+.4g}"
+
+
+def _interval(ci) -> str:
+    return "n/a" if ci is None else f"[{ci[0]:.4g}, {ci[1]:.4g}]"
+
+
+def _distribution(s: dict, digits: int) -> str:
+    return f"{s['median']:.{digits}f} [{s['q1']:.{digits}f}, {s['q3']:.{digits}f}]"
+
+
+def table(document: dict) -> str:
+    """Per loss: median [q1, q3] over the seeds of each measure, and the mean accuracy with its bootstrap CI."""
+    lines = ["| loss | selected (tuning validation acc.) | test accuracy: median [IQR] | mean [bootstrap 95% CI] | "
+             "latency: 95% of final at step | decision @0.9: steps / accuracy | spikes/sample | "
+             "SynOps/sample: network / input |", "|---|---|---|---|---:|---:|---:|---:|"]
+    for label, r in document["losses"].items():
+        m = r["measures"]
+        lines.append(f"| {label} | {r['selected_description']} ({r['tuning_validation_accuracy']:.4f}) | "
+                     f"{_distribution(m['accuracy'], 4)} | {m['accuracy']['mean']:.4f} "
+                     f"{_interval(m['accuracy']['bootstrap_ci'])} | {_distribution(m['latency_95'], 1)} | "
+                     f"{_distribution(m['decision_time'], 2)} / {_distribution(m['decision_accuracy'], 4)} | "
+                     f"{_distribution(m['spikes'], 0)} | {_distribution(m['synops_network'], 0)} / "
+                     f"{m['synops_input']['median']:.0f} |")
+    return "\n".join(lines)
+
+
+def per_seed_table(document: dict) -> str:
+    seeds = [str(s) for s in document["seeds"]]
+    lines = ["| loss | measure | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+             "|---|---|" + "---:|" * len(seeds)]
+    for label, r in document["losses"].items():
+        for m in MEASURES:
+            if m in r["measures"]:
+                lines.append(f"| {label} | {m} | " + " | ".join(f"{r['measures'][m]['values'][s]:.5g}"
+                                                                for s in seeds) + " |")
+    return "\n".join(lines)
+
+
+def claim_lines(document: dict) -> list[str]:
+    losses, out = document["losses"], []
+    for h in document["hypotheses"]:
+        direction = "higher" if h["direction"] == "positive" else "lower"
+        e, w = h["effect"], h["wilcoxon"]
+        per_seed = ", ".join(f"{d:+.4g}" for d in h["differences"].values())
+        out.append(
+            f"- {losses[h['a']]['title']} has {direction} {h['claim']} ({h['measure']}) than "
+            f"{losses[h['b']]['title']}: **{h['verdict']}** ({h['test']}: {h['statistic_name']} "
+            f"{h['statistic']:+.4g}, p = {_n(h['p'])}, Holm-adjusted {_n(h['p_holm'])}). Differences a - b by "
+            f"seed: {per_seed}; mean {_g(e['mean'])} (bootstrap 95% CI {_interval(h['bootstrap_ci'])}), median "
+            f"{_g(e['median'])}, d_z {_g(e['d_z'])}, a > b on a fraction {e['superiority']:.2f} of the seeds "
+            f"(ties half); Wilcoxon W+ = {w['w_plus']:g}, W- = {w['w_minus']:g} over {w['n_nonzero']} non-zero, "
+            f"p = {_n(w['p'])}; paired t p = {_n(h['t']['p'])}.")
+    return out or ["No hypothesis: no pair of a spikemax label and another loss was compared."]
+
+
+def statistics_lines(document: dict) -> list[str]:
+    s, n = document["statistics"], len(document["seeds"])
+    family = "; ".join(f"{f['claim']}: {f['measure']} ({'higher' if f['direction'] == 'positive' else 'lower'}, "
+                       f"{f['test']})" for f in s["family"])
+    b = s["bootstrap"]
+    return [
+        f"Primary statistics are distribution-free. Each claim is one two-sided exact test of the paired "
+        f"differences a - b over the {n} seeds (same seed: same initial weights and batches): "
+        + "; ".join(f"{k}: {v}" for k, v in s["tests"].items()) + ".",
+        f"Ties: {s['tie_rule']}.",
+        f"Bootstrap: the {b['method']} method (not BCa), {b['resamples']} resamples of the seeds, seed "
+        f"{b['seed']}, {b['level']:.0%} intervals of the mean: {b['draw']}; {b['interval']}.",
+        f"The family ({s['family_size']} hypotheses, {s['multiple_comparisons']}): {s['family_pairs']}; claims: "
+        f"{family}. It does " + ("" if s["family_spans_datasets"] else "not ") + "span datasets (this run: "
+        f"{', '.join(s['datasets'])}). Verdicts at alpha = {s['alpha']}; \"not significant\" means the data "
+        "cannot tell.",
+        f"With {n} seeds the smallest p an exact test can give is 2/2^{n} = {_n(s['smallest_p'])} (larger when "
+        f"differences are zero), so the smallest Holm-adjusted p is {_n(s['smallest_p_holm'])}"
+        + (": nothing in this family can be significant" if s["smallest_p_holm"] >= s["alpha"] else "")
+        + f". A family of {s['family_size']} needs at least {s['seeds_needed']} seeds. "
+        f"{s['t_based'][0].upper() + s['t_based'][1:]} (below).",
+    ]
+
+
+def differences_table(document: dict) -> str:
+    lines = ["| difference | measure | median [IQR] | mean [bootstrap 95% CI] | sign-flip p | Wilcoxon p | "
+             "t-based 95% CI | paired t p |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for pair, entry in document["differences"].items():
+        for m, d in entry["measures"].items():
+            lines.append(f"| {pair} | {m} | {d['median']:+.4g} [{d['q1']:+.4g}, {d['q3']:+.4g}] | {d['mean']:+.4g} "
+                         f"{_interval(d['bootstrap_ci'])} | {_n(d['sign_flip_p'])} | {_n(d['wilcoxon_p'])} | "
+                         f"{_interval(d['ci95'])} | {_n(d['t_p'])} |")
+    return "\n".join(lines)
+
+
+def diverged_lines(document: dict) -> list[str]:
+    """One line per diverged configuration, its seeds and steps; the losses with nothing selected."""
+    groups: dict[str, list[dict]] = {}
+    for d in document["diverged"]:
+        groups.setdefault(json.dumps([d["stage"], d["config"]], sort_keys=True), []).append(d)
+    lines = []
+    for items in groups.values():
+        first = items[0]
+        config = " ".join(f"{'lr' if k == 'learning_rate' else k}={v:g}" if isinstance(v, (int, float)) else
+                          f"{k}={v}" for k, v in first["config"].items() if k not in ("label", "loss"))
+        at = ", ".join(f"seed {d['seed']} at step {d['step']}" for d in items)
+        kept = "never selected" if first["stage"] == "tune" else "its last finite state is tested"
+        lines.append(f"- {first['stage']}: {first['label']} {config}: diverged ({at}); {kept}")
+    for label in document["every_configuration_diverged"]:
+        lines.append(f"- **{label}: every configuration diverged in tuning**; nothing was selected, so it has no "
+                     "final stage and no row in the table")
+    return lines or ["None: every replica stayed finite."]
+
+
+def render(document: dict) -> str:
+    """comparison.md from comparison.json's parsed content."""
+    config, sweep, host, seconds = document["config"], document["sweep"], document["machine"], document["train_seconds"]
+    data, model = config["data"], config["model"]
+    return "\n".join([
+        f"# Loss comparison on {config['dataset']}", "",
+        f"{len(document['seeds'])} seeds per loss ({document['seeds']}), {config['epochs']} epochs, batch "
+        f"{config['batch_size']}, T = {data['time_bins']} steps of {data['bin_width_us']} us, model "
+        f"{model['name']} {tuple(model['hidden'])}, optimizer {config['optimizer']['name']}.", "",
+        f"Selection: {len(document['grid'])} configurations (every loss x learning rate x that loss's parameters) "
+        f"were trained with {sweep['tune_seeds']} tuning seed(s) each; per loss, the one with the best mean final "
+        f"accuracy on the validation hold-out ({data['validation_fraction']:.0%} of the training split, "
+        "stratified) was kept. The test split was used once, for the kept configurations, with fresh seeds. "
+        "Every loss sees the same batches, and seed s gives every loss the same initial weights. Each cell: "
+        "median [first quartile, third quartile] over the seeds; per-seed values below.", "",
+        table(document), "",
+        "## Diverged replicas", "",
+        "A replica whose loss, gradients or parameters became non-finite was frozen at that step (its last finite "
+        "state kept); a configuration with a diverged seed, or a non-finite validation result, is never "
+        "selected.", "", *diverged_lines(document), "",
+        "## The paper's claims", "", *statistics_lines(document), "", *claim_lines(document), "",
+        "## Per-seed values", "", per_seed_table(document), "",
+        "## Paired differences (per seed, a - b; descriptive, not part of the family)", "",
+        differences_table(document), "",
+        f"Training time (from the checkpoints): tuning {seconds['tune']:.0f} s, final {seconds['final']:.0f} s on "
+        f"{host['devices']} {host['device']} device(s) ({host['platform']}, {host['cpu_count']} CPU cores, jax "
+        f"{host['jax']}).", ""])
