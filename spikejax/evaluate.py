@@ -9,7 +9,15 @@ folder is `spikejax.runs`).
 Below the programs, these take the values they use, never the run config.
 
 Sums first, then one division at the end, so padding (mask 0) counts nowhere and the result does not
-depend on the batch size or the number of devices.
+depend on the batch size or the number of devices. Every measure is a masked sum over samples:
+- latency, primary and loss-agnostic: each sample's stable-prediction step (`readout.stable_prediction_step`
+  of the loss's readout), its mean over samples and over correctly classified ones; accuracy over time (the
+  latency at a matched accuracy is `readout.steps_to_reach` on it). Secondary, NLL-native: the confidence
+  decision (`readout.decide`) at each of DECISION_THRESHOLDS.
+- energy: spikes and SynOps per layer (the input layer, fixed by the data, apart from the network's layers),
+  and the network's spikes and SynOps up to each sample's stable-prediction step (inclusive).
+- diagnostics (DIAGNOSTICS): recall per class, output neurons that never fire on the split, and each
+  layer's firing rate (spikes per neuron per step).
 """
 from __future__ import annotations
 
@@ -29,32 +37,48 @@ DECISION_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 def eval_step(params, inputs, labels, mask, *, graphdef, loss_fn, readout_fn, fan_out, axis_name=None,
               frame_shape=None, progress=None):
-    """Sums over a (shard of a) padded batch: correct decisions over time (the loss's readout), decision
-    times and accuracy at each confidence threshold, spikes and SynOps per layer, and the loss. Padding
-    (mask 0) counts nowhere. With `axis_name`, the sums are psum'd over that mesh axis. `progress` None:
-    the deployed model (a delayed model's integer delays); 1.0: as at the end of training (its delays
-    interpolated at the final width)."""
+    """Sums over a (shard of a) padded batch: correct decisions over time (the loss's readout), the
+    stable-prediction step (`readout.stable_prediction_step`) and the network's spikes and SynOps up to it,
+    decision times and accuracy at each confidence threshold, spikes and SynOps per layer, neuron-steps per
+    layer (for firing rates), examples and correct final decisions per class, spikes per output neuron, and
+    the loss. Padding (mask 0) counts nowhere. With `axis_name`, the sums are psum'd over that mesh axis.
+    `progress` None: the deployed model (a delayed model's integer delays); 1.0: as at the end of training
+    (its delays interpolated at the final width)."""
     out, layers = build.apply_model(graphdef, params, inputs, frame_shape, progress)
     outputs = {"spikes": out}
     weights = mask.astype(jnp.float32)
+    examples = jnp.sum(weights)
     model = nnx.merge(graphdef, params)
     ops = [readout.neurobench_ops(*c) for c in model.connections(layers)]
     activity = [readout.active_neurons(h) for h in layers[1:]]
+    predictions = readout_fn(outputs)  # [T, B]
+    correct = predictions == labels[None, :]
+    stable = readout.stable_prediction_step(predictions)  # [B] in 0..T
+    per_class = jax.nn.one_hot(labels, out.shape[-1], dtype=jnp.float32) * weights[:, None]  # [B, C]
+    network = list(zip(layers[1:], fan_out[1:]))
     sums = {
         "neurobench": jnp.stack([jnp.sum(sum(o[k] for o in ops) * weights) for k in range(3)]
                                 + [jnp.sum(sum(a[k] for a in activity) * weights) for k in range(2)]),
-        "examples": jnp.sum(weights),
-        "loss": loss_fn(outputs, labels, mask) * jnp.sum(weights),
-        "correct_over_time": jnp.sum((readout_fn(outputs) == labels[None, :]) * weights, axis=1),
+        "examples": examples,
+        "loss": loss_fn(outputs, labels, mask) * examples,
+        "correct_over_time": jnp.sum(correct * weights, axis=1),
         "spikes": jnp.stack([jnp.sum(readout.total_spikes(h) * weights) for h in layers]),
         "synops": jnp.stack([jnp.sum(readout.synops(h, f) * weights) for h, f in zip(layers, fan_out)]),
+        "neuron_steps": jnp.stack([examples * float(np.prod(h.shape[:1] + h.shape[2:])) for h in layers]),
+        "stable_time": jnp.sum(stable * weights),
+        "stable_time_correct": jnp.sum(stable * correct[-1] * weights),
+        "spikes_to_decision": jnp.stack([jnp.sum(readout.total_spikes(h, stable) * weights) for h, _ in network]),
+        "synops_to_decision": jnp.stack([jnp.sum(readout.synops(h, f, stable) * weights) for h, f in network]),
+        "class_examples": jnp.sum(per_class, axis=0),
+        "class_correct": jnp.sum(per_class * correct[-1][:, None], axis=0),
+        "output_spikes": jnp.sum(readout.spike_counts(out) * weights[:, None], axis=0),  # [C]
     }
-    times, correct = [], []
+    times, decided = [], []
     for threshold in DECISION_THRESHOLDS:
         t, prediction = readout.decide(out, threshold)
         times.append(jnp.sum(t * weights))
-        correct.append(jnp.sum((prediction == labels) * weights))
-    sums["decision_time"], sums["decision_correct"] = jnp.stack(times), jnp.stack(correct)
+        decided.append(jnp.sum((prediction == labels) * weights))
+    sums["decision_time"], sums["decision_correct"] = jnp.stack(times), jnp.stack(decided)
     if axis_name is not None:
         sums = jax.lax.psum(sums, axis_name)
     return sums
@@ -91,18 +115,25 @@ def evaluate_split(params, split: data_lib.CachedSplit, *, mesh, graphdef, model
 
 def summarize(totals: dict, facts: dict) -> dict:
     """Turns eval_step sums into the eval.json dict; `facts` ({dataset, loss, time_bins, bin_width_us},
-    `build.report_facts`) are copied in."""
+    `build.report_facts`) are copied in. Every figure is a sum over the split's samples divided once here
+    (see docs/training.md, "Evaluation", for each field)."""
     n = float(totals["examples"])
     over_time = (np.asarray(totals["correct_over_time"]) / n).tolist()
     final = over_time[-1]
+    right = float(totals["correct_over_time"][-1])
 
     def first_reaching(fraction):
-        hits = [t for t, a in enumerate(over_time) if a >= fraction * final and final > 0]
-        return hits[0] if hits else None
+        return readout.steps_to_reach(over_time, fraction * final) if final > 0 else None
 
     layer_names = ["input"] + [f"layer{i}" for i in range(1, len(totals["spikes"]) - 1)] + ["output"]
     spikes = dict(zip(layer_names, (np.asarray(totals["spikes"]) / n).tolist()))
     synops = dict(zip(layer_names, (np.asarray(totals["synops"]) / n).tolist()))
+    network = lambda per_layer: float(sum(v for k, v in per_layer.items() if k != "input"))
+    to_decision = {name: dict(zip(layer_names[1:], (np.asarray(totals[key]) / n).tolist()))
+                   for name, key in (("spikes", "spikes_to_decision"), ("synops", "synops_to_decision"))}
+    classes, class_correct = np.asarray(totals["class_examples"]), np.asarray(totals["class_correct"])
+    silent = np.flatnonzero(np.asarray(totals["output_spikes"]) == 0)
+    rates = np.asarray(totals["spikes"]) / np.asarray(totals["neuron_steps"])  # spikes per neuron per step
     return {
         "dataset": facts["dataset"],
         "loss": facts["loss"],
@@ -113,15 +144,27 @@ def summarize(totals: dict, facts: dict) -> dict:
         "bin_width_us": facts["bin_width_us"],
         "accuracy_over_time": over_time,
         "latency_steps": {
+            "stable_prediction": {"mean": float(totals["stable_time"]) / n,
+                                  "mean_correct": float(totals["stable_time_correct"]) / right if right else None},
             "accuracy_95pct_of_final": first_reaching(0.95),
             "accuracy_99pct_of_final": first_reaching(0.99),
             "decision": {f"{th:g}": {"mean_time": float(t) / n, "accuracy": float(c) / n}
                          for th, t, c in zip(DECISION_THRESHOLDS, totals["decision_time"], totals["decision_correct"])},
+            "decision_is": "secondary, NLL-native: first step with max_i n_i / sum_j n_j >= threshold",
         },
-        "spikes_per_sample": {**spikes, "total": float(sum(v for k, v in spikes.items() if k != "input"))},
-        "synops_per_sample": {**synops, "total": float(sum(synops.values()))},
+        # "total": spikes of the network (input events listed apart); SynOps of every layer, input included
+        "spikes_per_sample": {**spikes, "network": network(spikes), "total": network(spikes)},
+        "synops_per_sample": {**synops, "network": network(synops), "total": float(sum(synops.values()))},
+        "energy_to_decision": {f"{name}_per_sample": {**values, "network": network(values)}
+                               for name, values in to_decision.items()},
+        "per_class_recall": [float(c) / float(e) if e else None for c, e in zip(class_correct, classes)],
+        "dead_outputs": {"count": int(silent.size), "neurons": silent.tolist()},
+        "firing_rate": dict(zip(layer_names, rates.tolist())),
         "neurobench": neurobench_summary(totals["neurobench"], n),
     }
+
+
+DIAGNOSTICS = ("per_class_recall", "dead_outputs", "firing_rate")
 
 
 def delay_summary(model, test: dict, interpolated: dict) -> dict:

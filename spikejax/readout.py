@@ -3,6 +3,13 @@
 Output spikes are time-major [T, B, C]; counts up to step t are n_t = sum_{k<=t} s[k]. A sample whose
 output is all silent has no prediction (-1) and counts as wrong; ties go to the lowest class index.
 
+Latency, loss-agnostic (any loss's readout: predictions p[t, b] from every time prefix):
+  stable_prediction_step   the earliest step from which a sample's prediction stays its final one
+  steps_to_reach           the first step at which an accuracy-over-time curve reaches a level (latencies
+                           of several models compared at one accuracy that all of them reach)
+The confidence decision (`decide`, p_t = max_i n_ti / sum_j n_tj) is spike NLL's own readout: a secondary,
+NLL-native measure (count-MSE's targets cap that ratio well below 1; one spike gives confidence 1).
+
 Energy proxies (the paper's): spikes per sample, and synaptic operations (SynOps) per sample,
 sum over neurons of spikes x fan-out (the number of synapses each spike drives). NeuroBench's definitions
 (effective ACs/MACs, dense operations, activation sparsity) are `neurobench_ops` and `active_neurons`.
@@ -12,6 +19,7 @@ This module imports only jax and numpy.
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
 NO_PREDICTION = -1
 
@@ -68,8 +76,41 @@ def correct_over_time(spikes, labels):
     return _predict_from_counts(cumulative) == labels[None, :]
 
 
+def stable_prediction_step(predictions):
+    """The earliest step from which each sample's prediction stays equal to its final one.
+
+    s_b = min {t : p[t', b] = p[T-1, b] for every t' >= t}, a step index in 0..T-1 (0-based, like every
+    latency here). A sample with no final prediction (NO_PREDICTION: an all-silent output) never decides and
+    gets T, as `decide` gives its undecided samples.
+
+    Args:
+      predictions: int [T, B], a loss's readout over time prefixes (e.g. `predictions_over_time`).
+
+    Returns:
+      int32 [B] in 0..T.
+    """
+    predictions = jnp.asarray(predictions)
+    if predictions.ndim != 2:
+        raise ValueError(f"stable_prediction_step: predictions must be [T, B], got shape {predictions.shape}")
+    steps = predictions.shape[0]
+    final = predictions[-1]
+    after_change = jnp.arange(1, steps + 1, dtype=jnp.int32)[:, None]  # a change at t makes t + 1 the earliest
+    stable = jnp.max(jnp.where(predictions != final[None, :], after_change, 0), axis=0)
+    return jnp.where(final == NO_PREDICTION, steps, stable).astype(jnp.int32)
+
+
+def steps_to_reach(curve, level: float) -> int | None:
+    """The first step t with curve[t] >= level, None if the curve never reaches `level`.
+
+    `curve` [T] is e.g. eval.json's `accuracy_over_time`; with `level` an accuracy that every compared model
+    reaches (e.g. the lowest of their final accuracies), it gives their latencies at matched accuracy.
+    """
+    hits = np.flatnonzero(np.asarray(curve, np.float64) >= level)
+    return int(hits[0]) if hits.size else None
+
+
 def decide(spikes, threshold: float, *, min_spikes: float = 1.0):
-    """Confidence-based early decision.
+    """Confidence-based early decision: the secondary, NLL-native latency (see the module docstring).
 
     At each step the spikemax probability of the leading class is p_t = max_i n_ti / sum_j n_tj. The
     decision time is the first t with p_t >= threshold and at least `min_spikes` output spikes so far;
@@ -95,18 +136,32 @@ def decision_time(spikes, threshold: float, *, min_spikes: float = 1.0):
     return decide(spikes, threshold, min_spikes=min_spikes)[0]
 
 
-def total_spikes(spikes):
-    """Spikes per sample over all time and neurons: [T, B, ...] -> [B] float32."""
+def _up_to(spikes, until):
+    """spikes [T, B, ...] as float32, zero after step until[b] of each sample (all of it if `until` is None)."""
     spikes = jnp.asarray(spikes, jnp.float32)
+    if until is None:
+        return spikes
+    until = jnp.asarray(until)
+    if until.shape != spikes.shape[1:2]:
+        raise ValueError(f"until must have shape [{spikes.shape[1]}] (one step per sample), got {until.shape}")
+    keep = jnp.arange(spikes.shape[0])[:, None] <= until[None, :]  # [T, B]
+    return spikes * keep.reshape(keep.shape + (1,) * (spikes.ndim - 2)).astype(jnp.float32)
+
+
+def total_spikes(spikes, until=None):
+    """Spikes per sample over all time and neurons: [T, B, ...] -> [B] float32. With `until` (int [B]), only
+    the steps t <= until[b] count (energy up to a decision; until >= T - 1 counts every step)."""
+    spikes = _up_to(spikes, until)
     return jnp.sum(spikes.reshape(spikes.shape[0], spikes.shape[1], -1), axis=(0, 2))
 
 
-def synops(spikes, fan_out):
+def synops(spikes, fan_out, until=None):
     """Synaptic operations per sample, sum_t sum_i s[t, b, i] * fan_out_i: [T, B, ...] -> [B] float32.
 
-    `fan_out` is a number (every neuron drives that many synapses) or an array of the neuron shape.
+    `fan_out` is a number (every neuron drives that many synapses) or an array of the neuron shape. With
+    `until` (int [B]), only the steps t <= until[b] count.
     """
-    spikes = jnp.asarray(spikes, jnp.float32)
+    spikes = _up_to(spikes, until)
     per_neuron = spike_counts(spikes) * jnp.asarray(fan_out, jnp.float32)
     return jnp.sum(per_neuron.reshape(spikes.shape[1], -1), axis=-1)
 

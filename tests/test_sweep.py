@@ -112,6 +112,10 @@ def test_a_diverging_replica_is_frozen_and_the_sweep_goes_on(digits_data_dir, tm
     assert 0 <= records[1]["frozen_at"] < 6
     assert [c["step"] for c in records[0]["validation_curve"]] == [6]
     assert np.isfinite(records[1]["validation"]["loss"])
+    for record in records:  # the diagnostics of the last validation, per replica
+        assert set(evaluate.DIAGNOSTICS) <= set(record["validation"]), record["validation"]
+        dead = record["validation"]["dead_outputs"]
+        assert dead["count"] == len(dead["neurons"]) and len(record["validation"]["per_class_recall"]) == 10
     assert json.load(open(tmp_path / "program" / "result.json"))["records"] == records
     # the rerun reads the finished program; a different grid in the same folder is refused
     assert sweep.run_program(config, rows, str(tmp_path / "program"), test=True) == records
@@ -150,6 +154,15 @@ def test_replica_evaluation_equals_single_model_evaluation(digits_data_dir):
         assert abs(mine[r]["accuracy"] - theirs["accuracy"]) <= 1 / 360  # one flipped spike at most
         assert mine[r]["mean_loss"] == pytest.approx(theirs["mean_loss"], rel=1e-3)
         assert mine[r]["spikes_per_sample"]["total"] == pytest.approx(theirs["spikes_per_sample"]["total"], rel=1e-3)
+        # the new measures flow through the replicas' sums (equal up to a flipped spike)
+        assert mine[r]["dead_outputs"] == theirs["dead_outputs"]
+        assert mine[r]["per_class_recall"] == pytest.approx(theirs["per_class_recall"], abs=1 / 30)
+        assert mine[r]["firing_rate"] == pytest.approx(theirs["firing_rate"], rel=1e-3)
+        for key in ("mean", "mean_correct"):
+            assert (mine[r]["latency_steps"]["stable_prediction"][key]
+                    == pytest.approx(theirs["latency_steps"]["stable_prediction"][key], abs=0.1))
+        assert (mine[r]["energy_to_decision"]["synops_per_sample"]["network"]
+                == pytest.approx(theirs["energy_to_decision"]["synops_per_sample"]["network"], rel=1e-2))
 
 
 def _test_summary(accuracy, spikes, first_step, decision_time):

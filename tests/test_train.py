@@ -353,7 +353,9 @@ def test_real_dataset_configs_train_end_to_end_on_fixtures(name, bin_width_us, t
     assert result["dataset"] == name and result["num_examples"] == test_samples
     assert len(result["accuracy_over_time"]) == 8
     expected_layers = {"nmnist": 3, "dvs_gesture": 5, "ntidigits18": 4}[name]  # input + spiking layers
-    assert len(result["synops_per_sample"]) == expected_layers + 1  # + total
+    assert len(result["synops_per_sample"]) == expected_layers + 2  # + network, total
+    assert list(result["firing_rate"]) == list(result["spikes_per_sample"])[:expected_layers]
+    assert len(result["energy_to_decision"]["synops_per_sample"]) == expected_layers  # network layers + network
 
 
 @pytest.mark.slow
@@ -372,7 +374,8 @@ def test_shd_trains_the_recurrent_model_end_to_end_from_the_command_line(tmp_pat
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.load(open(os.path.join(workdir, "eval.json")))
     assert result["dataset"] == "shd" and result["num_examples"] == 8 and len(result["accuracy_over_time"]) == 10
-    assert list(result["synops_per_sample"]) == ["input", "layer1", "output", "total"]  # 700 -> 256 (recurrent) -> 20
+    # 700 -> 256 (recurrent) -> 20
+    assert list(result["synops_per_sample"]) == ["input", "layer1", "output", "network", "total"]
     assert result["neuron"]["learned"]["layer1"]["beta"]["size"] == 256
     run = runs.restore(runs.saved_config(workdir), workdir)
     state, step = run.state, run.step

@@ -176,8 +176,9 @@ def run_program(config, rows: list[dict], folder: str, *, test: bool, stop: loop
     """Trains the replicas `rows` (each {"label", "seed", "loss", "learning_rate", loss parameters}) of
     `config` together in `folder` on the shared loop, resuming from its newest intact checkpoint; validation
     after every epoch, the test split at the end when `test`. Returns one record per row: {"row",
-    "frozen_at", "validation_curve": [{"step", "epoch", "accuracy", "loss"}], "validation": {...}, "test":
-    eval summary or None, "train_seconds"}, also written to <folder>/result.json."""
+    "frozen_at", "validation_curve": [{"step", "epoch", "accuracy", "loss"}], "validation": {"accuracy", "loss",
+    "step" and, at the last epoch, evaluate.DIAGNOSTICS}, "test": eval summary or None,
+    "train_seconds"}, also written to <folder>/result.json."""
     config_lib.validate(config)
     folder = os.path.abspath(os.path.expanduser(folder))
     identity = {"config": config_lib.to_dict(config), "rows": json.loads(json.dumps(rows)), "test": test}
@@ -226,10 +227,11 @@ def run_program(config, rows: list[dict], folder: str, *, test: bool, stop: loop
         _log_validation(title, at, rows, summaries)
         return {**meta, "curve": meta["curve"] + [{"step": at, "epoch": at / plan.batches_per_epoch,
                                                    "accuracy": [s["accuracy"] for s in summaries],
-                                                   "loss": [s["mean_loss"] for s in summaries]}]}
+                                                   "loss": [s["mean_loss"] for s in summaries]}],
+                "diagnostics": [{k: s[k] for k in evaluate.DIAGNOSTICS} for s in summaries]}
 
-    defaults = {"data": {"epoch": 0, "position": 0}, "identity": identity, "curve": [], "train_seconds": 0.0,
-                "data_fingerprint": train_data.fingerprint}
+    defaults = {"data": {"epoch": 0, "position": 0}, "identity": identity, "curve": [], "diagnostics": None,
+                "train_seconds": 0.0, "data_fingerprint": train_data.fingerprint}
 
     def check_meta(saved):
         _check_identity(saved["identity"], identity, folder)
@@ -255,8 +257,10 @@ def _record(r: int, row: dict, meta: dict, tested: dict | None, frozen_at: int) 
     curve = [{"step": c["step"], "epoch": c["epoch"], "accuracy": c["accuracy"][r], "loss": c["loss"][r]}
              for c in meta["curve"]]
     final = curve[-1]
+    diagnostics = meta["diagnostics"][r] if meta.get("diagnostics") else {}  # evaluate.DIAGNOSTICS, last epoch
     return {"row": row, "frozen_at": None if frozen_at < 0 else frozen_at, "validation_curve": curve,
-            "validation": {"accuracy": final["accuracy"], "loss": final["loss"], "step": final["step"]},
+            "validation": {"accuracy": final["accuracy"], "loss": final["loss"], "step": final["step"],
+                           **diagnostics},
             "test": tested, "train_seconds": meta["train_seconds"]}
 
 
