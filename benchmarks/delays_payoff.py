@@ -8,10 +8,10 @@ Variants of configs/timing_events_delay.py (dense 32-hidden-10, per-synapse dela
   learned   delays learned with the weights (DCLS scheme), evaluated rounded to integer steps
   none      kernel_size 1: every delay 0 (the same network without delays)
   fixed     learn False: the initial uniform random delays, rounded, never trained
-A seed gives the same initial weights in every variant (the delays are drawn in every case), and each
-variant trains its seeds together as replicas of one program (`spikejax.compare.sweep.run_program`;
-today every replica sees the same batch order, the run config's seed). Nothing is tuned here: every
-variant runs the config's hyperparameters; the test split is read once per replica at the end.
+A seed gives the same initial weights and the same data order in every variant (the delays are drawn in
+every case), and each variant trains its seeds together as replicas of one program
+(`spikejax.compare.sweep.run_program`, each replica on its own seed's data order). Nothing is tuned here:
+every variant runs the config's hyperparameters; the test split is read once per replica at the end.
 
 Statistics (`spikejax.compare.stats`): per variant the mean, sample std and t interval over seeds; for
 learned - none and learned - fixed the paired differences with the exact sign-flip p-value (distribution-

@@ -14,13 +14,18 @@ N_TEST, SEEDS = 360, list(range(10))
 LABELS = ("mse", "softmax", "nll", "nll_window")
 
 
-def _summary(correct, first_step, decision_time, hidden_spikes):
+def _summary(correct, first_step, decision_time, hidden_spikes, dead=0):
     accuracy = correct / N_TEST
-    return {"accuracy": accuracy, "time_bins": 30, "accuracy_over_time": [accuracy] * 30,
+    reached = 0 if first_step is None else first_step  # accuracy over time: a ramp to the final value
+    curve = [accuracy * min(1.0, (t + 1) / (reached + 1)) for t in range(30)]
+    return {"accuracy": accuracy, "time_bins": 30, "accuracy_over_time": curve,
             "latency_steps": {"accuracy_95pct_of_final": first_step,
-                              "decision": {"0.9": {"mean_time": decision_time, "accuracy": accuracy}}},
+                              "decision": {"0.9": {"mean_time": decision_time, "accuracy": accuracy}},
+                              "stable_prediction": {"mean": decision_time + 1.0, "mean_correct": decision_time}},
             "spikes_per_sample": {"total": hidden_spikes + 30.0},
-            "synops_per_sample": {"input": 1_083_277.0, "total": 1_083_277.0 + hidden_spikes * 10}}
+            "synops_per_sample": {"input": 1_083_277.0, "total": 1_083_277.0 + hidden_spikes * 10},
+            "energy_to_decision": {"synops_per_sample": {"network": hidden_spikes * 5}},
+            "dead_outputs": {"count": dead, "neurons": list(range(dead))}}
 
 
 def _result():
@@ -41,7 +46,8 @@ def _result():
             final.append({"row": {"label": label, "loss": label.split("_")[0], "learning_rate": 1e-3, "seed": seed},
                           "frozen_at": 40 if (label, seed) == ("softmax", 3) else None,
                           "validation": {"accuracy": 0.8, "loss": 1.0},
-                          "test": _summary(correct[label][i], first[label][i], float(rng.uniform(2, 15)), spikes),
+                          "test": _summary(correct[label][i], first[label][i], float(rng.uniform(2, 15)), spikes,
+                                           dead=2 if (label, seed) == ("mse", 3) else 0),
                           "train_seconds": 1.0})
     config = {"dataset": "digits_events", "epochs": 8, "batch_size": 64, "seed": 0, "optimizer": {"name": "adamw"},
               "data": {"time_bins": 30, "bin_width_us": 10000, "validation_fraction": 0.1},
@@ -65,6 +71,22 @@ def test_the_markdown_is_render_of_the_json(written):
     assert text == render_lib.render(document)
     assert "**not significant**" in text and "2/2^10" in text and "It does not span datasets" in text
     assert "- final: softmax lr=0.001: diverged (seed 3 at step 40); its last finite state is tested" in text
+    assert document["losses"]["mse"]["dead_output_seeds"] == [3] and "| 1 of 10 |" in text
+
+
+def test_latency_at_matched_accuracy_is_read_from_each_curve_at_one_level(written):
+    """The level is 95% of the lowest final accuracy of the final replicas that did not diverge (softmax seed 3
+    did); each replica's latency_matched is the first step its curve reaches it, checked by a plain loop."""
+    _, document = written
+    result = _result()
+    finals = [r["test"]["accuracy"] for r in result["final"] if r["frozen_at"] is None]
+    level = 0.95 * min(finals)
+    assert document["matched_accuracy_level"] == level
+    for r in result["final"]:
+        curve = r["test"]["accuracy_over_time"]
+        expected = next((t for t, a in enumerate(curve) if a >= level), 30)
+        got = document["losses"][r["row"]["label"]]["measures"]["latency_matched"]["values"][str(r["row"]["seed"])]
+        assert got == expected
 
 
 def _snap(a, b):
@@ -159,5 +181,5 @@ def test_replicas_jsonl_records_carry_their_loss_parameters_and_seeds(tmp_path):
     assert len(lines) == 1 + len(LABELS) * len(SEEDS)
     assert {k: lines[0][k] for k in ("stage", "label", "loss", "parameters", "learning_rate", "seeds")} == {
         "stage": "tune", "label": "mse", "loss": "mse", "parameters": {"true_rate": 0.8}, "learning_rate": 3e-3,
-        "seeds": {"init": 1000, "data_order": 0}}
+        "seeds": {"init": 1000, "data_order": 1000}}
     assert {(line["label"], line["loss"]) for line in lines[1:]} == {(label, label.split("_")[0]) for label in LABELS}

@@ -100,7 +100,7 @@ def test_a_comparison_program_trains_delayed_replicas(digits_data_dir, tmp_path)
                                                            "model.hidden": (8,)})
     rows = [{"label": name, "loss": name, "learning_rate": 1e-3, "seed": 0} for name in ("nll", "mse")]
     records = sweep.run_program(config, rows, str(tmp_path / "program"), test=True)
-    assert all(0.0 <= r["test"]["accuracy"] <= 1.0 and r["frozen_at"] == -1 for r in records)
+    assert all(0.0 <= r["test"]["accuracy"] <= 1.0 and r["frozen_at"] is None for r in records)
     split, _ = build.training_splits(config)
     selection, hyper = replicas.hyperparameters([{k: v for k, v in r.items() if k != "label"} for r in rows], config)
     tx = build.optimizer(config, len(split) // config.batch_size * config.epochs)

@@ -166,17 +166,22 @@ def test_replica_evaluation_equals_single_model_evaluation(digits_data_dir):
 
 
 def _test_summary(accuracy, spikes, first_step, decision_time):
+    """A test summary whose stable-prediction latency equals the confidence decision time (for the hand count)."""
     return {"accuracy": accuracy, "time_bins": 30, "accuracy_over_time": [accuracy] * 30,
             "latency_steps": {"accuracy_95pct_of_final": first_step,
-                              "decision": {"0.9": {"mean_time": decision_time, "accuracy": accuracy}}},
+                              "decision": {"0.9": {"mean_time": decision_time, "accuracy": accuracy}},
+                              "stable_prediction": {"mean": decision_time, "mean_correct": decision_time}},
             "spikes_per_sample": {"total": spikes},
-            "synops_per_sample": {"input": 1000.0, "total": 1000.0 + spikes * 10}}
+            "synops_per_sample": {"input": 1000.0, "total": 1000.0 + spikes * 10},
+            "energy_to_decision": {"synops_per_sample": {"network": spikes * 5}},
+            "dead_outputs": {"count": 0, "neurons": []}}
 
 
 def test_report_statistics_by_hand(tmp_path):
     """Three seeds: nll beats mse on accuracy by 0.10, 0.12, 0.14 (mean 0.12; sign-flip: only +++ and ---
     reach |sum| 0.36, p = 2/8; paired t = 0.12 / (0.02 / sqrt 3) = 10.39, p = 0.0091, secondary); the SynOps
-    differ by -100, +100, 0 (sum 0: p = 1). With 3 seeds and a family of 3 nothing can be significant."""
+    differ by -100, +100, 0 (sum 0: p = 1); the stable-prediction latencies by -6, -4.5, -5.5 (p = 2/8). With 3
+    seeds and a family of 3 nothing can be significant."""
     mse = [(0.80, 500.0, 10, 12.0), (0.70, 520.0, None, 11.0), (0.75, 510.0, 9, 12.5)]
     nll = [(0.90, 490.0, 4, 6.0), (0.82, 530.0, 5, 6.5), (0.89, 510.0, 3, 7.0)]
     final = [{"row": {"label": label, "seed": s, "learning_rate": 1e-3, "loss": label}, "frozen_at": None,
@@ -195,9 +200,11 @@ def test_report_statistics_by_hand(tmp_path):
     assert paired["accuracy"]["sign_flip_p"] == 0.25 and paired["accuracy"]["wilcoxon_p"] == 0.25
     assert paired["synops_network"]["values"] == {"0": -100.0, "1": 100.0, "2": 0.0}
     assert paired["latency_95"]["values"] == {"0": 4 - 10, "1": 5 - 30, "2": 3 - 9}  # never reaching 95%: T = 30
+    assert paired["latency_stable"]["values"] == {"0": -6.0, "1": -4.5, "2": -5.5}
     claims = {c["measure"]: c for c in report["analysis"]["hypotheses"]}
-    assert set(claims) == {"accuracy", "latency_95", "synops_network"}
+    assert set(claims) == {"accuracy", "latency_stable", "synops_network"}
     assert claims["synops_network"]["p"] == 1.0 and claims["accuracy"]["p"] == 0.25
+    assert claims["latency_stable"]["p"] == 0.25
     assert claims["accuracy"]["p_holm"] == pytest.approx(0.75)      # 0.25, 0.25, 1.0 -> x3, x2, x1 -> max
     assert {c["verdict"] for c in claims.values()} == {"not significant"}
     assert report["analysis"]["statistics"]["smallest_p_holm"] == 0.75
@@ -242,5 +249,6 @@ def test_a_killed_sweep_resumes_to_the_same_result(digits_data_dir, tmp_path):
     a, b = (json.load(open(os.path.join(w, "comparison.json"))) for w in (whole, killed))
     for label in a["losses"]:
         for metric in comparison.METRICS:
-            assert a["losses"][label][metric]["values"] == b["losses"][label][metric]["values"], (label, metric)
-    assert a["claims"] == b["claims"]
+            assert a["losses"][label]["measures"][metric]["values"] == \
+                b["losses"][label]["measures"][metric]["values"], (label, metric)
+    assert a["hypotheses"] == b["hypotheses"]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
-MEASURES = ("accuracy", "latency_95", "decision_time", "decision_accuracy", "spikes", "synops_network",
-            "synops_input")
+MEASURES = ("accuracy", "latency_stable", "latency_matched", "latency_95", "decision_time", "decision_accuracy",
+            "spikes", "synops_network", "synops_to_decision", "synops_input", "dead_outputs")
 
 
 def _n(x, digits: int = 4) -> str:
@@ -33,16 +33,19 @@ def _distribution(s: dict, digits: int) -> str:
 def table(document: dict) -> str:
     """Per loss: median [q1, q3] over the seeds of each measure, and the mean accuracy with its bootstrap CI."""
     lines = ["| loss | selected (tuning validation acc.) | test accuracy: median [IQR] | mean [bootstrap 95% CI] | "
-             "latency: 95% of final at step | decision @0.9: steps / accuracy | spikes/sample | "
-             "SynOps/sample: network / input |", "|---|---|---|---|---:|---:|---:|---:|"]
+             "latency: stable prediction / at matched accuracy (steps) | decision @0.9 (NLL's readout): steps / "
+             "accuracy | spikes/sample | SynOps/sample: network / to decision / input | seeds with dead outputs |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|"]
     for label, r in document["losses"].items():
         m = r["measures"]
         lines.append(f"| {label} | {r['selected_description']} ({r['tuning_validation_accuracy']:.4f}) | "
                      f"{_distribution(m['accuracy'], 4)} | {m['accuracy']['mean']:.4f} "
-                     f"{_interval(m['accuracy']['bootstrap_ci'])} | {_distribution(m['latency_95'], 1)} | "
+                     f"{_interval(m['accuracy']['bootstrap_ci'])} | {_distribution(m['latency_stable'], 1)} / "
+                     f"{_distribution(m['latency_matched'], 1)} | "
                      f"{_distribution(m['decision_time'], 2)} / {_distribution(m['decision_accuracy'], 4)} | "
                      f"{_distribution(m['spikes'], 0)} | {_distribution(m['synops_network'], 0)} / "
-                     f"{m['synops_input']['median']:.0f} |")
+                     f"{_distribution(m['synops_to_decision'], 0)} / {m['synops_input']['median']:.0f} | "
+                     f"{len(r['dead_output_seeds'])} of {len(document['seeds'])} |")
     return "\n".join(lines)
 
 
@@ -142,8 +145,11 @@ def render(document: dict) -> str:
         f"were trained with {sweep['tune_seeds']} tuning seed(s) each; per loss, the one with the best mean final "
         f"accuracy on the validation hold-out ({data['validation_fraction']:.0%} of the training split, "
         "stratified) was kept. The test split was used once, for the kept configurations, with fresh seeds. "
-        "Every loss sees the same batches, and seed s gives every loss the same initial weights. Each cell: "
-        "median [first quartile, third quartile] over the seeds; per-seed values below.", "",
+        "Seed s gives every loss the same initial weights and the same batches (its data order); other seeds "
+        "other weights and orders. Each cell: median [first quartile, third quartile] over the seeds; per-seed "
+        "values below. Latency at matched accuracy: the first step at which accuracy over time reaches "
+        f"{document['matched_accuracy_level']:.4f} (95% of the lowest final accuracy of the non-diverged final "
+        "replicas). Dead outputs: output neurons that never fire on the test split.", "",
         table(document), "",
         "## Diverged replicas", "",
         "A replica whose loss, gradients or parameters became non-finite was frozen at that step (its last finite "

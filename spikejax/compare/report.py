@@ -18,6 +18,13 @@ Measures per replica, all on the test split (each a mean over the test samples):
   synops_network     SynOps per sample driven by the network's spikes (hidden -> next layer ...)
   synops_input       SynOps per sample driven by the input spikes: fixed by the data, the same for every loss
                      up to the model's fan-out, so it is reported apart and never compared
+  latency_stable     mean over samples of the step from which the prediction stays at its final value
+                     (`readout.stable_prediction_step`; T for a sample whose output never fires): loss-agnostic
+  latency_matched    first step at which accuracy over time reaches the matched level, 95% of the lowest final
+                     accuracy among the final replicas that did not diverge (a level every model reaches, so
+                     latencies compare at equal accuracy; T if never)
+  synops_to_decision SynOps per sample of the network's layers up to each sample's stable-prediction step
+  dead_outputs       output neurons that never fire on the test split
 
 The hypotheses (`FAMILY`, the one place that names the measure of each claim): for every pair (a spikemax
 label, a label of another loss), the paper's three claims, each a two-sided exact test of the paired per-seed
@@ -53,7 +60,12 @@ METRICS = {  # name: what it is, with its unit
     "spikes": "spikes per sample, hidden + output layers",
     "synops_network": "energy: SynOps per sample of the network's own layers (input layer apart)",
     "synops_input": "SynOps per sample of the input layer (fixed by the data)",
+    "latency_stable": "latency: mean step from which each sample's prediction stays final (steps; any loss)",
+    "latency_matched": "latency at matched accuracy: first step at the common level (steps)",
+    "synops_to_decision": "energy up to the decision: network SynOps per sample until the stable prediction",
+    "dead_outputs": "output neurons that never fire on the test split",
 }
+MATCHED_FRACTION = 0.95  # the matched level: this fraction of the lowest final accuracy of the final replicas
 SPIKEMAX_LOSS = "nll"  # the paper's method: every label of this loss is compared with every other label
 
 
@@ -68,13 +80,15 @@ class Hypothesis:
 
 
 # The declared family. One measure per claim: switching the latency or energy measure is one line here.
-# Latency: latency_95, not decision_time, which thresholds NLL's own confidence n_i / sum n_j (count-MSE's
-# targets cap it, so it favours NLL). Energy: synops_network, not spikes: on these models the two are one
-# quantity (SynOps = each hidden spike times its fan-out) and testing both padded the family; SynOps is the
-# energy proxy (NeuroBench's) and leaves out output spikes, which drive no synapse.
+# Latency: latency_stable (each sample's own prediction, read the same way for every loss), not decision_time,
+# which thresholds NLL's own confidence n_i / sum n_j (count-MSE's targets cap it, so it favours NLL), nor
+# latency_95 (relative to each model's own final accuracy; latency_matched compares at one level).
+# Energy: synops_network, not spikes: on these models the two are one quantity (SynOps = each hidden spike
+# times its fan-out) and testing both padded the family; SynOps is the energy proxy (NeuroBench's) and
+# leaves out output spikes, which drive no synapse.
 FAMILY = (
     Hypothesis("accuracy", measure="accuracy", direction="positive"),
-    Hypothesis("latency", measure="latency_95", direction="negative"),
+    Hypothesis("latency", measure="latency_stable", direction="negative"),
     Hypothesis("energy", measure="synops_network", direction="negative"),
 )
 TEST_NAMES = {"sign_flip": "exact paired sign-flip (permutation) test of the mean difference",
@@ -90,18 +104,33 @@ def spikemax_labels(labels) -> list[str]:
     return [label for label in labels if losses.entry(label).loss == SPIKEMAX_LOSS]
 
 
-def metrics(test: dict) -> dict[str, float]:
-    """The compared measures of one replica's test summary (`evaluate.summarize`)."""
+def matched_level(records: list[dict]) -> float:
+    """MATCHED_FRACTION of the lowest final test accuracy among `records` (final replicas) that did not
+    diverge (all of them if every one did)."""
+    kept = [r for r in records if r["frozen_at"] is None] or records
+    return MATCHED_FRACTION * min(r["test"]["accuracy"] for r in kept)
+
+
+def metrics(test: dict, level: float | None = None) -> dict[str, float]:
+    """The compared measures of one replica's test summary (`evaluate.summarize`); `level`: the matched
+    accuracy level (`matched_level`; None: latency_matched is T)."""
+    from spikejax.readout import steps_to_reach
+
     latency = test["latency_steps"]
     synops = test["synops_per_sample"]
     first = latency["accuracy_95pct_of_final"]
+    matched = None if level is None else steps_to_reach(test["accuracy_over_time"], level)
     return {"accuracy": test["accuracy"],
             "latency_95": float(test["time_bins"] if first is None else first),
             "decision_time": latency["decision"]["0.9"]["mean_time"],
             "decision_accuracy": latency["decision"]["0.9"]["accuracy"],
             "spikes": test["spikes_per_sample"]["total"],
             "synops_network": synops["total"] - synops["input"],
-            "synops_input": synops["input"]}
+            "synops_input": synops["input"],
+            "latency_stable": latency["stable_prediction"]["mean"],
+            "latency_matched": float(test["time_bins"] if matched is None else matched),
+            "synops_to_decision": test["energy_to_decision"]["synops_per_sample"]["network"],
+            "dead_outputs": float(test["dead_outputs"]["count"])}
 
 
 def _by_seed(seeds, values) -> dict[str, float]:
@@ -136,8 +165,9 @@ def analyse(result: dict) -> dict:
     of hypotheses with raw and Holm-adjusted p-values and verdicts; the failures."""
     labels = [label for label in result["sweep"]["losses"] if result["selection"][label]["row"] is not None]
     by_label: dict[str, dict[int, dict]] = {label: {} for label in labels}
+    level = matched_level([r for r in result["final"] if r["row"]["label"] in by_label])
     for record in result["final"]:
-        by_label[record["row"]["label"]][record["row"]["seed"]] = metrics(record["test"])
+        by_label[record["row"]["label"]][record["row"]["seed"]] = metrics(record["test"], level)
     seeds = sorted(by_label[labels[0]])
     values = {label: {m: [by_label[label][s][m] for s in seeds] for m in METRICS} for label in labels}
     out_losses = {}
@@ -150,6 +180,8 @@ def analyse(result: dict) -> dict:
             "tuning_validation_accuracy": selection["validation_mean"],
             "final_validation_accuracy": _by_seed(seeds, [final[s]["validation"]["accuracy"] for s in seeds]),
             "diverged_seeds": [s for s in seeds if final[s]["frozen_at"] is not None],
+            # seeds with output neurons that never fire: what makes a bimodal accuracy distribution
+            "dead_output_seeds": [s for s in seeds if by_label[label][s]["dead_outputs"] > 0],
             "measures": {m: {"values": _by_seed(seeds, v), **stats.describe(v)} for m, v in values[label].items()}}
     methods = spikemax_labels(labels)
     pairs = [(a, b) for i, a in enumerate(methods) for b in labels if b != a and b not in methods[:i + 1]]
@@ -172,7 +204,8 @@ def analyse(result: dict) -> dict:
         h["verdict"] = stats.judge(adjusted, {"positive": 1, "negative": -1, "none": 0}[h["observed_direction"]],
                                    h["direction"])
     family = len(hypotheses)
-    return {"seeds": seeds, "losses": out_losses, "differences": differences, "hypotheses": hypotheses,
+    return {"seeds": seeds, "matched_accuracy_level": level, "losses": out_losses, "differences": differences,
+            "hypotheses": hypotheses,
             "statistics": statistics(result, len(seeds), family),
             "diverged": diverged(result), "every_configuration_diverged": [
                 label for label in result["sweep"]["losses"] if label not in labels]}
@@ -210,15 +243,15 @@ def machine() -> dict:
             "python": platform.python_version(), "jax": jax.__version__}
 
 
-def replica_line(stage: str, record: dict, config: dict) -> dict:
-    """replicas.jsonl's record of one replica: its label, loss, parameters, learning rate and seeds (the
-    initialisation seed; the data order is the run config's seed, shared by every replica), then the run's
-    record (frozen_at, validation curve, validation and test summaries, training time)."""
+def replica_line(stage: str, record: dict) -> dict:
+    """replicas.jsonl's record of one replica: its label, loss, parameters, learning rate and seeds (its seed
+    sets both the initialisation and the data order, `replicas.data_seeds`), then the run's record
+    (frozen_at, validation curve, validation and test summaries, training time)."""
     row = record["row"]
     parameters = {k: v for k, v in row.items() if k not in ("label", "loss", "learning_rate", "seed")}
     return {"stage": stage, "label": row["label"], "loss": row["loss"], "parameters": parameters,
             "learning_rate": row["learning_rate"], "seed": row["seed"],
-            "seeds": {"init": row["seed"], "data_order": config["seed"]}, "config": row,
+            "seeds": {"init": row["seed"], "data_order": row["seed"]}, "config": row,
             **{k: v for k, v in record.items() if k != "row"}}
 
 
@@ -237,7 +270,7 @@ def write(result: dict, workdir: str) -> dict:
         "candidates": {label: s["candidates"] for label, s in result["selection"].items()},
         "train_seconds": result["train_seconds"], "machine": machine()}))
     atomic_write_json(os.path.join(workdir, "comparison.json"), document)
-    lines = [json.dumps(replica_line(stage, record, result["config"])) + "\n"
+    lines = [json.dumps(replica_line(stage, record)) + "\n"
              for stage in ("tune", "final") for record in result[stage]]
     atomic_write(os.path.join(workdir, "replicas.jsonl"), lambda f: f.writelines(lines))
     text = render(document)

@@ -126,5 +126,5 @@ def load(name: str, split: str, *, data_dir: str | None = None, binning: Binning
         sources=(lambda: info.sources(data_dir, split)) if info.sources else None)
 
 
-__all__ = ["Batch", "Binning", "CachedSplit", "DATASETS", "DatasetInfo", "SeededTrainIterator", "TrainIterator", "default_data_dir",
-           "eval_batches", "frame_shape", "get_info", "load", "prefetch"]
+__all__ = ["Batch", "Binning", "CachedSplit", "DATASETS", "DatasetInfo", "SeededTrainIterator", "TrainIterator",
+           "default_data_dir", "eval_batches", "frame_shape", "get_info", "load", "prefetch"]
