@@ -3,6 +3,8 @@
   python -m experiments.compare_losses                         # digits_events, configs/sweep.py's grid
   python -m experiments.compare_losses --quick                 # smoke run, about a minute
   python -m experiments.compare_losses --seeds=10 --sweep.learning_rates='(1e-3,3e-3)' --workdir=runs/cmp
+  python -m experiments.compare_losses --workdir=runs/cmp2 --sweep.seed_offset=100 \
+      --reproduce=runs/cmp/comparison.json                      # a second seed set: which verdicts hold
 
 Tunes every loss (mse, softmax, nll, nll_window) over its grid on the validation hold-out, trains each
 loss's chosen configuration with --seeds fresh seeds, tests it once, and writes <workdir>/comparison.md,
@@ -32,6 +34,8 @@ config_flags.DEFINE_config_file("sweep", None, "The grid and seeds (default conf
                                 lock_config=True)
 flags.DEFINE_integer("seeds", None, "Seeds per loss in the final stage (default: the sweep config's, 5).")
 flags.DEFINE_bool("quick", False, "The smoke setting, configs/sweep.py:quick: about a minute on 2 CPU cores.")
+flags.DEFINE_string("reproduce", None, "Another run's comparison.json on a disjoint seed set (run this one with "
+                    "--sweep.seed_offset): the report marks which verdicts both seed sets reach.")
 
 
 def _default_sweep(argv):
@@ -68,6 +72,26 @@ def _check_epochs(grid) -> None:
                              f"use --sweep.epochs={common.FLAGS.epochs or common.config_overrides()['epochs']} instead")
 
 
+def _check_reproduce(path, seeds):
+    """--reproduce's file, checked before any training: a readable comparison.json whose final seeds are
+    disjoint from this run's (app.UsageError, exit 2, otherwise). None without the flag."""
+    if path is None:
+        return None
+    import json
+
+    try:
+        with open(path) as f:
+            other = json.load(f)
+        theirs = list(other["seeds"]), other["hypotheses"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise app.UsageError(f"--reproduce={path}: not a readable comparison.json ({error})") from None
+    shared = sorted(set(seeds) & set(theirs[0]))
+    if shared:
+        raise app.UsageError(f"--reproduce={path}: its final seeds {theirs[0]} overlap this run's {seeds}; "
+                             f"run this one with --sweep.seed_offset={max(seeds + theirs[0]) + 1}")
+    return path
+
+
 def main(argv):
     common.initialize_distributed()
     import jax
@@ -79,11 +103,12 @@ def main(argv):
     config, grid = common.build_config(), sweep_config()
     _check_epochs(grid)
     sweep.validate(grid)
+    other = _check_reproduce(common.FLAGS.reproduce, list(sweep.final_seeds(grid)))
     workdir = common.FLAGS.workdir or f"runs/compare-{config.dataset}"
     with loop.StopSignal() as stop:
         result = sweep.compare_losses(config, grid, workdir, stop=stop)
     if jax.process_index() == 0:
-        report = comparison.write(result, workdir)
+        report = comparison.write(result, workdir, reproduce=other)
         print(report["table"])
         plots = " and the plots" if report["plots"] else ""
         print(f"wrote {workdir}/comparison.md, comparison.json, replicas.jsonl{plots}")

@@ -132,6 +132,15 @@ def diverged_lines(document: dict) -> list[str]:
     return lines or ["None: every replica stayed finite."]
 
 
+def reproduction_lines(document: dict) -> list[str]:
+    """The "Reproduction on a second seed set" section, when comparison.json holds one (--reproduce)."""
+    if "reproduction" not in document:
+        return []
+    from spikejax.compare.reproduce import lines
+
+    return ["## Reproduction on a second seed set", "", *lines(document["reproduction"]), ""]
+
+
 def render(document: dict) -> str:
     """comparison.md from comparison.json's parsed content."""
     config, sweep, host, seconds = document["config"], document["sweep"], document["machine"], document["train_seconds"]
@@ -156,6 +165,7 @@ def render(document: dict) -> str:
         "state kept); a configuration with a diverged seed, or a non-finite validation result, is never "
         "selected.", "", *diverged_lines(document), "",
         "## The paper's claims", "", *statistics_lines(document), "", *claim_lines(document), "",
+        *reproduction_lines(document),
         "## Per-seed values", "", per_seed_table(document), "",
         "## Paired differences (per seed, a - b; descriptive, not part of the family)", "",
         differences_table(document), "",

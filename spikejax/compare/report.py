@@ -255,10 +255,11 @@ def replica_line(stage: str, record: dict) -> dict:
             **{k: v for k, v in record.items() if k != "row"}}
 
 
-def write(result: dict, workdir: str) -> dict:
+def write(result: dict, workdir: str, reproduce: str | None = None) -> dict:
     """Writes comparison.json, comparison.md (render of that JSON), replicas.jsonl and the two band plots
     (without matplotlib: a note) into `workdir`; returns {"analysis" (the JSON content), "table", "plots":
-    whether the plots were written}."""
+    whether the plots were written}. `reproduce`: another run's comparison.json on a disjoint seed set;
+    comparison.json then holds "reproduction" (`spikejax.compare.reproduce.compare`)."""
     from spikejax import plots
 
     document = json.loads(json.dumps({
@@ -269,6 +270,11 @@ def write(result: dict, workdir: str) -> dict:
                           "every_configuration_diverged, not compared",
         "candidates": {label: s["candidates"] for label, s in result["selection"].items()},
         "train_seconds": result["train_seconds"], "machine": machine()}))
+    if reproduce is not None:
+        from spikejax.compare import reproduce as reproduce_lib
+
+        with open(reproduce) as f:
+            document["reproduction"] = reproduce_lib.compare(document, json.load(f), reproduce)
     atomic_write_json(os.path.join(workdir, "comparison.json"), document)
     lines = [json.dumps(replica_line(stage, record)) + "\n"
              for stage in ("tune", "final") for record in result[stage]]

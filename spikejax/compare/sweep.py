@@ -62,6 +62,7 @@ def _rules() -> dict:
         return None if ok else f"a tuple of distinct names among {known}"
 
     return {"losses": labels, "seeds": config_lib.integer(1), "tune_seeds": config_lib.integer(1),
+            "seed_offset": config_lib.integer(0, TUNE_SEED_OFFSET - 1),
             "epochs": config_lib.optional(config_lib.integer(1)),
             "max_replicas": config_lib.optional(config_lib.integer(1)),
             "learning_rates": values(positive), "grid": config_lib.mapping}
@@ -77,6 +78,9 @@ def validate(sweep) -> None:
         problem = rule(values[name])
         if problem:
             raise ConfigError(f"sweep field {name} = {values[name]!r}: must be {problem}")
+    if values["seed_offset"] + values["seeds"] > TUNE_SEED_OFFSET:
+        raise ConfigError(f"sweep fields seed_offset = {values['seed_offset']} and seeds = {values['seeds']}: the "
+                          f"final seeds must stay below the tuning seeds ({TUNE_SEED_OFFSET} on)")
     for label, axes in values["grid"].items():
         if label not in losses.labels():
             raise ConfigError(f"sweep field grid.{label}: no comparison label {label!r}; labels: {losses.labels()}")
@@ -322,6 +326,12 @@ def stage_config(config, sweep):
     return copy
 
 
+def final_seeds(sweep) -> range:
+    """The final stage's seeds: seed_offset, ..., seed_offset + seeds - 1 (a second, disjoint seed set with
+    --sweep.seed_offset; its tuning seeds move on too, see `compare_losses`)."""
+    return range(sweep.seed_offset, sweep.seed_offset + sweep.seeds)
+
+
 def compare_losses(config, sweep, workdir: str, *, stop: loop.StopSignal | None = None) -> dict:
     """tune -> select -> final (see the module docstring) in `workdir`/tune/<i> and final/<i>. Returns
     {"tune": records, "selection": select(...), "final": records, "train_seconds": {"tune", "final"}}."""
@@ -329,7 +339,8 @@ def compare_losses(config, sweep, workdir: str, *, stop: loop.StopSignal | None 
     config = stage_config(config, sweep)
     config_lib.validate(config)
     grid = configurations(sweep, config)
-    tune_rows = with_seeds(grid, range(TUNE_SEED_OFFSET, TUNE_SEED_OFFSET + sweep.tune_seeds))
+    tune_start = TUNE_SEED_OFFSET + sweep.seed_offset * sweep.tune_seeds  # a second seed set tunes anew too
+    tune_rows = with_seeds(grid, range(tune_start, tune_start + sweep.tune_seeds))
     tune: list[dict] = []
     programs = _programs(tune_rows, sweep.max_replicas)
     for i, rows in enumerate(programs):
@@ -347,7 +358,7 @@ def compare_losses(config, sweep, workdir: str, *, stop: loop.StopSignal | None 
     if not selected:
         raise RunError(f"every configuration of every loss diverged in tuning (see {workdir}/tune/*/result.json); "
                        "lower --sweep.learning_rates and rerun with a new --workdir")
-    final_rows = with_seeds([selection[label]["row"] for label in selected], range(sweep.seeds))
+    final_rows = with_seeds([selection[label]["row"] for label in selected], final_seeds(sweep))
     final: list[dict] = []
     programs = _programs(final_rows, sweep.max_replicas)
     for i, rows in enumerate(programs):
