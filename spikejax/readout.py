@@ -14,10 +14,14 @@ Energy proxies (the paper's): spikes per sample, and synaptic operations (SynOps
 sum over neurons of spikes x fan-out (the number of synapses each spike drives). NeuroBench's definitions
 (effective ACs/MACs, dense operations, activation sparsity) are `neurobench_ops` and `active_neurons`.
 
+Readouts of the membrane and first-spike losses (end of the module): argmax of the prefix mean, maximum,
+summed softmax or exponentially weighted sum of the output membrane, and the first output to fire.
+
 This module imports only jax and numpy.
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -202,3 +206,59 @@ def active_neurons(spikes):
     flat = spikes.reshape(spikes.shape[0], spikes.shape[1], -1)
     count = flat.shape[0] * flat.shape[2]
     return jnp.sum(flat != 0, axis=(0, 2)).astype(jnp.float32), jnp.full((flat.shape[1],), count, jnp.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The readouts of the membrane and first-spike losses (`spikejax.losses`): the prediction from every time
+# prefix [0, t], int [T, B]. Ties go to the lowest class index; while every class has the same value (e.g.
+# a zero membrane before any input reached the output layer) there is no prediction (-1), as for an
+# all-silent count.
+
+
+def _predict_from_scores(scores):
+    """argmax over the last axis of scores [T, B, C], NO_PREDICTION where every class scores the same."""
+    tied = jnp.max(scores, axis=-1) == jnp.min(scores, axis=-1)
+    return jnp.where(tied, NO_PREDICTION, jnp.argmax(scores, axis=-1))
+
+
+def _membrane(membrane, name):
+    return jnp.asarray(_check_output(membrane, name), jnp.float32)
+
+
+def mean_membrane_predictions(membrane):
+    """argmax_i of the prefix mean (1/(t+1)) sum_{k<=t} u[k, b, i]: [T, B, C] -> int [T, B] (the readout of
+    `mean_membrane` and `tet`)."""
+    return _predict_from_scores(jnp.cumsum(_membrane(membrane, "mean_membrane_predictions"), axis=0))
+
+
+def max_membrane_predictions(membrane):
+    """argmax_i of the prefix maximum max_{k<=t} u[k, b, i]: [T, B, C] -> int [T, B]."""
+    return _predict_from_scores(jax.lax.cummax(_membrane(membrane, "max_membrane_predictions"), axis=0))
+
+
+def summed_softmax_predictions(membrane):
+    """argmax_i of the prefix sum of per-step softmaxes sum_{k<=t} softmax(u[k, b])_i: [T, B, C] -> int [T, B]."""
+    u = _membrane(membrane, "summed_softmax_predictions")
+    p = jnp.exp(u - jnp.max(u, axis=-1, keepdims=True))
+    return _predict_from_scores(jnp.cumsum(p / jnp.sum(p, axis=-1, keepdims=True), axis=0))
+
+
+def exp_membrane_predictions(membrane):
+    """argmax_i of the prefix sum_{k<=t} exp(-k/T) u[k, b, i] (the weights of the whole sample's T, so the
+    last prefix is `exp_membrane`'s logits times T): [T, B, C] -> int [T, B]."""
+    u = _membrane(membrane, "exp_membrane_predictions")
+    weights = jnp.exp(-jnp.arange(u.shape[0], dtype=jnp.float32) / u.shape[0])
+    return _predict_from_scores(jnp.cumsum(weights[:, None, None] * u, axis=0))
+
+
+def first_spike_predictions(spikes):
+    """The output that fired first within [0, t]: [T, B, C] -> int [T, B]. -1 until some output has fired;
+    outputs whose first spikes fall on the same step tie, and the tie goes to the lowest class index. Once
+    made, the prediction never changes (a later spike of another output cannot be earlier)."""
+    spikes = _check_output(spikes, "first_spike_predictions")
+    steps = spikes.shape[0]
+    fired = jnp.asarray(spikes, jnp.float32) > 0
+    first = jnp.where(jnp.any(fired, axis=0), jnp.argmax(fired, axis=0), steps)  # [B, C], T: never
+    earliest = jnp.min(first, axis=-1)  # [B]
+    t = jnp.arange(steps)[:, None]
+    return jnp.where(earliest[None, :] <= t, jnp.argmin(first, axis=-1)[None, :], NO_PREDICTION)

@@ -5,7 +5,20 @@ loss declares) and integer labels [B], and returns the mean over the batch as a 
 (optional, 0/1) averages over the real examples of a padded batch only.
 
   count_mse, count_softmax, spike_nll     on spike counts (`spikejax.losses.counts`, the paper's three)
+  rate_cross_entropy                      per-step CE on the spikes (`spikejax.losses.rates`)
+  first_spike_cross_entropy               CE of negative first-spike times + early term (`.timing`)
+  tet_cross_entropy                       per-step CE of the membrane + MSE regulariser (`.membrane`)
+  mean_membrane_cross_entropy,            CE of the time-mean, max-over-time, summed per-step softmax
+  max_membrane_cross_entropy,             and exponentially time-weighted membrane (`.membrane`)
+  summed_softmax_cross_entropy,
+  exp_weighted_membrane_cross_entropy
   spike_rate_penalty                      hidden-layer firing-rate regulariser
+
+Registered names (`--loss`): mse, softmax, nll (+ variant nll_window), rate_ce, first_spike (reading
+spikes); tet, mean_membrane, max_membrane, summed_softmax, exp_membrane (reading the output membrane). Each
+predicts by its own readout (`spikejax.readout`): cumulative counts (the spike-count losses and rate_ce),
+the first output to fire (first_spike), argmax of the prefix mean (tet, mean_membrane), maximum, summed
+softmax or exp-weighted sum of the membrane.
 
 Labels must lie in [0, C). Concrete (non-traced) labels outside it raise a ValueError naming them; under
 jit, where they cannot be inspected, such an example's loss is NaN, never a finite wrong value (one_hot and
@@ -22,7 +35,17 @@ trains (`--loss=NAME`) and compares (`--sweep.losses`) like the built-in ones:
 
 This package imports only jax and numpy.
 """
+# the registration order (names(), labels(), the sweep's grid and reports): spike losses, then membrane losses
+from spikejax.losses import counts, rates, timing, membrane  # noqa: I001, F401
 from spikejax.losses.counts import count_mse, count_softmax, spike_nll, spike_rate_penalty
+from spikejax.losses.membrane import (
+    exp_weighted_membrane_cross_entropy,
+    max_membrane_cross_entropy,
+    mean_membrane_cross_entropy,
+    summed_softmax_cross_entropy,
+    tet_cross_entropy,
+)
+from spikejax.losses.rates import rate_cross_entropy
 from spikejax.losses.registry import (
     READS,
     Entry,
@@ -30,9 +53,11 @@ from spikejax.losses.registry import (
     Param,
     Selection,
     entry,
+    finite,
     get,
     labels,
     names,
+    nonnegative,
     positive,
     positive_int,
     rate,
@@ -43,10 +68,14 @@ from spikejax.losses.registry import (
     selection,
     unregister,
 )
+from spikejax.losses.timing import first_spike_cross_entropy, first_spike_times
 
-__all__ = ["READS", "Entry", "Loss", "Param", "Selection", "count_mse", "count_softmax", "entry", "get", "labels",
-           "names", "positive", "positive_int", "rate", "register", "register_variant", "selected_loss",
-           "selected_readout", "selection", "spike_nll", "spike_rate_penalty", "unregister"]
+__all__ = ["READS", "Entry", "Loss", "Param", "Selection", "count_mse", "count_softmax", "entry",
+           "exp_weighted_membrane_cross_entropy", "finite", "first_spike_cross_entropy", "first_spike_times", "get",
+           "labels", "max_membrane_cross_entropy", "mean_membrane_cross_entropy", "names", "nonnegative", "positive",
+           "positive_int", "rate", "rate_cross_entropy", "register", "register_variant", "selected_loss",
+           "selected_readout", "selection", "spike_nll", "spike_rate_penalty", "summed_softmax_cross_entropy",
+           "tet_cross_entropy", "unregister"]
 
 
 def get_loss(name: str):

@@ -58,9 +58,24 @@ def nan_if_invalid(per_example, labels, num_classes):
     return jnp.where(valid, per_example, jnp.nan)
 
 
+def compute_dtype(x):
+    """float32 for bf16/f16/f32 inputs (the losses' arithmetic), float64 for float64 ones (tests under x64)."""
+    return jnp.promote_types(x.dtype, jnp.float32)
+
+
+def cross_entropy(logits, labels):
+    """-log softmax(logits)[..., label] over the last axis, in at least float32: logits [..., B, C], labels int [B]
+    (broadcast over the leading axes) -> [..., B]. An out-of-range label reads no class (fill: NaN);
+    `nan_if_invalid` makes that NaN explicit."""
+    logp = jax.nn.log_softmax(logits.astype(compute_dtype(logits)), axis=-1)
+    index = jnp.broadcast_to(labels, logp.shape[:-1])[..., None]
+    return -jnp.take_along_axis(logp, index, axis=-1, mode="fill", fill_value=jnp.nan)[..., 0]
+
+
 def batch_mean(per_example, mask):
-    """Mean over the batch of per_example [B] (float32), over the examples with mask != 0 when given."""
-    per_example = per_example.astype(jnp.float32)
+    """Mean over the batch of per_example [B] (float32, float64 for float64), over the examples with mask != 0
+    when given."""
+    per_example = per_example.astype(compute_dtype(per_example))
     if mask is None:
         return jnp.mean(per_example)
     mask = mask.astype(jnp.float32)
@@ -68,8 +83,9 @@ def batch_mean(per_example, mask):
     return jnp.sum(jnp.where(mask != 0, per_example * mask, 0.0)) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def check_positive(name: str, parameter: str, value) -> None:
-    """ValueError unless a concrete `value` is > 0 (a traced one is checked where it was chosen)."""
+def check_positive(name: str, parameter: str, value, *, strict: bool = True) -> None:
+    """ValueError unless a concrete `value` is > 0 (>= 0 with strict=False); a traced one is checked where
+    it was chosen."""
     v = concrete(value)
-    if v is not None and not np.all(v > 0):
-        raise ValueError(f"{name}: {parameter} must be > 0, got {value}")
+    if v is not None and not np.all(v > 0 if strict else v >= 0):
+        raise ValueError(f"{name}: {parameter} must be {'>' if strict else '>='} 0, got {value}")

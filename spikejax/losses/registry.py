@@ -46,6 +46,16 @@ def positive(value) -> str | None:
     return None if ok else "a finite number > 0"
 
 
+def nonnegative(value) -> str | None:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    return None if ok else "a finite number >= 0"
+
+
+def finite(value) -> str | None:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    return None if ok else "a finite number"
+
+
 def rate(value) -> str | None:
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and 0.0 <= value <= 1.0
     return None if ok else "a number >= 0 and <= 1"
