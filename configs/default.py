@@ -85,7 +85,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.delay.anneal_fraction = 0.5  # the width reaches sigma_end after this fraction of the steps
 
     c.loss = ml_collections.ConfigDict()
-    c.loss.name = "nll"  # any registered loss: mse | softmax | nll (spikejax.losses), or your own (--import)
+    c.loss.name = "nll"  # any registered loss (spikejax.losses: mse | softmax | nll | rate_ce | first_spike, and
+    # tet | mean_membrane | max_membrane | summed_softmax | exp_membrane, reading the membrane), or your own
     c.loss.rate_penalty = 0.0  # weight of the hidden layers' firing-rate penalty
     c.loss.target_rate = 0.02  # its target rate (spikes per step)
     # every registered loss's parameters at their defaults, e.g. loss.nll.window, loss.softmax.temperature

@@ -31,6 +31,8 @@ def test_every_config_field_has_a_rule_and_each_rule_refuses_a_bad_value():
            "model.delay.anneal_fraction": 0.0, "optimizer.delay_learning_rate_scale": 0.0,
            "loss.name": "ce", "loss.nll.window": 0, "loss.nll.min_count": 0.0, "loss.mse.true_rate": 2.0,
            "loss.mse.false_rate": -1.0, "loss.softmax.temperature": float("nan"), "loss.rate_penalty": -1.0,
+           "loss.first_spike.temperature": 0.0, "loss.first_spike.early_weight": -0.1,
+           "loss.first_spike.early_time": 0.0, "loss.tet.mse_weight": 1.5, "loss.tet.mse_target": float("inf"),
            "loss.target_rate": 1.5,
            "optimizer.name": "adam", "optimizer.learning_rate": float("inf"), "optimizer.momentum": 1.5,
            "optimizer.schedule": "linear", "optimizer.warmup_steps": -1, "optimizer.grad_clip": 0.0,
