@@ -54,7 +54,8 @@ def eval_step(params, inputs, labels, mask, *, graphdef, loss_fn, readout_fn, fa
     examples = jnp.sum(weights)
     model = nnx.merge(graphdef, params)
     ops = [readout.neurobench_ops(*c) for c in model.connections(layers)]
-    activity = [readout.active_neurons(h) for h in layers[1:]]
+    # NeuroBench's activation sparsity is over spiking neurons: a non-spiking output layer is left out
+    activity = [readout.active_neurons(h) for h in (layers[1:] if out is not None else layers[1:-1])]
     predictions = readout_fn(outputs)  # [T, B]
     correct = predictions == labels[None, :]
     stable = readout.stable_prediction_step(predictions)  # [B] in 0..T

@@ -167,6 +167,9 @@ def test_a_membrane_loss_trains_evaluates_and_resumes(digits_data_dir, tmp_path,
     if output == "integrator":
         assert result["spikes_per_sample"]["output"] == 0.0 and result["synops_per_sample"]["output"] == 0.0
         assert result["latency_steps"]["decision"] is None and result["dead_outputs"] is None
+        hidden = 32 * result["time_bins"]  # neuron-steps of the hidden layer, the only spiking one
+        active = 1.0 - result["neurobench"]["activation_sparsity"]
+        assert active == pytest.approx(result["spikes_per_sample"]["layer1"] / hidden, rel=1e-6)
     else:
         assert set(result["latency_steps"]["decision"]) and result["dead_outputs"]["count"] >= 0
 
