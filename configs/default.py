@@ -55,6 +55,10 @@ def get_config() -> ml_collections.ConfigDict:
     # parameters and the membrane stay float32 in every case
     c.model.init_scale = 6.0  # variance scale of the fan-in initialisation
     c.model.bias = True  # False: no bias anywhere (chips without one; exports as NIR Linear)
+    # the output layer: "spiking" (the neuron below: spikes, and its membrane for losses that read it) or
+    # "integrator" (non-spiking leaky integrator u[t] = beta u[t-1] + I[t], the SHD/delays readout: membrane
+    # losses only); see docs/training.md, "Output layer and what a loss reads"
+    c.model.output = "spiking"
     c.model.neuron = ml_collections.ConfigDict()
     c.model.neuron.kind = "lif"  # "lif" or "cuba_lif"
     c.model.neuron.beta = 0.9

@@ -56,7 +56,8 @@ def model(config, frame=None, num_classes=None) -> nnx.Module:
     frame = frame_shape(config) if frame is None else tuple(frame)
     num_classes = data_lib.get_info(config.dataset).num_classes if num_classes is None else num_classes
     return models.build(m.name, frame, num_classes, neuron(config), seed=config.seed, hidden=tuple(m.hidden),
-                        dtype=compute_dtype(m.dtype), init_scale=m.init_scale, bias=m.bias, delay=delay(config))
+                        dtype=compute_dtype(m.dtype), init_scale=m.init_scale, bias=m.bias, delay=delay(config),
+                        output=m.output)
 
 
 def delayed(config) -> bool:
@@ -73,11 +74,22 @@ def delay(config) -> models.Delay:
 
 
 def loss(config) -> Callable:
-    """(outputs {"spikes": [T, B, C], ...}, labels [B], mask [B]) -> scalar: the configured loss with its
+    """(outputs {"spikes": [T, B, C], "membrane": ...}, labels [B], mask [B]) -> scalar: the configured loss with its
     parameters, on the output it reads (`spikejax.losses` registry)."""
     spec = losses.get(config.loss.name)
     params = config_lib.loss_parameters(config)
     return lambda outputs, labels, mask: spec.fn(outputs[spec.reads], labels, mask=mask, **params)
+
+
+def reads(config) -> tuple[str, ...]:
+    """What the configured loss reads of the model's output layer, e.g. ("spikes",) or ("membrane",): the
+    `reads` of `apply_model` and of the train and eval steps (the membrane is computed only when read)."""
+    return (losses.get(config.loss.name).reads,)
+
+
+def gives(config) -> tuple[str, ...]:
+    """What the config's output layer (`model.output`) can give a loss: ("spikes", "membrane") or ("membrane",)."""
+    return models.OUTPUTS[config.model.output]
 
 
 def readout(config) -> Callable:
@@ -227,12 +239,16 @@ def packed_frame_shape(split: data_lib.CachedSplit) -> tuple[int, ...] | None:
     return tuple(split.frame_shape) if split.packed else None
 
 
-def apply_model(graphdef, params, inputs, frame_shape=None, progress=None):
-    """The model's (output spikes, per-layer spikes) for inputs [T, b, ...]; with `frame_shape`, inputs
-    are bit-packed uint8 [T, b, ceil(F/8)] and are unpacked on the device first. `progress` (training:
-    step / total steps, a scalar in [0, 1]) reaches models that read it (`models.takes_progress`: a delayed
-    model's annealed delay width); None (evaluation) gives their deployed form (integer delays)."""
+def apply_model(graphdef, params, inputs, frame_shape=None, progress=None, reads=("spikes",)):
+    """The model's (outputs, per-layer spikes) for inputs [T, b, ...]: outputs {"spikes": [T, b, C] (a
+    spiking output layer), "membrane": [T, b, C] (when in `reads`, or an integrator output)}, see
+    `models`; `reads`: what the losses read (`reads`), a ValueError naming the output layer when it cannot
+    give it. With `frame_shape`, inputs are bit-packed uint8 [T, b, ceil(F/8)] and are unpacked on the
+    device first. `progress` (training: step / total steps, a scalar in [0, 1]) reaches models that read it
+    (`models.takes_progress`: a delayed model's annealed delay width); None (evaluation) gives their
+    deployed form (integer delays)."""
     if frame_shape is not None:
         inputs = unpack_spikes(inputs, frame_shape)
     model = nnx.merge(graphdef, params)
-    return model(inputs, progress=progress) if models.takes_progress(model) else model(inputs)
+    extra = {"progress": progress} if models.takes_progress(model) else {}
+    return model.outputs(inputs, tuple(reads), **extra)

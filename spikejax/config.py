@@ -99,7 +99,7 @@ def _rules() -> dict[str, Rule]:
     # the registries are imported here, not at module import, so `spikejax.config` stays cheap
     from spikejax import losses, neurons
     from spikejax.data import DATASETS
-    from spikejax.models import MODELS
+    from spikejax.models import MODELS, OUTPUTS
     from spikejax.models.delayed import DELAY_INITS, DELAY_SHAPES
     from spikejax.neurons import IMPLEMENTATIONS, RESETS
     from spikejax.surrogate import SURROGATES
@@ -129,6 +129,7 @@ def _rules() -> dict[str, Rule]:
         "model.dtype": choice(["auto", "float32", "bfloat16"]),
         "model.init_scale": number(0.0, low_open=True),
         "model.bias": boolean,
+        "model.output": choice(list(OUTPUTS)),
         "model.neuron.kind": choice(neurons.kinds()),
         "model.neuron.beta": rate,
         "model.neuron.alpha": rate,
@@ -275,9 +276,14 @@ def _validate_loss(values: dict) -> None:
     problems = spec.problems({p.name: values[f"loss.{spec.name}.{p.name}"] for p in spec.params}, bounds=values)
     if problems:
         raise ConfigError(f"config fields loss.{spec.name}.*: {problems[0]}")
-    if spec.reads != "spikes":
-        raise ConfigError(f"config field loss.name = {values['loss.name']!r}: the loss reads the output layer's "
-                          f"{spec.reads}, and the models' output layers give spikes only")
+    from spikejax.models import OUTPUTS
+
+    output = values["model.output"]
+    if spec.reads not in OUTPUTS[output]:
+        raise ConfigError(f"config fields loss.name = {values['loss.name']!r} and model.output = {output!r}: the "
+                          f"loss reads the output layer's {spec.reads}, and an {output} output layer gives "
+                          f"{' and '.join(OUTPUTS[output])} only; use model.output = 'spiking' or a loss that reads "
+                          f"{' or '.join(OUTPUTS[output])}")
 
 
 def loss_parameters(config) -> dict:
@@ -309,8 +315,8 @@ def inactive_loss_fields(flat: dict) -> set[str]:
 _RENAMED = {"model.neuron.checkpoint_every": ("model.neuron.recompute_chunk", lambda v: v or None)}
 _ZERO_MEANT_NONE = ("max_steps",)
 # Fields added since 0.1.0, with the value that reproduces what an older run did.
-_ADDED = {"data.validation_fraction": 0.0, "model.bias": True, "model.neuron.learn_beta": False,
-          "model.neuron.learn_threshold": False, "model.neuron.learn_alpha": False,
+_ADDED = {"data.validation_fraction": 0.0, "model.bias": True, "model.output": "spiking",
+          "model.neuron.learn_beta": False, "model.neuron.learn_threshold": False, "model.neuron.learn_alpha": False,
           "model.neuron.learn_shape": "neuron", "optimizer.neuron_learning_rate_scale": 1.0,
           "optimizer.delay_learning_rate_scale": 150.0, "model.delay.kernel_size": 25, "model.delay.per": "synapse",
           "model.delay.learn": True, "model.delay.init": "uniform", "model.delay.sigma_start": None,

@@ -15,7 +15,9 @@ depend on the batch size or the number of devices. Every measure is a masked sum
   latency at a matched accuracy is `readout.steps_to_reach` on it). Secondary, NLL-native: the confidence
   decision (`readout.decide`) at each of DECISION_THRESHOLDS.
 - energy: spikes and SynOps per layer (the input layer, fixed by the data, apart from the network's layers),
-  and the network's spikes and SynOps up to each sample's stable-prediction step (inclusive).
+  and the network's spikes and SynOps up to each sample's stable-prediction step (inclusive). A
+  non-spiking output layer (`model.output="integrator"`) counts zero spikes (its layer keeps its place),
+  so losses on it compare on their hidden layers; the confidence decision and dead outputs are then None.
 - diagnostics (DIAGNOSTICS): recall per class, output neurons that never fire on the split, and each
   layer's firing rate (spikes per neuron per step).
 """
@@ -36,25 +38,28 @@ DECISION_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
 def eval_step(params, inputs, labels, mask, *, graphdef, loss_fn, readout_fn, fan_out, axis_name=None,
-              frame_shape=None, progress=None):
+              frame_shape=None, progress=None, reads=("spikes",)):
     """Sums over a (shard of a) padded batch: correct decisions over time (the loss's readout), the
     stable-prediction step (`readout.stable_prediction_step`) and the network's spikes and SynOps up to it,
     decision times and accuracy at each confidence threshold, spikes and SynOps per layer, neuron-steps per
     layer (for firing rates), examples and correct final decisions per class, spikes per output neuron, and
     the loss. Padding (mask 0) counts nowhere. With `axis_name`, the sums are psum'd over that mesh axis.
     `progress` None: the deployed model (a delayed model's integer delays); 1.0: as at the end of training
-    (its delays interpolated at the final width)."""
-    out, layers = build.apply_model(graphdef, params, inputs, frame_shape, progress)
-    outputs = {"spikes": out}
+    (its delays interpolated at the final width). `reads`: what the losses read (`build.reads`). An output
+    layer that does not spike (an integrator) counts zero spikes in the per-layer sums, and the sums that
+    need output spikes (spikes per output neuron, the NLL-native confidence decisions) are left out."""
+    outputs, layers = build.apply_model(graphdef, params, inputs, frame_shape, progress, reads)
+    out = outputs.get("spikes")  # None: the output layer does not spike
     weights = mask.astype(jnp.float32)
     examples = jnp.sum(weights)
     model = nnx.merge(graphdef, params)
     ops = [readout.neurobench_ops(*c) for c in model.connections(layers)]
-    activity = [readout.active_neurons(h) for h in layers[1:]]
+    # NeuroBench's activation sparsity is over spiking neurons: a non-spiking output layer is left out
+    activity = [readout.active_neurons(h) for h in (layers[1:] if out is not None else layers[1:-1])]
     predictions = readout_fn(outputs)  # [T, B]
     correct = predictions == labels[None, :]
     stable = readout.stable_prediction_step(predictions)  # [B] in 0..T
-    per_class = jax.nn.one_hot(labels, out.shape[-1], dtype=jnp.float32) * weights[:, None]  # [B, C]
+    per_class = jax.nn.one_hot(labels, layers[-1].shape[-1], dtype=jnp.float32) * weights[:, None]  # [B, C]
     network = list(zip(layers[1:], fan_out[1:]))
     sums = {
         "neurobench": jnp.stack([jnp.sum(sum(o[k] for o in ops) * weights) for k in range(3)]
@@ -71,14 +76,15 @@ def eval_step(params, inputs, labels, mask, *, graphdef, loss_fn, readout_fn, fa
         "synops_to_decision": jnp.stack([jnp.sum(readout.synops(h, f, stable) * weights) for h, f in network]),
         "class_examples": jnp.sum(per_class, axis=0),
         "class_correct": jnp.sum(per_class * correct[-1][:, None], axis=0),
-        "output_spikes": jnp.sum(readout.spike_counts(out) * weights[:, None], axis=0),  # [C]
     }
-    times, decided = [], []
-    for threshold in DECISION_THRESHOLDS:
-        t, prediction = readout.decide(out, threshold)
-        times.append(jnp.sum(t * weights))
-        decided.append(jnp.sum((prediction == labels) * weights))
-    sums["decision_time"], sums["decision_correct"] = jnp.stack(times), jnp.stack(decided)
+    if out is not None:
+        sums["output_spikes"] = jnp.sum(readout.spike_counts(out) * weights[:, None], axis=0)  # [C]
+        times, decided = [], []
+        for threshold in DECISION_THRESHOLDS:
+            t, prediction = readout.decide(out, threshold)
+            times.append(jnp.sum(t * weights))
+            decided.append(jnp.sum((prediction == labels) * weights))
+        sums["decision_time"], sums["decision_correct"] = jnp.stack(times), jnp.stack(decided)
     if axis_name is not None:
         sums = jax.lax.psum(sums, axis_name)
     return sums
@@ -105,11 +111,12 @@ def sum_over_split(fn, split: data_lib.CachedSplit, eval_batch_size: int, *, mes
 
 
 def evaluate_split(params, split: data_lib.CachedSplit, *, mesh, graphdef, model, loss_fn, readout_fn,
-                   eval_batch_size: int, facts: dict, progress=None) -> dict:
+                   eval_batch_size: int, facts: dict, progress=None, reads=("spikes",)) -> dict:
     """The summary (see `summarize`) of `params` on every sample of `split`, each counted once; `loss_fn`,
-    `readout_fn`: `build.loss`, `build.readout`; `facts`: `build.report_facts`; `progress`: see `eval_step`."""
+    `readout_fn`, `reads`: `build.loss`, `build.readout`, `build.reads`; `facts`: `build.report_facts`;
+    `progress`: see `eval_step`."""
     fn = parallel_eval_step(mesh, graphdef=graphdef, loss_fn=loss_fn, readout_fn=readout_fn, fan_out=model.fan_out,
-                            frame_shape=build.packed_frame_shape(split), progress=progress)
+                            frame_shape=build.packed_frame_shape(split), progress=progress, reads=tuple(reads))
     return summarize(sum_over_split(fn, split, eval_batch_size, mesh=mesh, args=(params,)), facts)
 
 
@@ -132,7 +139,8 @@ def summarize(totals: dict, facts: dict) -> dict:
     to_decision = {name: dict(zip(layer_names[1:], (np.asarray(totals[key]) / n).tolist()))
                    for name, key in (("spikes", "spikes_to_decision"), ("synops", "synops_to_decision"))}
     classes, class_correct = np.asarray(totals["class_examples"]), np.asarray(totals["class_correct"])
-    silent = np.flatnonzero(np.asarray(totals["output_spikes"]) == 0)
+    spiking = "output_spikes" in totals  # False: a non-spiking (integrator) output layer
+    silent = np.flatnonzero(np.asarray(totals["output_spikes"]) == 0) if spiking else None
     rates = np.asarray(totals["spikes"]) / np.asarray(totals["neuron_steps"])  # spikes per neuron per step
     return {
         "dataset": facts["dataset"],
@@ -149,7 +157,8 @@ def summarize(totals: dict, facts: dict) -> dict:
             "accuracy_95pct_of_final": first_reaching(0.95),
             "accuracy_99pct_of_final": first_reaching(0.99),
             "decision": {f"{th:g}": {"mean_time": float(t) / n, "accuracy": float(c) / n}
-                         for th, t, c in zip(DECISION_THRESHOLDS, totals["decision_time"], totals["decision_correct"])},
+                         for th, t, c in zip(DECISION_THRESHOLDS, totals["decision_time"], totals["decision_correct"])}
+            if spiking else None,  # None: no output spikes to decide on (an integrator output layer)
             "decision_is": "secondary, NLL-native: first step with max_i n_i / sum_j n_j >= threshold",
         },
         # "total": spikes of the network (input events listed apart); SynOps of every layer, input included
@@ -158,7 +167,7 @@ def summarize(totals: dict, facts: dict) -> dict:
         "energy_to_decision": {f"{name}_per_sample": {**values, "network": network(values)}
                                for name, values in to_decision.items()},
         "per_class_recall": [float(c) / float(e) if e else None for c, e in zip(class_correct, classes)],
-        "dead_outputs": {"count": int(silent.size), "neurons": silent.tolist()},
+        "dead_outputs": {"count": int(silent.size), "neurons": silent.tolist()} if spiking else None,
         "firing_rate": dict(zip(layer_names, rates.tolist())),
         "neurobench": neurobench_summary(totals["neurobench"], n),
     }

@@ -53,6 +53,8 @@ def latency_tradeoff(results: dict[str, dict], path: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, result in results.items():
         decision = result["latency_steps"]["decision"]
+        if not decision:  # an output layer without spikes has no confidence decision
+            continue
         thresholds = sorted(decision, key=float)
         times = [decision[t]["mean_time"] for t in thresholds]
         accs = [decision[t]["accuracy"] for t in thresholds]

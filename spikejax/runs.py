@@ -31,7 +31,7 @@ def evaluate_params(config, workdir: str, params, *, mesh, graphdef, model, test
     into the result's "validation") once; writes <workdir>/eval.json (atomically, with `extra` fields added)
     and the two plots (without matplotlib: a note) on process 0. Returns the eval dict."""
     kwargs = dict(mesh=mesh, graphdef=graphdef, model=model)
-    kwargs.update(loss_fn=build.loss(config), readout_fn=build.readout(config),
+    kwargs.update(loss_fn=build.loss(config), readout_fn=build.readout(config), reads=build.reads(config),
                   eval_batch_size=config.eval_batch_size, facts=build.report_facts(config))
     result = {**evaluate_split(params, test_data, **kwargs), **(extra or {})}
     local = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, params)
@@ -51,7 +51,8 @@ def evaluate_params(config, workdir: str, params, *, mesh, graphdef, model, test
         label = build.loss_label(config)
         try:
             plots.accuracy_over_time({label: result}, os.path.join(workdir, "accuracy_over_time.png"))
-            plots.latency_tradeoff({label: result}, os.path.join(workdir, "latency_accuracy.png"))
+            if result["latency_steps"]["decision"]:  # None: no output spikes (an integrator output layer)
+                plots.latency_tradeoff({label: result}, os.path.join(workdir, "latency_accuracy.png"))
         except MissingDependencyError as error:  # a core install: eval.json is the result, the PNGs are extra
             log(f"plots skipped: {error}")
     held_out = result.get("validation")

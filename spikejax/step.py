@@ -28,18 +28,22 @@ from spikejax.errors import NonFiniteError
 
 
 def train_step(state, inputs, labels, mask, *, graphdef, tx, loss_fn, readout_fn, rate_penalty=0.0,
-               target_rate=0.02, axis_name=None, frame_shape=None, total_steps=None, augment=None, seed=0):
+               target_rate=0.02, axis_name=None, frame_shape=None, total_steps=None, augment=None, seed=0,
+               reads=("spikes",)):
     """One optimizer step on a (shard of a) batch. inputs [T, b, ...], labels [b], mask [b]; with
     `frame_shape`, inputs are bit-packed uint8 [T, b, ceil(F/8)] and are unpacked on the device.
     `loss_fn(outputs, labels, mask)` and `readout_fn(outputs)` (predictions [T, b]) take the model's
-    outputs {"spikes": [T, b, C]} (`build.loss`, `build.readout`). `total_steps`: the run's length, from which
-    models that read the training progress (a delayed model's annealed delay width) get step / total_steps.
+    outputs {"spikes": [T, b, C], "membrane": [T, b, C]} (`build.loss`, `build.readout`), which hold what
+    `reads` names (`build.reads`: what the losses read; the membrane is computed only when read).
+    `total_steps`: the run's length, from which models that read the training progress (a delayed model's
+    annealed delay width) get step / total_steps.
 
     `augment` (an active `spikejax.augment.Augment`, `build.augment`): the unpacked inputs are augmented
     with draws keyed by (`seed`, state["step"], global sample position), and with CutMix the loss mixes the
     own and the partner's labels per example (`augment.mixed_loss`); accuracy counts the own labels.
 
-    Returns (new state, metrics {loss, accuracy, output_rate, grad_norm, params_finite}); with
+    Returns (new state, metrics {loss, accuracy, output_rate (0 for an integrator output layer, which does
+    not spike), grad_norm, params_finite}); with
     `axis_name`, gradients and metrics are averaged over that mesh axis. `params_finite` is 1.0 when every
     new parameter is finite: a NaN network never fires, so its loss alone can look finite.
     """
@@ -53,21 +57,21 @@ def train_step(state, inputs, labels, mask, *, graphdef, tx, loss_fn, readout_fn
         mix = (partner_labels, weight) if augment.cutmix else None
 
     def objective(params):
-        out, layers = build.apply_model(graphdef, params, inputs, frame_shape, progress)
+        outputs, layers = build.apply_model(graphdef, params, inputs, frame_shape, progress, reads)
         if mix is None:
-            loss = loss_fn({"spikes": out}, labels, mask)
+            loss = loss_fn(outputs, labels, mask)
         else:
-            loss = augment_lib.mixed_loss(lambda o, y, m: loss_fn({"spikes": o}, y, m), out, labels, *mix, mask)
+            loss = augment_lib.mixed_loss(loss_fn, outputs, labels, *mix, mask)
         if rate_penalty:
             loss = loss + rate_penalty * sum(losses.spike_rate_penalty(h, target_rate=target_rate, mask=mask)
                                              for h in layers[1:-1])
-        return loss, out
+        return loss, (outputs, layers[-1])
 
     params = state["params"]
     if axis_name is not None:
         params = parallel.varying(params, axis_name)  # per-device gradients, averaged by the pmean below
-    (loss, out), grads = jax.value_and_grad(objective, has_aux=True)(params)
-    correct = (readout_fn({"spikes": out})[-1] == labels).astype(jnp.float32)
+    (loss, (outputs, out)), grads = jax.value_and_grad(objective, has_aux=True)(params)
+    correct = (readout_fn(outputs)[-1] == labels).astype(jnp.float32)
     metrics = {"loss": loss, "accuracy": jnp.sum(correct * mask) / jnp.maximum(jnp.sum(mask), 1.0),
                "output_rate": jnp.mean(out.astype(jnp.float32))}
     if axis_name is not None:

@@ -58,7 +58,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stop:
                                        readout_fn=build.readout(config), rate_penalty=config.loss.rate_penalty,
                                        target_rate=config.loss.target_rate,
                                        frame_shape=build.packed_frame_shape(train_data), total_steps=plan.total_steps,
-                                       augment=build.augment(config), seed=config.seed)
+                                       augment=build.augment(config), seed=config.seed, reads=build.reads(config))
     config_json = config_lib.to_dict(config)
     legacy = (build.legacy_state(config, params, plan.total_steps),
               lambda old: parallel.replicate(build.from_legacy_state(old, tx), mesh))

@@ -18,7 +18,7 @@ def test_every_config_field_has_a_rule_and_each_rule_refuses_a_bad_value():
     assert fields == set(rules)
     bad = {"dataset": "mnist", "data_dir": "", "seed": -1, "data.time_bins": 0, "data.bin_width_us": 2.5,
            "data.downsample": 0, "data.validation_fraction": 1.0, "data.polarity": 1, "data.binarize": "yes",
-           "model.bias": "no",
+           "model.bias": "no", "model.output": "spike",
            "data.options": 3, "model.name": "lstm",
            "model.hidden": (0,), "model.dtype": "float16", "model.init_scale": 0.0, "model.neuron.kind": "if",
            "model.neuron.beta": -0.1, "model.neuron.alpha": 1.01, "model.neuron.threshold": 0.0,
@@ -64,8 +64,9 @@ def test_older_saved_configs_are_read_in_todays_names():
         saved["loss"].update(saved["loss"].pop(name))
     saved["loss"]["window"], saved["loss"]["temperature"], saved["max_steps"] = 0, 2.5, 0
     del saved["data"]["validation_fraction"]  # added after 0.1.0, whose runs trained on the whole split
+    del saved["model"]["output"]  # added with membrane losses; every older run had a spiking output layer
     upgraded = config_lib.upgrade(saved)
-    assert upgraded["data"]["validation_fraction"] == 0.0
+    assert upgraded["data"]["validation_fraction"] == 0.0 and upgraded["model"]["output"] == "spiking"
     neuron = upgraded["model"]["neuron"]
     assert neuron["recompute_chunk"] is None and "checkpoint_every" not in neuron
     assert upgraded["loss"]["nll"]["window"] is None and upgraded["max_steps"] is None

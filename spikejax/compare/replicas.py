@@ -6,7 +6,8 @@ Replicas differ in data, not in Python branches, so one program serves a whole g
   learning_rate  the peak learning rate, held in each replica's optimizer state (opt_state.hyperparams,
                  `build.optimizer`), so the step is the single run's
   loss           the loss (an index into the program's `losses.Selection`) and its parameters, those
-                 that differ between replicas as per-replica arrays (`losses.selection`)
+                 that differ between replicas as per-replica arrays (`losses.selection`); the model gives
+                 every output the program's losses read (`reads`), each loss takes its own
 A replica's seed also sets its data order: replicas of one seed see the same batches in the same order, so
 losses compare paired, on the same data and the same initial weights, while other seeds see other orders
 (the seed-to-seed spread includes the data order, as between single runs). With one seed in a program the
@@ -58,6 +59,10 @@ def hyperparameters(replicas: list[dict], config) -> tuple[losses.Selection, dic
     for overrides in replicas:
         row = {**base, "loss": config.loss.name, **overrides}
         spec = losses.get(row["loss"])
+        if spec.reads not in build.gives(config):
+            raise ValueError(f"replica overrides {overrides}: loss {spec.name!r} reads the output layer's "
+                             f"{spec.reads}, and model.output = {config.model.output!r} gives "
+                             f"{list(build.gives(config))} only")
         params = {k: v for k, v in row.items() if k not in BASE_FIELDS}
         problems = spec.problems({**dict(config.loss[spec.name]), **params})
         if problems:
@@ -100,6 +105,11 @@ def init_state(config, hyper: dict, tx: optax.GradientTransformation, mesh, fram
     return graphdef, parallel.replicate(jax.device_get(state), mesh)
 
 
+def reads(selection: losses.Selection) -> tuple[str, ...]:
+    """What the program's losses read, each once (the model computes the membrane only when one reads it)."""
+    return tuple(dict.fromkeys(losses.get(name).reads for name in selection.names))
+
+
 def _loss_fns(hyper, selection):
     """(loss_fn, readout_fn) of this replica: its loss, chosen and parametrised by its `hyper` entries."""
     def loss_fn(outputs, labels, mask):
@@ -130,7 +140,7 @@ def train_step(state, inputs, labels, mask, hyper, *, graphdef, tx, selection, r
         new, metrics = step.train_step(inner, *batch, graphdef=graphdef, tx=tx, loss_fn=loss_fn,
                                        readout_fn=readout_fn, rate_penalty=rate_penalty, target_rate=target_rate,
                                        axis_name=axis_name, frame_shape=frame_shape, total_steps=total_steps,
-                                       augment=augment, seed=hyper["seed"])
+                                       augment=augment, seed=hyper["seed"], reads=reads(selection))
         ok = (metrics["params_finite"] > 0) & jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
         frozen = state["frozen_at"] >= 0
         keep = frozen | ~ok
@@ -157,8 +167,8 @@ def eval_step(params, inputs, labels, mask, hyper, *, graphdef, selection, fan_o
     def one(params, hyper):
         loss_fn, readout_fn = _loss_fns(hyper, selection)
         return evaluate.eval_step(params, inputs, labels, mask, graphdef=graphdef, loss_fn=loss_fn,
-                                  readout_fn=readout_fn, fan_out=fan_out,
-                                  axis_name=axis_name, frame_shape=frame_shape)
+                                  readout_fn=readout_fn, fan_out=fan_out, axis_name=axis_name,
+                                  frame_shape=frame_shape, reads=reads(selection))
 
     return _over_replicas(one, params, hyper)
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import platform
 
@@ -122,15 +123,16 @@ def metrics(test: dict, level: float | None = None) -> dict[str, float]:
     matched = None if level is None else steps_to_reach(test["accuracy_over_time"], level)
     return {"accuracy": test["accuracy"],
             "latency_95": float(test["time_bins"] if first is None else first),
-            "decision_time": latency["decision"]["0.9"]["mean_time"],
-            "decision_accuracy": latency["decision"]["0.9"]["accuracy"],
+            # NaN where the output layer does not spike (an integrator: no NLL-native decision, no dead outputs)
+            "decision_time": latency["decision"]["0.9"]["mean_time"] if latency["decision"] else math.nan,
+            "decision_accuracy": latency["decision"]["0.9"]["accuracy"] if latency["decision"] else math.nan,
             "spikes": test["spikes_per_sample"]["total"],
             "synops_network": synops["total"] - synops["input"],
             "synops_input": synops["input"],
             "latency_stable": latency["stable_prediction"]["mean"],
             "latency_matched": float(test["time_bins"] if matched is None else matched),
             "synops_to_decision": test["energy_to_decision"]["synops_per_sample"]["network"],
-            "dead_outputs": float(test["dead_outputs"]["count"])}
+            "dead_outputs": float(test["dead_outputs"]["count"]) if test["dead_outputs"] else math.nan}
 
 
 def _by_seed(seeds, values) -> dict[str, float]:
@@ -286,6 +288,8 @@ def write(result: dict, workdir: str, reproduce: str | None = None) -> dict:
         label, test = record["row"]["label"], record["test"]
         curves.setdefault(label, []).append(test["accuracy_over_time"])
         decision = test["latency_steps"]["decision"]
+        if not decision:  # no output spikes (an integrator output layer): no confidence decision to plot
+            continue
         tradeoff.setdefault(label, []).append([[decision[t]["mean_time"], decision[t]["accuracy"]]
                                                for t in sorted(decision, key=float)])
     try:

@@ -2,10 +2,14 @@
 
   build("mlp", frame_shape, num_classes, Neuron(), seed=0, hidden=(256,))
 
-A model returns (output spikes [T, B, C], [spikes of every spiking layer, input first]) so that readouts
-can count spikes and synaptic operations per layer, and `connections(spikes)` for NeuroBench's counts.
-Use functionally: `graphdef, params = nnx.split(model)`, then `nnx.merge(graphdef, params)(x)` inside a
-jitted step.
+`model.outputs(x, reads)` returns (outputs, [spikes of every layer, input first]) so that readouts can
+count spikes and synaptic operations per layer, and `connections(spikes)` for NeuroBench's counts;
+outputs holds what the output layer gives of `reads` ("spikes" [T, B, C], "membrane" [T, B, C]: what a
+loss reads, `losses.READS`). The output layer (`output`, `OUTPUTS`) is "spiking" (the model's neuron:
+spikes, and its membrane, before reset, when read) or "integrator" (a non-spiking leaky integrator
+u[t] = beta u[t-1] + I[t]: membrane only; its entry in the layers is zeros). `model(x)` is (output spikes,
+layers), as before outputs existed. Use functionally: `graphdef, params = nnx.split(model)`, then
+`nnx.merge(graphdef, params).outputs(x, reads)` inside a jitted step (`build.apply_model`).
 
   mlp        dense hidden... -> C            (networks.SpikingMLP)
   conv       conv 16-32, avg pool, dense -> C (networks.SpikingConvNet)
@@ -29,6 +33,7 @@ from spikejax.models.networks import SpikingConvNet, SpikingMLP, SpikingRNN
 from spikejax.models.neuron import (
     LEARN_SHAPES,
     MARGIN,
+    OUTPUTS,
     PARAMETRISATION,
     RAW_NAMES,
     Neuron,
@@ -41,7 +46,8 @@ from spikejax.models.neuron import (
 
 @dataclasses.dataclass(frozen=True)
 class ModelEntry:
-    """A model by name: `make(frame_shape, num_classes, neuron, rngs=, hidden=, dtype=, init_scale=, bias=)`
+    """A model by name: `make(frame_shape, num_classes, neuron, rngs=, hidden=, dtype=, init_scale=, bias=,
+    output=)`
     and `check(hidden, neuron_kind)` -> None or what the config must change (read by config validation)."""
     name: str
     make: Callable
@@ -83,16 +89,18 @@ MODELS = {
 
 def build(name: str, frame_shape: Sequence[int], num_classes: int, neuron: Neuron, *, seed: int,
           hidden: Sequence[int] = (), dtype="float32", init_scale: float = 1.0, bias: bool = True,
-          delay: Delay | None = None) -> nnx.Module:
+          delay: Delay | None = None, output: str = "spiking") -> nnx.Module:
     """A model by name (`MODELS`: "mlp", "conv", "rnn" or "delay_mlp") for inputs [T, B, *frame_shape];
     `bias=False` leaves out every bias (some neuromorphic chips have none); `delay`: the delay settings of a
-    delayed model (default `Delay()`), ignored by the others."""
+    delayed model (default `Delay()`), ignored by the others; `output`: the output layer (`OUTPUTS`)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {list(MODELS)}")
+    if output not in OUTPUTS:
+        raise ValueError(f"unknown output {output!r}; choose one of {list(OUTPUTS)}")
     entry = MODELS[name]
     extra = {"delay": delay} if entry.delayed else {}
     return entry.make(frame_shape, num_classes, neuron, rngs=nnx.Rngs(seed), hidden=tuple(hidden),
-                      dtype=jnp.dtype(dtype), init_scale=init_scale, bias=bias, **extra)
+                      dtype=jnp.dtype(dtype), init_scale=init_scale, bias=bias, output=output, **extra)
 
 
 def takes_progress(model) -> bool:
@@ -100,6 +108,6 @@ def takes_progress(model) -> bool:
     return bool(getattr(model, "takes_progress", False))
 
 
-__all__ = ["LEARN_SHAPES", "MARGIN", "MODELS", "PARAMETRISATION", "RAW_NAMES", "Delay", "DelayedMLP", "ModelEntry",
-           "Neuron", "SpikingConvNet", "SpikingMLP", "SpikingNeurons", "SpikingRNN", "build", "initial_raw",
-           "learnable_range_error", "raw_name", "takes_progress"]
+__all__ = ["LEARN_SHAPES", "MARGIN", "MODELS", "OUTPUTS", "PARAMETRISATION", "RAW_NAMES", "Delay", "DelayedMLP",
+           "ModelEntry", "Neuron", "SpikingConvNet", "SpikingMLP", "SpikingNeurons", "SpikingRNN", "build",
+           "initial_raw", "learnable_range_error", "raw_name", "takes_progress"]

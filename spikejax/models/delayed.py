@@ -20,8 +20,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from spikejax import delays as delays_lib
-from spikejax.models.networks import _kernel_init
-from spikejax.models.neuron import Neuron, SpikingNeurons
+from spikejax.models.networks import READ_SPIKES, _kernel_init, _spiking_layers, spikes_of
+from spikejax.models.neuron import Neuron, output_layer
 
 DELAY_SHAPES = ("synapse", "channel")
 DELAY_INITS = ("uniform", "zero")
@@ -84,30 +84,36 @@ class DelayedDense(nnx.Module):
 
 
 class DelayedMLP(nnx.Module):
-    """in_features -> hidden... -> num_classes, every connection a `DelayedDense`, a `Neuron` after each.
-    `__call__(x, progress=None)`: x [T, B, ...] -> (output spikes [T, B, C], spikes of every layer)."""
+    """in_features -> hidden... -> num_classes, every connection a `DelayedDense`, a `Neuron` after each
+    (the last one's `output`: "spiking" or "integrator", see `neuron.output_layer`).
+    `outputs(x, reads, progress=None)`: x [T, B, ...] -> ({"spikes", "membrane"} of the output layer, the spikes
+    of every layer); `__call__(x, progress=None)`: (output spikes [T, B, C], spikes of every layer)."""
 
     takes_progress = True  # build.apply_model passes the training progress (step / total steps)
 
     def __init__(self, in_features: int, hidden: Sequence[int], num_classes: int, neuron: Neuron, *,
                  rngs: nnx.Rngs, delay: Delay = Delay(), dtype=jnp.float32, init_scale: float = 1.0,
-                 bias: bool = True):
+                 bias: bool = True, output: str = "spiking"):
         sizes = [in_features, *hidden, num_classes]
         init = _kernel_init(init_scale)
         self.layers = nnx.List([DelayedDense(a, b, delay, rngs=rngs, kernel_init=init, use_bias=bias, dtype=dtype)
                                 for a, b in zip(sizes[:-1], sizes[1:])])
-        self.spiking = nnx.List([SpikingNeurons(neuron, n) for n in sizes[1:]])
-        self.neuron, self.delay, self.dtype = neuron, delay, dtype
+        self.spiking = _spiking_layers(neuron, sizes[1:], output)
+        self.neuron, self.delay, self.dtype, self.output = neuron, delay, dtype, output
         self.fan_out = tuple(sizes[1:]) + (0,)
 
     def __call__(self, x, progress=None):
+        return spikes_of(self, x, progress=progress)
+
+    def outputs(self, x, reads=READ_SPIKES, progress=None):
         sigma = self.delay.sigma(progress)
         x = x.reshape(x.shape[:2] + (-1,)).astype(self.dtype)
         spikes = [x]
-        for layer, spiking in zip(self.layers, self.spiking):
+        for layer, spiking in zip(self.layers[:-1], self.spiking[:-1]):
             x = spiking(layer(x, sigma))
             spikes.append(x)
-        return x, spikes
+        outputs, last = output_layer(self.spiking[-1], self.layers[-1](x, sigma), self.output, reads)
+        return outputs, spikes + [last]
 
     def connections(self, spikes):
         """Each layer's (input [T, B, F_in], nonzero fan-out [F_in], all fan-out), for

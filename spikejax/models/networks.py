@@ -4,10 +4,13 @@ Each layer applies one dense/conv to all T*B rows at once, then runs the LIF rec
 `spikejax.neurons`; a dense layer with LIF neurons is one `neurons.dense_lif` (which walks time in chunks
 on CPU when the layer's [T, B, N] arrays are large).
 
-Inputs are time-major [T, B, *frame] (0/1 spikes, any dtype); a model returns
-(output spikes [T, B, C], [spikes of every spiking layer, input first]) so that readouts can count
-spikes and synaptic operations per layer. Use functionally: `graphdef, params = nnx.split(model)`,
-then `nnx.merge(graphdef, params)(x)` inside a jitted step.
+Inputs are time-major [T, B, *frame] (0/1 spikes, any dtype). `model.outputs(x, reads)` returns
+({"spikes": [T, B, C], "membrane": [T, B, C]}: what the output layer gives of `reads`, see
+`neuron.output_layer`; [spikes of every layer, input first]) so that readouts can count spikes and
+synaptic operations per layer; `model(x)` is (output spikes, layers) of a spiking output. The output
+layer is the model's neuron (`output="spiking"`) or a non-spiking leaky integrator ("integrator"),
+whose entry in the layers is zeros. Use functionally: `graphdef, params = nnx.split(model)`, then
+`nnx.merge(graphdef, params).outputs(x, reads)` inside a jitted step.
 
 Architectures (in the spirit of the SLAYER networks the paper built on):
   mlp   dense hidden... -> C          NMNIST 2312-512-10, N-TIDIGITS18 64-256-256-11, digits_events,
@@ -24,7 +27,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from spikejax import neurons
-from spikejax.models.neuron import Neuron, SpikingNeurons
+from spikejax.models.neuron import Neuron, SpikingNeurons, output_layer, output_neuron
+
+READ_SPIKES = ("spikes",)
 
 
 def _time_distributed(layer, x):
@@ -52,30 +57,57 @@ def _dense_spiking(layer: nnx.Linear, spiking: SpikingNeurons, x):
                       recompute_chunk=neuron.recompute_chunk)
 
 
+def _dense_output(layer: nnx.Linear, spiking: SpikingNeurons, x, output: str, reads):
+    """The output layer (dense, then `output_layer`): spikes only by the fused dense op, as every hidden layer;
+    with the membrane or an integrator, the layer over all T*B rows, then the neurons."""
+    if output == "spiking" and "membrane" not in reads:
+        spikes = _dense_spiking(layer, spiking, x)
+        return {"spikes": spikes}, spikes
+    return output_layer(spiking, _time_distributed(layer, x), output, reads)
+
+
+def spikes_of(model, x, **kwargs):
+    """`model(x)`: (output spikes [T, B, C], layers) of `model.outputs(x, ("spikes",))`."""
+    outputs, layers = model.outputs(x, READ_SPIKES, **kwargs)
+    return outputs["spikes"], layers
+
+
+def _spiking_layers(neuron: Neuron, sizes, output: str):
+    """One SpikingNeurons per layer of `sizes` (the last is the output layer, `output_neuron`)."""
+    return nnx.List([SpikingNeurons(neuron, n) for n in sizes[:-1]]
+                    + [SpikingNeurons(output_neuron(neuron, output), sizes[-1])])
+
+
 def _kernel_init(scale):
     return nnx.initializers.variance_scaling(scale, "fan_in", "truncated_normal")
 
 
 class SpikingMLP(nnx.Module):
-    """Dense spiking network: in_features -> hidden... -> num_classes, a `Neuron` after every layer."""
+    """Dense spiking network: in_features -> hidden... -> num_classes, a `Neuron` after every layer (the
+    last one's `output`: "spiking" or "integrator")."""
 
     def __init__(self, in_features: int, hidden: Sequence[int], num_classes: int, neuron: Neuron, *,
-                 rngs: nnx.Rngs, dtype=jnp.float32, init_scale: float = 1.0, bias: bool = True):
+                 rngs: nnx.Rngs, dtype=jnp.float32, init_scale: float = 1.0, bias: bool = True,
+                 output: str = "spiking"):
         sizes = [in_features, *hidden, num_classes]
         init = _kernel_init(init_scale)
         self.layers = nnx.List([nnx.Linear(a, b, use_bias=bias, dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
                                            kernel_init=init) for a, b in zip(sizes[:-1], sizes[1:])])
-        self.spiking = nnx.List([SpikingNeurons(neuron, n) for n in sizes[1:]])
-        self.neuron, self.dtype = neuron, dtype
+        self.spiking = _spiking_layers(neuron, sizes[1:], output)
+        self.neuron, self.dtype, self.output = neuron, dtype, output
         self.fan_out = tuple(sizes[1:]) + (0,)  # synapses driven by one spike of each spiking layer
 
     def __call__(self, x):
+        return spikes_of(self, x)
+
+    def outputs(self, x, reads=READ_SPIKES):
         x = x.reshape(x.shape[:2] + (-1,)).astype(self.dtype)
         spikes = [x]
-        for layer, spiking in zip(self.layers, self.spiking):
+        for layer, spiking in zip(self.layers[:-1], self.spiking[:-1]):
             x = _dense_spiking(layer, spiking, x)
             spikes.append(x)
-        return x, spikes
+        outputs, last = _dense_output(self.layers[-1], self.spiking[-1], x, self.output, reads)
+        return outputs, spikes + [last]
 
     def connections(self, spikes):
         """Each dense layer's (input [T, B, F_in], nonzero fan-out [F_in], all fan-out) from the spikes
@@ -95,7 +127,7 @@ class SpikingConvNet(nnx.Module):
 
     def __init__(self, frame_shape: Sequence[int], num_classes: int, neuron: Neuron, *, rngs: nnx.Rngs,
                  channels: Sequence[int] = (16, 32), kernels: Sequence[int] = (5, 3), hidden: int = 512,
-                 dtype=jnp.float32, init_scale: float = 1.0, bias: bool = True):
+                 dtype=jnp.float32, init_scale: float = 1.0, bias: bool = True, output: str = "spiking"):
         in_channels, height, width = frame_shape
         self.frame_shape = tuple(int(n) for n in frame_shape)
         init = _kernel_init(init_scale)
@@ -111,8 +143,8 @@ class SpikingConvNet(nnx.Module):
                                 rngs=rngs)
         self.out = nnx.Linear(hidden, num_classes, use_bias=bias, dtype=dtype, param_dtype=jnp.float32,
                               kernel_init=init, rngs=rngs)
-        self.spiking = nnx.List([SpikingNeurons(neuron, n) for n in (*channels, hidden, num_classes)])
-        self.neuron, self.dtype = neuron, dtype
+        self.spiking = _spiking_layers(neuron, (*channels, hidden, num_classes), output)
+        self.neuron, self.dtype, self.output = neuron, dtype, output
         # a spike entering conv i drives k*k*out synapses (after a 2x2 average pool it reaches the next
         # conv through one pooled unit, so the same count holds); a dense input spike drives `hidden`
         fan = [kernels[0] ** 2 * channels[0]]
@@ -121,17 +153,19 @@ class SpikingConvNet(nnx.Module):
         self.fan_out = tuple(fan)
 
     def __call__(self, x):
+        return spikes_of(self, x)
+
+    def outputs(self, x, reads=READ_SPIKES):
         x = jnp.moveaxis(x, 2, -1).astype(self.dtype)  # [T, B, H, W, P]
         spikes = [x]
         for conv, spiking in zip(self.convs, self.spiking):
             x = spiking(_time_distributed(conv, x))
             spikes.append(x)
             x = _time_distributed(lambda y: nnx.avg_pool(y, (2, 2), strides=(2, 2)), x)
-        x = x.reshape(x.shape[:2] + (-1,))
-        for layer, spiking in zip((self.dense, self.out), self.spiking[len(self.convs):]):
-            x = _dense_spiking(layer, spiking, x)
-            spikes.append(x)
-        return x, spikes
+        x = _dense_spiking(self.dense, self.spiking[len(self.convs)], x.reshape(x.shape[:2] + (-1,)))
+        spikes.append(x)
+        outputs, last = _dense_output(self.out, self.spiking[-1], x, self.output, reads)
+        return outputs, spikes + [last]
 
     def connections(self, spikes):
         """Each conv and dense layer's (input [T, B, ...] as the layer sees it, i.e. after the average pool,
@@ -156,12 +190,12 @@ class SpikingRNN(nnx.Module):
 
     Each hidden layer is `neurons.recurrent_lif`: I[t] = x[t] W_in + b + s[t-1] W_rec (W_in from the layer
     below as one matmul over all T*B rows, only W_rec inside the time loop); the output layer is dense with
-    a plain `Neuron` (its spike counts feed the losses). LIF neurons only (kind="lif"). W_rec is initialised
+    a plain `Neuron` or the integrator (`output`). LIF neurons only (kind="lif"). W_rec is initialised
     with `recurrent_scale` (variance scaling over fan-in, like the other kernels with `init_scale`)."""
 
     def __init__(self, in_features: int, hidden: Sequence[int], num_classes: int, neuron: Neuron, *,
                  rngs: nnx.Rngs, dtype=jnp.float32, init_scale: float = 1.0, bias: bool = True,
-                 recurrent_scale: float = 1.0):
+                 recurrent_scale: float = 1.0, output: str = "spiking"):
         if neuron.kind != "lif":
             raise ValueError(f"the recurrent model's neurons are LIF (kind='lif'), got kind={neuron.kind!r}")
         if not hidden:
@@ -173,12 +207,15 @@ class SpikingRNN(nnx.Module):
         self.layers = nnx.List([linear(a, b, bias, init) for a, b in zip(sizes[:-1], sizes[1:])])
         self.recurrent = nnx.List([linear(n, n, False, _kernel_init(recurrent_scale)) for n in hidden])
         self.out = linear(hidden[-1], num_classes, bias, init)
-        self.spiking = nnx.List([SpikingNeurons(neuron, n) for n in (*hidden, num_classes)])
-        self.neuron, self.dtype = neuron, dtype
+        self.spiking = _spiking_layers(neuron, (*hidden, num_classes), output)
+        self.neuron, self.dtype, self.output = neuron, dtype, output
         # a hidden spike drives the next layer and, one step later, its own layer through W_rec
         self.fan_out = (hidden[0], *(n + m for n, m in zip(hidden, (*hidden[1:], num_classes))), 0)
 
     def __call__(self, x):
+        return spikes_of(self, x)
+
+    def outputs(self, x, reads=READ_SPIKES):
         x = x.reshape(x.shape[:2] + (-1,)).astype(self.dtype)
         spikes = [x]
         implementation = "reference" if self.neuron.implementation == "reference" else "auto"
@@ -191,9 +228,8 @@ class SpikingRNN(nnx.Module):
                 surrogate_params=dict(self.neuron.surrogate_params), detach_reset=self.neuron.detach_reset,
                 implementation=implementation)
             spikes.append(x)
-        x = _dense_spiking(self.out, self.spiking[-1], x)
-        spikes.append(x)
-        return x, spikes
+        outputs, last = _dense_output(self.out, self.spiking[-1], x, self.output, reads)
+        return outputs, spikes + [last]
 
     def connections(self, spikes):
         """(input [T, B, F], nonzero fan-out [F], all fan-out) of every connection, for

@@ -13,6 +13,11 @@ from flax import nnx
 from spikejax import neurons
 
 LEARN_SHAPES = ("neuron", "layer")
+# The output layers a model can end in, and what each gives (the outputs a loss may read, `losses.READS`):
+#   spiking     the model's neuron (LIF): spikes, and its membrane v (before reset) when asked
+#   integrator  a non-spiking leaky integrator u[t] = beta u[t-1] + I[t] (`neurons.leaky_integrator`, the
+#               neuron's beta, whatever its kind): membrane only
+OUTPUTS = {"spiking": ("spikes", "membrane"), "integrator": ("membrane",)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,14 +60,19 @@ class Neuron:
         """The names of the learnable parameters, e.g. ("beta", "threshold")."""
         return tuple(k for k in ("beta", "threshold", "alpha") if getattr(self, f"learn_{k}"))
 
-    def __call__(self, currents, **values):
-        """`values`: beta / threshold / alpha arrays that replace the fixed numbers (see SpikingNeurons)."""
+    def __call__(self, currents, *, return_membrane: bool = False, **values):
+        """`values`: beta / threshold / alpha arrays that replace the fixed numbers (see SpikingNeurons);
+        `return_membrane`: (spikes, membrane) (the kind's function must take it; lif and cuba_lif do)."""
         get = lambda k: values.get(k, getattr(self, k))
         kwargs = dict(beta=get("beta"), threshold=get("threshold"), reset=self.reset, surrogate=self.surrogate,
                       surrogate_params=dict(self.surrogate_params), detach_reset=self.detach_reset,
                       recompute_chunk=self.recompute_chunk, implementation=self.implementation)
+        if return_membrane and self.implementation == "pallas":  # the kernels give spikes only
+            kwargs["implementation"] = "fused"
         kind = neurons.get_kind(self.kind)
         extra = {k: get(k) for k in kind.parameters if k not in kwargs}
+        if return_membrane:
+            extra["return_membrane"] = True
         return kind.function(currents, **extra, **kwargs)
 
 
@@ -167,4 +177,38 @@ class SpikingNeurons(nnx.Module):
 
     def __call__(self, currents):
         return self.neuron(currents, **self.values())
+
+
+def check_output(output: str, reads) -> None:
+    """ValueError unless the output layer `output` ("spiking" or "integrator") gives everything in `reads`."""
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {list(OUTPUTS)}, got {output!r}")
+    missing = [r for r in reads if r not in OUTPUTS[output]]
+    if missing:
+        raise ValueError(f"a model with output={output!r} gives {list(OUTPUTS[output])}, not {missing}: read "
+                         "'membrane', or use output='spiking'")
+
+
+def output_neuron(neuron: Neuron, output: str) -> Neuron:
+    """The output layer's Neuron settings: an integrator learns only beta (it has no threshold or alpha)."""
+    check_output(output, ())
+    if output == "integrator":
+        return dataclasses.replace(neuron, learn_threshold=False, learn_alpha=False)
+    return neuron
+
+
+def output_layer(spiking: SpikingNeurons, currents, output: str, reads):
+    """The output layer's neurons on currents [T, B, C]: (outputs {"spikes": [T, B, C] (a spiking output),
+    "membrane": [T, B, C] (when read, or an integrator)}, the layer's spikes for the per-layer counts: an
+    integrator's are zeros, so that layer indices, fan-outs and reports keep their places)."""
+    check_output(output, reads)
+    if output == "integrator":
+        beta = spiking.values().get("beta", spiking.neuron.beta)
+        membrane = neurons.leaky_integrator(currents, beta=beta)
+        return {"membrane": membrane}, jnp.zeros_like(membrane)
+    if "membrane" in reads:
+        spikes, membrane = spiking.neuron(currents, return_membrane=True, **spiking.values())
+        return {"spikes": spikes, "membrane": membrane}, spikes
+    spikes = spiking(currents)
+    return {"spikes": spikes}, spikes
 

@@ -45,6 +45,9 @@ walks time in chunks ("chunked", `spikejax.neurons._dense`), so that neither the
 its gradient exists and the step's temporaries stay near two [T, B, N] arrays (spikes, kept membrane)
 instead of four, which keeps them below glibc's mmap threshold, where every call would otherwise map fresh
 pages and fault on each one, up to twice the T.
+
+`leaky_integrator(I, beta=...)` is the non-spiking readout u[t] = beta*u[t-1] + I[t] (no threshold, no
+reset): a model's output layer when `output="integrator"` (`spikejax.models`).
 """
 from __future__ import annotations
 
@@ -57,11 +60,12 @@ import jax.numpy as jnp
 
 from spikejax import surrogate as surrogate_lib
 from spikejax.neurons._fused import _fused_lif, _lif_reference
+from spikejax.neurons._integrator import leaky_integrator
 from spikejax.neurons._step import PARAMETERS
 from spikejax.neurons.registry import NeuronKind, get_kind, kinds, register_kind
 
-__all__ = ["IMPLEMENTATIONS", "RESETS", "NeuronKind", "cuba_lif", "dense_lif", "get_kind", "kinds", "lif",
-           "recurrent_lif", "register_kind"]
+__all__ = ["IMPLEMENTATIONS", "RESETS", "NeuronKind", "cuba_lif", "dense_lif", "get_kind", "kinds",
+           "leaky_integrator", "lif", "recurrent_lif", "register_kind"]
 
 RESETS = ("subtract", "zero")
 IMPLEMENTATIONS = ("auto", "fused", "pallas", "reference")
@@ -146,7 +150,8 @@ def lif(
       reset: "subtract" or "zero".
       surrogate, surrogate_params: surrogate derivative by name and its parameters.
       detach_reset: if True (default) the reset term carries no gradient.
-      return_membrane: also return the membrane potential v [T, ...].
+      return_membrane: also return the membrane potential v [T, ...]: v[t] of the equations, before the
+        reset of a spike at t (which acts at t+1), so a step that fires shows v[t] > threshold.
       state_dtype: dtype in which v is integrated.
       implementation: "auto" (see the module docstring), "fused", "pallas" or "reference".
       recompute_chunk: fused only: keep one membrane state per this many steps and recompute in the

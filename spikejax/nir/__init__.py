@@ -34,6 +34,9 @@ writes, per spiking layer:
            read the same everywhere). Not -dt/ln(beta): importers use Euler, not the exponential.
   CubaLIF  tau_syn = dt/(1 - alpha), w_in = tau_syn/dt, tau_mem = dt/(1 - beta), r = tau_mem/dt
   beta = 1 IF with r = 1 (v[t] = v[t-1] + I[t] exactly, whatever dt)
+  LI       a non-spiking integrator output layer (`model.output = "integrator"`, u[t] = beta u[t-1] + I[t]):
+           tau = dt / (1 - beta), r = 1, v_leak = 0, gain folded as for LIF; I (r = 1) where beta = 1.
+           Export only: `from_nir` runs spiking graphs and refuses LI by name
 and imports the inverse (beta = 1 - dt/tau, input gain dt r / tau, and dt v_leak / tau as a constant
 current; IF: beta = 1, input gain r). NIR resets to v_reset: that is spikejax's `reset="zero"` only when
 v_reset = 0. A neuron kind exports as its registered `nir_node` (`spikejax.neurons.register_kind`); a

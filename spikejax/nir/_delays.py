@@ -15,7 +15,7 @@ import numpy as np
 
 from spikejax import delays as delays_lib
 from spikejax.nir._common import NIRError, _nir
-from spikejax.nir._export import _array, _dense, _neuron_node, _neuron_values
+from spikejax.nir._export import _array, _dense, _neuron_node, _neuron_values, _output
 
 
 def _steps(layer, kernel_size: int) -> np.ndarray:
@@ -54,7 +54,8 @@ def delayed_graph(model, neuron, dt: float, nodes: dict, edges: list, max_parame
                 f"the graph would hold {total:,} numbers so far, more than max_parameters = {max_parameters:,}. "
                 "Train with model.delay.per='channel', or pass to_nir(..., max_parameters=...) and read the file "
                 "with from_nir(..., max_parameters=...)")
-        node, gain = _neuron_node(neuron, _neuron_values(neuron, spiking), (outputs,), dt)
+        node, gain = _neuron_node(neuron, _neuron_values(neuron, spiking), (outputs,), dt,
+                                  _output(model) if k == len(kernels) - 1 else "spiking")
         bias = _array(layer.bias) * gain if layer.bias is not None else None
         neuron_name = f"{type(node).__name__.lower()}{k}"
         branches = _branches(steps, kernel.T * gain[:, None])

@@ -47,6 +47,20 @@ def _cuba_lif_node(beta, threshold, alpha, full, dt, features):
                        w_in=full(tau_syn / dt)), np.ones(features, np.float32)
 
 
+def _li_node(beta, full, dt, features):
+    """A non-spiking integrator output layer, u[t] = beta u[t-1] + I[t]: LI (tau = dt / (1 - beta), r = 1,
+    v_leak = 0, the gain tau/dt folded into its weights, as for LIF), or I (r = 1) where every beta is 1."""
+    nir = _nir()
+    if np.all(beta >= 1.0):
+        return nir.I(r=full(1.0)), np.ones(features, np.float32)
+    if np.any(beta >= 1.0):
+        raise NIRError("an integrator whose learned beta reaches 1 in some neurons and not in others has no NIR "
+                       "node (LI needs beta < 1, I beta = 1)")
+    tau = dt / (1.0 - beta)
+    return nir.LI(tau=full(tau), r=full(1.0), v_leak=full(0.0)), np.broadcast_to(tau / dt, (features,)).astype(
+        np.float32)
+
+
 # NIR node type -> the function writing it; a neuron kind exports as its registered `nir_node`
 # (`spikejax.neurons.get_kind(kind).nir_node`); a kind without one, or with a node not here, is refused.
 NODE_WRITERS = {"LIF": _lif_node, "CubaLIF": _cuba_lif_node}
@@ -62,13 +76,14 @@ def _node_maker(kind: str):
     return NODE_WRITERS[node]
 
 
-def _neuron_node(neuron, values: dict, shape: tuple[int, ...], dt: float):
+def _neuron_node(neuron, values: dict, shape: tuple[int, ...], dt: float, output: str = "spiking"):
     """(the NIR node of a spikejax `models.Neuron` over `shape` (features first: [F] or [C, H, W]) with
     parameter `values` (scalars or per-feature [F]), the gain [F] to fold into its input weights). The time
     constants are computed in float64 and stored as float32; the gain is float32, so that the folded weights
     are the float32 products W * gain, as importers would form them. NIRError for a kind not in
-    NODE_WRITERS."""
-    make = _node_maker(neuron.kind)
+    NODE_WRITERS. `output="integrator"`: the model's non-spiking output layer, as LI (`_li_node`)."""
+    make = _node_maker(neuron.kind) if output == "spiking" else lambda beta, threshold, alpha, *rest: _li_node(
+        beta, *rest)
 
     def full(v):
         v = np.asarray(v, np.float32)
@@ -76,6 +91,11 @@ def _neuron_node(neuron, values: dict, shape: tuple[int, ...], dt: float):
 
     beta, threshold, alpha = (np.asarray(values[k], np.float64) for k in ("beta", "threshold", "alpha"))
     return make(beta, threshold, alpha, full, dt, shape[0])
+
+
+def _output(model) -> str:
+    """The model's output layer, "spiking" or "integrator" (`spikejax.models.OUTPUTS`)."""
+    return getattr(model, "output", "spiking")
 
 
 def _array(x) -> np.ndarray:
@@ -92,7 +112,9 @@ def to_nir(model, *, dt: float = DEFAULT_DT, approximate: bool = False,
     `approximate=True` exports a subtractive-reset model with NIR's reset to 0, which other frameworks
     then run differently (10-15% of spikes differed when measured); without it that model is refused.
     A DelayedMLP is written with its rounded delays (what it evaluates with) as Delay nodes; one whose
-    per-synapse expansion would hold more than `max_parameters` numbers is refused before it is built."""
+    per-synapse expansion would hold more than `max_parameters` numbers is refused before it is built. A
+    non-spiking integrator output layer (`output="integrator"`) is written as NIR's LI node (I where beta =
+    1); `from_nir` does not read LI back (it runs spiking graphs)."""
     from spikejax import models
     from spikejax.nir import _delays
 
@@ -118,7 +140,8 @@ def to_nir(model, *, dt: float = DEFAULT_DT, approximate: bool = False,
         previous = "input"
         for i, (layer, spiking) in enumerate(zip(model.layers, model.spiking)):
             kernel, bias = kernels[i], _array(layer.bias) if layer.bias is not None else None
-            node, gain = _neuron_node(neuron, _neuron_values(neuron, spiking), (kernel.shape[1],), dt)
+            node, gain = _neuron_node(neuron, _neuron_values(neuron, spiking), (kernel.shape[1],), dt,
+                                      _output(model) if i == len(kernels) - 1 else "spiking")
             previous = add(f"linear{i}", _dense(kernel.T * gain[:, None], None if bias is None else bias * gain),
                            previous)
             previous = add(f"{type(node).__name__.lower()}{i}", node, previous)
@@ -196,7 +219,8 @@ def _conv_graph(model, neuron, dt, nodes, edges, add):
     spiking = model.spiking[len(model.convs):]
     for i, (kernel, layer) in enumerate(((dense * scale, model.dense), (_array(model.out.kernel), model.out))):
         bias = _array(layer.bias) if layer.bias is not None else None
-        node, gain = _neuron_node(neuron, _neuron_values(neuron, spiking[i]), (kernel.shape[1],), dt)
+        node, gain = _neuron_node(neuron, _neuron_values(neuron, spiking[i]), (kernel.shape[1],), dt,
+                                  _output(model) if i == 1 else "spiking")
         previous = add(f"linear{i}", _dense(kernel.T * gain[:, None], None if bias is None else bias * gain),
                        previous)
         previous = add(f"{type(node).__name__.lower()}{len(model.convs) + i}", node, previous)
