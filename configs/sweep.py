@@ -35,16 +35,21 @@ def default_grid(quick: bool = False) -> ml_collections.ConfigDict:
 def get_config(setting: str = "") -> ml_collections.ConfigDict:
     s = ml_collections.ConfigDict()
     s.losses = ("mse", "softmax", "nll", "nll_window")
-    s.seeds = 5  # final stage: seeds 0 .. seeds-1
-    s.tune_seeds = 2  # tuning stage: seeds 1000 .. 1000+tune_seeds-1
-    s.epochs = 8  # both stages (None: the run config's); 8 keeps the default comparison under 15 min on 2 cores
-    s.max_replicas = placeholder(int)  # None: each stage in one program; N: programs of at most N replicas
-    s.learning_rates = (1e-3, 3e-3, 1e-2)
+    s.seeds = 10  # final stage: seeds 0 .. seeds-1 (10 paired seeds: a sign-flip test can reach p = 2/2^10)
+    s.tune_seeds = 3  # tuning stage: seeds 1000 + k, each holding out validation fold k (<= 1/validation_fraction)
+    s.epochs = 8  # both stages (None: the run config's)
+    s.max_replicas = placeholder(int)  # None: one program per tuning fold and one final; N: at most N replicas each
+    s.learning_rates = (3e-4, 1e-3, 3e-3)
     s.grid = default_grid()
+    s.extend = True  # a choice on a grid edge extends that axis one step outward (then tuned, only the new points)
+    s.max_extensions = 2  # rounds of extension at most
+    s.halving_fraction = placeholder(float)  # None: no halving
+    s.halving_fraction = 0.5  # successive halving: after this fraction of the steps drop each loss's worse half
     if setting == "quick":  # about a minute on 2 CPU cores, for smoke runs; no statistics worth reading
         s.seeds, s.tune_seeds, s.epochs = 2, 1, 2
         s.learning_rates = (3e-3,)
         s.grid = default_grid(quick=True)
+        s.extend, s.halving_fraction = False, None
     elif setting:
         raise ValueError(f"unknown sweep setting {setting!r}; the one setting is 'quick'")
     return s
