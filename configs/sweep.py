@@ -2,11 +2,14 @@
 
   python -m experiments.compare_losses                                   # this grid, digits_events
   python -m experiments.compare_losses --sweep=configs/sweep.py:quick    # the smoke setting (--quick)
-  python -m experiments.compare_losses --sweep.seeds=10 --sweep.learning_rates='(1e-3,3e-3)'
-  python -m experiments.compare_losses --sweep.grid.softmax.temperature='(0.5,1.0,2.0)'
+  python -m experiments.compare_losses --sweep.seeds=20 --sweep.learning_rates='(1e-3,3e-3)'
+  python -m experiments.compare_losses --sweep.grid.softmax.temperature='(0.25,0.5,1.0,2.0)'
+  python -m experiments.compare_losses --sweep.halving_fraction=0 --sweep.extend=False   # the plain grid
 
-Tuning: every loss x learning rate x that loss's grid, `tune_seeds` seeds each, chosen on validation
-accuracy; final: the chosen configuration of each loss with `seeds` fresh seeds, tested once. `losses`
+Tuning: every loss x learning rate x that loss's grid, `tune_seeds` seeds each (seed k validated on fold k
+of the training split), the worse half per loss dropped at `halving_fraction` of the steps, a choice on a
+grid edge extended outward (`extend`, `max_extensions`), chosen on mean validation accuracy; final: the
+chosen configuration of each loss with `seeds` fresh seeds, tested once. `losses`
 names comparison labels: every registered loss is one, and variants add more (nll_window: spike NLL over
 sliding windows); `grid.<label>.<param>` starts at the registry's default grid (`spikejax.losses`).
 """
@@ -43,7 +46,7 @@ def get_config(setting: str = "") -> ml_collections.ConfigDict:
     s.grid = default_grid()
     s.extend = True  # a choice on a grid edge extends that axis one step outward (then tuned, only the new points)
     s.max_extensions = 2  # rounds of extension at most
-    s.halving_fraction = placeholder(float)  # None: no halving
+    s.halving_fraction = placeholder(float)  # None or 0 (on the command line): no halving
     s.halving_fraction = 0.5  # successive halving: after this fraction of the steps drop each loss's worse half
     if setting == "quick":  # about a minute on 2 CPU cores, for smoke runs; no statistics worth reading
         s.seeds, s.tune_seeds, s.epochs = 2, 1, 2

@@ -146,7 +146,7 @@ def test_the_defaults_and_the_new_sweep_fields():
     quick = sweep_configs.get_config("quick")
     assert not quick.extend and quick.halving_fraction is None
     for field, value, message in (("extend", 1, "True or False"), ("max_extensions", -1, "integer >= 0"),
-                                  ("halving_fraction", 1.0, "> 0 and < 1"), ("learning_rates", (2.0,), "<= 1")):
+                                  ("halving_fraction", 1.0, ">= 0 and < 1"), ("learning_rates", (2.0,), "<= 1")):
         bad = ml_collections.ConfigDict({**sweep_configs.get_config().to_dict(), field: value})
         with pytest.raises(ConfigError, match=f"sweep field {field}.*{message}"):
             sweep.validate(bad)

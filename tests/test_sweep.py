@@ -232,7 +232,7 @@ HALVING = ("--sweep.halving_fraction=0.5", "--sweep.tune_seeds=2", "--sweep.lear
 @pytest.mark.slow
 @pytest.mark.parametrize("killed_in,extra,resumed", [
     ("final/0/checkpoints/2", (), "final 1/1: resumed from"),
-    ("tune/0/0-rest/checkpoints/4", HALVING, "tune fold 0 0 continued: resumed from")])
+    ("tune/0/0-rest/checkpoints/4", HALVING, "tune fold 0 0 continued: resumed from")], ids=["final", "halving"])
 def test_a_killed_sweep_resumes_to_the_same_result(digits_data_dir, tmp_path, killed_in, extra, resumed):
     """SIGKILL in the middle of the final stage (after its step-2 checkpoint), or, with successive halving, in
     the middle of a continued tuning program; the same command then reads the finished programs, resumes the

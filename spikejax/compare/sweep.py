@@ -72,8 +72,8 @@ def _rules() -> dict:
         return None if isinstance(v, bool) else "True or False"
 
     def fraction(v):
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 < v < 1.0
-        return None if ok else "a number > 0 and < 1"
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v < 1.0
+        return None if ok else "a number >= 0 and < 1 (0 or None: no halving)"
 
     return {"losses": labels, "seeds": config_lib.integer(1), "tune_seeds": config_lib.integer(1),
             "epochs": config_lib.optional(config_lib.integer(1)),
@@ -233,7 +233,7 @@ def compare_losses(config, sweep, workdir: str, *, stop: loop.StopSignal | None 
                           "must be <= that")
     grid = configurations(sweep, config)
     tune, tune_seconds, halving = _tune(config, sweep, grid, os.path.join(workdir, "tune"), stop=stop,
-                                        halving=sweep.halving_fraction, name="tune")
+                                        halving=sweep.halving_fraction or None, name="tune")
     chosen = select(tune)
     extended: dict[str, list[dict]] = {label: [] for label in sweep.losses}
     for round_ in range(1, sweep.max_extensions + 1 if sweep.extend else 1):
