@@ -196,7 +196,7 @@ def _tune(config, sweep, grid: list[dict], folder: str, *, stop, halving: float 
     for label, entry in cut.items():
         log(f"halving {label}: kept {len(entry['kept'])}, dropped {len(entry['dropped'])} at step(s) "
             f"{sorted(set(step.values()))}: " + "; ".join(describe(d["row"]) for d in entry["dropped"]))
-    return records, seconds, {"fraction": halving, "step": step, **{"labels": cut}}
+    return records, seconds, {"fraction": halving, "step": step, "labels": cut}
 
 
 def _axes(label: str, grid: list[dict]) -> list[selection.Axis]:
