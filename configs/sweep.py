@@ -2,11 +2,14 @@
 
   python -m experiments.compare_losses                                   # this grid, digits_events
   python -m experiments.compare_losses --sweep=configs/sweep.py:quick    # the smoke setting (--quick)
-  python -m experiments.compare_losses --sweep.seeds=10 --sweep.learning_rates='(1e-3,3e-3)'
-  python -m experiments.compare_losses --sweep.grid.softmax.temperature='(0.5,1.0,2.0)'
+  python -m experiments.compare_losses --sweep.seeds=20 --sweep.learning_rates='(1e-3,3e-3)'
+  python -m experiments.compare_losses --sweep.grid.softmax.temperature='(0.25,0.5,1.0,2.0)'
+  python -m experiments.compare_losses --sweep.halving_fraction=0 --sweep.extend=False   # the plain grid
 
-Tuning: every loss x learning rate x that loss's grid, `tune_seeds` seeds each, chosen on validation
-accuracy; final: the chosen configuration of each loss with `seeds` fresh seeds, tested once. `losses`
+Tuning: every loss x learning rate x that loss's grid, `tune_seeds` seeds each (seed k validated on fold k
+of the training split), the worse half per loss dropped at `halving_fraction` of the steps, a choice on a
+grid edge extended outward (`extend`, `max_extensions`), chosen on mean validation accuracy; final: the
+chosen configuration of each loss with `seeds` fresh seeds, tested once. `losses`
 names comparison labels: every registered loss is one, and variants add more (nll_window: spike NLL over
 sliding windows); `grid.<label>.<param>` starts at the registry's default grid (`spikejax.losses`).
 """
@@ -35,19 +38,24 @@ def default_grid(quick: bool = False) -> ml_collections.ConfigDict:
 def get_config(setting: str = "") -> ml_collections.ConfigDict:
     s = ml_collections.ConfigDict()
     s.losses = ("mse", "softmax", "nll", "nll_window")
-    s.seeds = 5  # final stage: seeds 0 .. seeds-1
-    s.tune_seeds = 2  # tuning stage: seeds 1000 + seed_offset * tune_seeds, ... (tune_seeds of them)
+    s.seeds = 10  # final stage: seeds 0 .. seeds-1 (10 paired seeds: a sign-flip test can reach p = 2/2^10)
+    s.tune_seeds = 3  # tuning stage: seeds 1000 + k, each holding out validation fold k (<= 1/validation_fraction)
     # a second, disjoint seed set (final seeds seed_offset .. seed_offset+seeds-1, tuning seeds moved on too);
     # with --reproduce=<first run>/comparison.json the report marks which verdicts both seed sets reach
     s.seed_offset = 0
-    s.epochs = 8  # both stages (None: the run config's); 8 keeps the default comparison under 15 min on 2 cores
-    s.max_replicas = placeholder(int)  # None: each stage in one program; N: programs of at most N replicas
-    s.learning_rates = (1e-3, 3e-3, 1e-2)
+    s.epochs = 8  # both stages (None: the run config's)
+    s.max_replicas = placeholder(int)  # None: one program per tuning fold and one final; N: at most N replicas each
+    s.learning_rates = (3e-4, 1e-3, 3e-3)
     s.grid = default_grid()
+    s.extend = True  # a choice on a grid edge extends that axis one step outward (then tuned, only the new points)
+    s.max_extensions = 2  # rounds of extension at most
+    s.halving_fraction = placeholder(float)  # None or 0 (on the command line): no halving
+    s.halving_fraction = 0.5  # successive halving: after this fraction of the steps drop each loss's worse half
     if setting == "quick":  # about a minute on 2 CPU cores, for smoke runs; no statistics worth reading
         s.seeds, s.tune_seeds, s.epochs = 2, 1, 2
         s.learning_rates = (3e-3,)
         s.grid = default_grid(quick=True)
+        s.extend, s.halving_fraction = False, None
     elif setting:
         raise ValueError(f"unknown sweep setting {setting!r}; the one setting is 'quick'")
     return s

@@ -6,8 +6,10 @@
   python -m experiments.compare_losses --workdir=runs/cmp2 --sweep.seed_offset=100 \
       --reproduce=runs/cmp/comparison.json                      # a second seed set: which verdicts hold
 
-Tunes every loss (mse, softmax, nll, nll_window) over its grid on the validation hold-out, trains each
-loss's chosen configuration with --seeds fresh seeds, tests it once, and writes <workdir>/comparison.md,
+Tunes every loss (mse, softmax, nll, nll_window) over its grid with --sweep.tune_seeds seeds, each on its
+own validation fold of the training split (successive halving at --sweep.halving_fraction of the steps; a
+choice on a grid edge extends that axis, --sweep.extend / --sweep.max_extensions), trains each loss's
+chosen configuration with --seeds fresh seeds, tests it once, and writes <workdir>/comparison.md,
 comparison.json, replicas.jsonl and the plots (spikejax.compare.sweep, spikejax.compare.report). The replicas of a
 stage train together in one compiled program. Rerunning the same command resumes a killed sweep.
 
@@ -32,7 +34,7 @@ common.show_in_help(*(name for name in common.RUN_FLAGS if name not in ("loss", 
 config_flags.DEFINE_config_file("sweep", None, "The grid and seeds (default configs/sweep.py; "
                                 "configs/sweep.py:quick with --quick); override fields with --sweep.a=value.",
                                 lock_config=True)
-flags.DEFINE_integer("seeds", None, "Seeds per loss in the final stage (default: the sweep config's, 5).")
+flags.DEFINE_integer("seeds", None, "Seeds per loss in the final stage (default: the sweep config's, 10).")
 flags.DEFINE_bool("quick", False, "The smoke setting, configs/sweep.py:quick: about a minute on 2 CPU cores.")
 flags.DEFINE_string("reproduce", None, "Another run's comparison.json on a disjoint seed set (run this one with "
                     "--sweep.seed_offset): the report marks which verdicts both seed sets reach.")

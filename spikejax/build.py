@@ -223,14 +223,20 @@ def load_split(config, split: str) -> data_lib.CachedSplit:
                          **dict(config.data.options))
 
 
-def training_splits(config) -> tuple[data_lib.CachedSplit, data_lib.CachedSplit | None]:
+def training_splits(config, fold: int = 0) -> tuple[data_lib.CachedSplit, data_lib.CachedSplit | None]:
     """(the part of the training split that trains, the validation hold-out or None when
-    data.validation_fraction is 0); see `spikejax.data.split`."""
+    data.validation_fraction is 0); `fold`: which disjoint hold-out of that fraction (0: the single
+    run's; the sweep's tuning seeds each hold out their own); see `spikejax.data.split`."""
     full = load_split(config, "train")
-    kept, held = split_lib.holdout(full.labels, config.data.validation_fraction)
+    kept, held = split_lib.holdout(full.labels, config.data.validation_fraction, fold=fold)
     if not len(held):
         return full, None
     return full.subset(kept), full.subset(held)
+
+
+def validation_folds(config) -> int:
+    """How many disjoint validation folds data.validation_fraction gives (`training_splits`' folds)."""
+    return split_lib.fold_count(config.data.validation_fraction)
 
 
 def packed_frame_shape(split: data_lib.CachedSplit) -> tuple[int, ...] | None:

@@ -218,32 +218,41 @@ def test_report_statistics_by_hand(tmp_path):
     assert os.path.getsize(tmp_path / "accuracy_over_time.png") > 1000
 
 
-def _compare(workdir, data_dir):
+def _compare(workdir, data_dir, *extra):
     return [sys.executable, "-m", "experiments.compare_losses", "--quick", f"--workdir={workdir}",
             f"--data_dir={data_dir}", "--config.model.hidden=(32,)", "--max_steps=6", "--config.log_every=1",
-            "--config.checkpoint_every_steps=2", "--sweep.losses=('mse','nll')"]
+            "--config.checkpoint_every_steps=2", "--sweep.losses=('mse','nll')", *extra]
+
+
+# successive halving with two tuning seeds (two folds, one program each) and two learning rates: every program
+# stops at step 3, each loss drops one of its two configurations, the other continues from there to step 6
+HALVING = ("--sweep.halving_fraction=0.5", "--sweep.tune_seeds=2", "--sweep.learning_rates=(1e-3,3e-3)")
 
 
 @pytest.mark.slow
-def test_a_killed_sweep_resumes_to_the_same_result(digits_data_dir, tmp_path):
-    """SIGKILL in the middle of the final stage (after its step-2 checkpoint); the same command then reads
-    the finished tuning stage, resumes the final one, and reports exactly what an uninterrupted sweep
-    reports."""
+@pytest.mark.parametrize("killed_in,extra,resumed", [
+    ("final/0/checkpoints/2", (), "final 1/1: resumed from"),
+    ("tune/0/0-rest/checkpoints/4", HALVING, "tune fold 0 0 continued: resumed from")], ids=["final", "halving"])
+def test_a_killed_sweep_resumes_to_the_same_result(digits_data_dir, tmp_path, killed_in, extra, resumed):
+    """SIGKILL in the middle of the final stage (after its step-2 checkpoint), or, with successive halving, in
+    the middle of a continued tuning program; the same command then reads the finished programs, resumes the
+    killed one, and reports exactly what an uninterrupted sweep reports (the halving recorded)."""
     whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
     # the uninterrupted sweep runs beside the killed one (both are mostly start-up and compilation)
-    uninterrupted = _start(_compare(whole, digits_data_dir)[2:])
-    process = subprocess.Popen(_compare(killed, digits_data_dir), cwd=REPO, stdout=subprocess.DEVNULL,
+    uninterrupted = _start(_compare(whole, digits_data_dir, *extra)[2:])
+    process = subprocess.Popen(_compare(killed, digits_data_dir, *extra), cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    marker = os.path.join(killed, "final", "0", "checkpoints", "2")
+    marker = os.path.join(killed, killed_in)
     deadline = time.time() + 300
     while not os.path.isdir(marker) and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert not os.path.exists(os.path.join(killed, "final", "0", "result.json"))  # killed before the end
-    out = subprocess.run(_compare(killed, digits_data_dir), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert not os.path.exists(os.path.join(os.path.dirname(marker), "..", "result.json"))  # killed before the end
+    out = subprocess.run(_compare(killed, digits_data_dir, *extra), cwd=REPO, capture_output=True, text=True,
+                         timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "tune 1/1: finished earlier" in out.stdout and "final 1/1: resumed from" in out.stdout
+    assert "tune fold 0 1/1: finished earlier" in out.stdout and resumed in out.stdout
     out = _finish(uninterrupted)
     assert out.returncode == 0, out.stderr[-3000:]
     a, b = (json.load(open(os.path.join(w, "comparison.json"))) for w in (whole, killed))
@@ -251,4 +260,10 @@ def test_a_killed_sweep_resumes_to_the_same_result(digits_data_dir, tmp_path):
         for metric in comparison.METRICS:
             assert a["losses"][label]["measures"][metric]["values"] == \
                 b["losses"][label]["measures"][metric]["values"], (label, metric)
-    assert a["hypotheses"] == b["hypotheses"]
+    assert a["hypotheses"] == b["hypotheses"] and a["selection"] == b["selection"] and a["halving"] == b["halving"]
+    if extra:
+        assert {label: len(entry["dropped"]) for label, entry in a["halving"]["labels"].items()} == {"mse": 1, "nll": 1}
+        assert a["halving"]["step"] == {"0": 3, "1": 3}
+        dropped = [json.loads(line) for line in open(os.path.join(whole, "replicas.jsonl"))]
+        dropped = [r for r in dropped if r.get("dropped_at") is not None]
+        assert len(dropped) == 4 and all(r["validation"]["step"] == 3 for r in dropped)  # 2 configs x 2 seeds

@@ -141,6 +141,28 @@ def reproduction_lines(document: dict) -> list[str]:
     return ["## Reproduction on a second seed set", "", *lines(document["reproduction"]), ""]
 
 
+def selection_text(document: dict) -> str:
+    """The successive halving and the edge extensions, in words (comparison.json's "halving" and "selection")."""
+    halving, parts = document.get("halving"), []
+    if halving:
+        dropped = {label: len(entry["dropped"]) for label, entry in halving["labels"].items()}
+        parts.append(f"Successive halving: at step(s) {sorted(set(halving['step'].values()))} "
+                     f"({halving['fraction']:g} of the steps) each loss kept its better half and dropped "
+                     + ", ".join(f"{n} of {label}" for label, n in dropped.items()) + ".")
+    for label, entry in document.get("selection", {}).items():
+        for move in entry.get("extended") or []:
+            parts.append(f"{label}: {move['axis']} extended {move['direction']} from {move['from']:g} to "
+                         f"{move['to']:g} (round {move['round']}).")
+        for move in entry.get("at_bound") or []:
+            edge = "lower" if move["direction"] == "down" else "upper"
+            parts.append(f"{label}: {move['axis']} = {move['at']:g} lies on the grid's {edge} edge and could not be "
+                         "extended (a bound).")
+        if entry.get("on_edge"):
+            parts.append(f"{label}: the choice still lies on a grid edge of {', '.join(entry['on_edge'])} (extension "
+                         "off or out of rounds): the optimum may lie beyond the grid.")
+    return " ".join(parts) or "No choice lay on a grid edge; nothing was halved."
+
+
 def render(document: dict) -> str:
     """comparison.md from comparison.json's parsed content."""
     config, sweep, host, seconds = document["config"], document["sweep"], document["machine"], document["train_seconds"]
@@ -151,9 +173,11 @@ def render(document: dict) -> str:
         f"{config['batch_size']}, T = {data['time_bins']} steps of {data['bin_width_us']} us, model "
         f"{model['name']} {tuple(model['hidden'])}, optimizer {config['optimizer']['name']}.", "",
         f"Selection: {len(document['grid'])} configurations (every loss x learning rate x that loss's parameters) "
-        f"were trained with {sweep['tune_seeds']} tuning seed(s) each; per loss, the one with the best mean final "
-        f"accuracy on the validation hold-out ({data['validation_fraction']:.0%} of the training split, "
-        "stratified) was kept. The test split was used once, for the kept configurations, with fresh seeds. "
+        f"were trained with {sweep['tune_seeds']} tuning seed(s) each, seed k holding out its own validation fold "
+        f"k ({data['validation_fraction']:.0%} of the training split, stratified, disjoint between seeds); per "
+        "loss, the one with the best mean final validation accuracy over the seeds was kept. "
+        f"{selection_text(document)} The test split was used once, for the kept configurations, with fresh "
+        "seeds (validated on fold 0). "
         "Seed s gives every loss the same initial weights and the same batches (its data order); other seeds "
         "other weights and orders. Each cell: median [first quartile, third quartile] over the seeds; per-seed "
         "values below. Latency at matched accuracy: the first step at which accuracy over time reaches "

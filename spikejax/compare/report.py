@@ -48,7 +48,7 @@ import numpy as np
 from spikejax import losses
 from spikejax.compare import stats
 from spikejax.compare.render import render, table
-from spikejax.compare.sweep import describe
+from spikejax.compare.selection import describe
 from spikejax.errors import MissingDependencyError
 from spikejax.files import atomic_write, atomic_write_json
 from spikejax.workdir import log
@@ -266,10 +266,16 @@ def write(result: dict, workdir: str, reproduce: str | None = None) -> dict:
 
     document = json.loads(json.dumps({
         **analyse(result), "config": result["config"], "sweep": result["sweep"], "grid": result["grid"],
-        "selection_rule": "highest mean final validation accuracy over the tuning seeds; configurations with a "
-                          "diverged seed (frozen, or a non-finite validation result) are never selected; ties to "
-                          "the first in grid order; a loss all of whose configurations diverged is listed in "
-                          "every_configuration_diverged, not compared",
+        "selection_rule": "highest mean final validation accuracy over the tuning seeds (seed k validated on its "
+                          "own fold k of the training split); configurations with a diverged seed (frozen, or a "
+                          "non-finite validation result) or dropped by successive halving are never selected; ties "
+                          "to the first in grid order; a choice on a grid edge extends that axis outward (see "
+                          "selection[label].extended / at_bound); a loss all of whose configurations diverged is "
+                          "listed in every_configuration_diverged, not compared",
+        "selection": {label: {k: s.get(k) for k in ("row", "validation_mean", "extended", "at_bound",
+                                                                  "on_edge")}
+                      for label, s in result["selection"].items()},
+        "halving": result.get("halving"),
         "candidates": {label: s["candidates"] for label, s in result["selection"].items()},
         "train_seconds": result["train_seconds"], "machine": machine()}))
     if reproduce is not None:

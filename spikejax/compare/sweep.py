@@ -1,55 +1,62 @@
-"""Loss-comparison sweeps: grids of replicas (`spikejax.compare.replicas`) trained together in one compiled program,
-validated after every epoch, resumed exactly after a kill, and one configuration chosen per loss on
-validation data only.
+"""The loss comparison: a grid of configurations per loss, tuned on validation folds, one chosen per loss,
+then trained with fresh seeds and tested once. Each stage is a set of programs (`spikejax.compare.program`:
+replicas trained together, resumable).
 
   sweep_config = configs/sweep.py's get_config()          the grid, the seeds and the stages
   validate(sweep_config)
-  result = compare_losses(config, sweep_config, workdir)  tune -> select -> final; returns the records
+  result = compare_losses(config, sweep_config, workdir)  tune -> select -> (extend)* -> final
 
-The comparison runs in two stages, each a set of programs of at most `max_replicas` replicas:
   tune   every configuration of the grid (per loss: learning rates x that loss's parameters) with
-         `tune_seeds` seeds 1000, 1001, ...; validation accuracy only, the test split is not touched.
-  select per loss, the configuration with the highest mean final validation accuracy over its tuning seeds;
-         a configuration any of whose seeds diverged is never selected; ties go to the first in grid order.
-         A loss all of whose configurations diverged is reported as diverged and has no final stage.
+         `tune_seeds` seeds 1000 + k, k = 0, 1, ...; seed 1000 + k holds out validation fold k of the
+         training split (`spikejax.data.split`: disjoint, stratified, the same on every machine) and trains
+         on the rest, so selection reads tune_seeds x 10% of the training split (at a validation fraction of
+         0.1); one program per fold (its replicas share that fold's data). Validation accuracy only: the test
+         split is not touched. With `halving_fraction` (successive halving, as in ASHA/Hyperband) every
+         program stops at that fraction of its steps, each loss's worse half of configurations (mean
+         validation accuracy over the seeds at that step, `selection.halve`) is dropped, and the rest train on
+         from that checkpoint to the full length.
+  select per loss, the configuration with the highest mean final validation accuracy over its tuning seeds
+         (`selection.select`); a configuration any of whose seeds diverged, or that halving dropped, is never
+         selected; ties go to the first in grid order. A loss all of whose configurations diverged is
+         reported as diverged and has no final stage.
+  extend when a loss's choice lies on the edge of an axis (the learning rate or a tuned loss parameter,
+         `selection.extend`), that axis is extended one step outward through the chosen point (a ratio on a
+         log axis, within the parameter's bounds), only the new configurations are tuned (all tuning seeds,
+         full length, no halving) and selection is redone, up to `max_extensions` rounds (`extend=False`:
+         none). The selection records each label's moves ("extended") and the edges it could not pass
+         ("at_bound").
   final  each selected configuration with `seeds` fresh seeds 0, 1, ... (disjoint from the tuning seeds, so
-         the reported spread carries no selection bias), evaluated once on the test split.
+         the reported spread carries no selection bias), trained without fold 0 (the single run's hold-out,
+         validated there) and evaluated once on the test split.
 A replica's seed sets its initial weights and its data order (as a single run's `seed` does): replicas of
 equal seeds start from the same weights and see the same batches in the same order, so losses compare
 paired, seed by seed, and the spread over seeds includes the data order.
 
-A program lives in its own folder: checkpoints/ (the stacked train state; meta: the data-iterator state,
-the validation curves so far, the training time) and, once done, result.json. A rerun of the same command
-returns finished programs' results and resumes unfinished ones from their newest intact checkpoint; a
-different config or grid in the same folder is refused, and so is a different length (epochs, max_steps:
-unlike a single run, a sweep program may not be extended or shortened, finished or not, since the programs of
-one comparison must train equally long).
+Folders: tune/<fold>/<i> (and <i>-rest after a halving), tune/extend<r>/<fold>/<i>, final/<i>. A rerun of
+the same command reads finished programs, redoes the (deterministic) halving and extension decisions from
+their results, and resumes the unfinished program.
 
 Labels (the losses as reports name them) are the registry's comparison labels (`spikejax.losses.labels()`):
 every registered loss, and variants such as nll_window (spike NLL over sliding windows).
 """
 from __future__ import annotations
 
-import functools
-import json
 import os
 
-import jax
-import numpy as np
-
-from spikejax import build, evaluate, loop, losses, parallel
+from spikejax import build, loop, losses
 from spikejax import config as config_lib
-from spikejax.checkpoint import check_resumable, check_same_data
-from spikejax.compare import replicas
-from spikejax.errors import ConfigError, ConfigMismatchError, RunError
-from spikejax.workdir import atomic_write_json, log
+from spikejax.compare import selection
+from spikejax.compare.program import run_program
+from spikejax.compare.selection import describe, select
+from spikejax.errors import ConfigError, RunError
+from spikejax.workdir import log
+
+__all__ = ["compare_losses", "configurations", "describe", "run_program", "select", "validate", "with_seeds"]
 
 TUNE_SEED_OFFSET = 1000
 
 
 def _rules() -> dict:
-    positive = config_lib.number(0.0, low_open=True)
-
     def values(rule):
         def check(v):
             ok = isinstance(v, (list, tuple)) and len(v) >= 1 and all(rule(x) is None for x in v)
@@ -61,11 +68,20 @@ def _rules() -> dict:
         ok = isinstance(v, (list, tuple)) and v and all(x in known for x in v) and len(set(v)) == len(v)
         return None if ok else f"a tuple of distinct names among {known}"
 
+    def boolean(v):
+        return None if isinstance(v, bool) else "True or False"
+
+    def fraction(v):
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v < 1.0
+        return None if ok else "a number >= 0 and < 1 (0 or None: no halving)"
+
     return {"losses": labels, "seeds": config_lib.integer(1), "tune_seeds": config_lib.integer(1),
             "seed_offset": config_lib.integer(0, TUNE_SEED_OFFSET - 1),
             "epochs": config_lib.optional(config_lib.integer(1)),
             "max_replicas": config_lib.optional(config_lib.integer(1)),
-            "learning_rates": values(positive), "grid": config_lib.mapping}
+            "learning_rates": values(config_lib.number(0.0, 1.0, low_open=True)), "grid": config_lib.mapping,
+            "extend": boolean, "max_extensions": config_lib.integer(0),
+            "halving_fraction": config_lib.optional(fraction)}
 
 
 def validate(sweep) -> None:
@@ -131,186 +147,6 @@ def with_seeds(rows: list[dict], seeds) -> list[dict]:
     return [{**row, "seed": int(seed)} for row in rows for seed in seeds]
 
 
-def _key(row: dict) -> str:
-    return json.dumps({k: v for k, v in row.items() if k != "seed"}, sort_keys=True)
-
-
-def describe(row: dict) -> str:
-    """"lr=0.001 temperature=2" for a configuration row."""
-    return " ".join(f"{'lr' if k == 'learning_rate' else k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
-                    for k, v in row.items() if k not in ("label", "loss", "seed"))
-
-
-def select(records: list[dict]) -> dict[str, dict]:
-    """Per label, the configuration with the highest mean final validation accuracy over its seeds; one any
-    of whose seeds diverged (was frozen) or has a non-finite validation accuracy or loss is never selected
-    (it counts as diverged; "diverged_at" holds None for a seed that was not frozen) (ties to the first in
-    grid order). A label all of whose
-    configurations diverged has "row" and "validation_mean" None: it is reported as diverged, not compared.
-    {label: {"row", "validation_mean", "candidates": [{"row", "validation_mean", "values", "diverged",
-    "diverged_at": {seed: step}}]}}."""
-    groups: dict[str, dict] = {}
-    for record in records:
-        group = groups.setdefault(_key(record["row"]), {"row": {k: v for k, v in record["row"].items()
-                                                                if k != "seed"}, "values": [], "diverged": False,
-                                                        "diverged_at": {}})
-        group["values"].append(record["validation"]["accuracy"])
-        finite = all(np.isfinite(record["validation"].get(k, 0.0)) for k in ("accuracy", "loss"))
-        if record["frozen_at"] is not None or not finite:
-            group["diverged"] = True
-            group["diverged_at"][str(record["row"].get("seed"))] = record["frozen_at"]
-    chosen: dict[str, dict] = {}
-    for group in groups.values():
-        group["validation_mean"] = float(np.mean(group["values"]))
-        entry = chosen.setdefault(group["row"]["label"], {"candidates": []})
-        entry["candidates"].append(group)
-    for entry in chosen.values():
-        eligible = [c for c in entry["candidates"] if not c["diverged"]]
-        best = max(eligible, key=lambda c: c["validation_mean"]) if eligible else None  # max keeps the first
-        entry.update(row=best and best["row"], validation_mean=best and best["validation_mean"])
-    return chosen
-
-
-def _replica_overrides(row: dict) -> dict:
-    return {k: v for k, v in row.items() if k != "label"}
-
-
-def run_program(config, rows: list[dict], folder: str, *, test: bool, stop: loop.StopSignal | None = None,
-                title: str = "sweep") -> list[dict]:
-    """Trains the replicas `rows` (each {"label", "seed", "loss", "learning_rate", loss parameters}) of
-    `config` together in `folder` on the shared loop, resuming from its newest intact checkpoint; validation
-    after every epoch, the test split at the end when `test`. Returns one record per row: {"row",
-    "frozen_at", "validation_curve": [{"step", "epoch", "accuracy", "loss"}], "validation": {"accuracy", "loss",
-    "step" and, at the last epoch, evaluate.DIAGNOSTICS}, "test": eval summary or None,
-    "train_seconds"}, also written to <folder>/result.json."""
-    config_lib.validate(config)
-    folder = os.path.abspath(os.path.expanduser(folder))
-    identity = {"config": config_lib.to_dict(config), "rows": json.loads(json.dumps(rows)), "test": test}
-    done_path = os.path.join(folder, "result.json")
-    if os.path.exists(done_path):
-        with open(done_path) as f:
-            done = json.load(f)
-        _check_identity(done["identity"], identity, folder)
-        log(f"{title}: finished earlier, results read from {done_path}")
-        return done["records"]
-
-    mesh = parallel.data_mesh()
-    loop.check_batch_split(config.batch_size, mesh.size)
-    train_data, validation = build.training_splits(config)
-    if validation is None:
-        raise ConfigError("config field data.validation_fraction = 0.0: a sweep selects on validation data; "
-                          "must be > 0")
-    test_data = build.load_split(config, "test") if test else None
-    selection, hyper = replicas.hyperparameters([_replica_overrides(r) for r in rows], config)
-    # each replica walks the data in the order of its own seed (one order shared, or several stacked)
-    orders = replicas.data_seeds(hyper)
-    plan = loop.schedule(batch_size=config.batch_size, epochs=config.epochs, max_steps=config.max_steps,
-                         log_every=config.log_every, checkpoint_every=config.checkpoint_every_steps,
-                         seed=orders[0], train_samples=len(train_data), devices=mesh.size,
-                         data_seeds=orders if len(orders) > 1 else None)
-    frame, classes = train_data.frame_shape, len(train_data.classes)
-    tx = build.optimizer(config, plan.total_steps)
-    graphdef, state = replicas.init_state(config, hyper, tx, mesh, frame, classes)
-    model = build.model(config, frame, classes)
-    shared = dict(graphdef=graphdef, frame_shape=build.packed_frame_shape(train_data), selection=selection)
-    hyper_device = parallel.replicate(hyper, mesh)
-    program_step = replicas.parallel_train_step(mesh, tx=tx, rate_penalty=config.loss.rate_penalty,
-                                                stacked=plan.data_seeds is not None,
-                                                target_rate=config.loss.target_rate, total_steps=plan.total_steps,
-                                                augment=build.augment(config), **shared)
-    eval_fn = replicas.parallel_eval_step(mesh, fan_out=model.fan_out, **shared)
-    facts = replicas.report_facts(config, rows)  # each replica's summary names its own loss
-
-    def evaluate_on(split, params):
-        totals = evaluate.sum_over_split(eval_fn, split, config.eval_batch_size, mesh=mesh, args=(params,),
-                                         extra=(hyper_device,))
-        return replicas.summaries(totals, facts, len(rows))
-
-    def on_epoch(at, state, meta):
-        summaries = evaluate_on(validation, state["params"])
-        _log_validation(title, at, rows, summaries)
-        return {**meta, "curve": meta["curve"] + [{"step": at, "epoch": at / plan.batches_per_epoch,
-                                                   "accuracy": [s["accuracy"] for s in summaries],
-                                                   "loss": [s["mean_loss"] for s in summaries]}],
-                "diagnostics": [{k: s[k] for k in evaluate.DIAGNOSTICS} for s in summaries]}
-
-    defaults = {"data": {"epoch": 0, "position": 0}, "identity": identity, "curve": [], "diagnostics": None,
-                "train_seconds": 0.0, "data_fingerprint": train_data.fingerprint}
-
-    def check_meta(saved):
-        _check_identity(saved["identity"], identity, folder)
-        check_same_data(saved, train_data.fingerprint, train_data.path)
-
-    with loop.Session(folder, state, defaults, mesh=mesh, keep=config.keep_checkpoints, title=title,
-                      check_meta=check_meta) as session:
-        first = int(np.asarray(jax.device_get(session.state["step"]))[0])
-        log(f"{title}: {len(rows)} replicas in one program on {mesh.size} device(s), {len(train_data)} training "
-            f"samples ({len(validation)} held out), batch {config.batch_size}, steps {first} -> {plan.stop_at}")
-        outcome = session.train(lambda state, *batch: program_step(state, *batch, hyper_device), train_data, plan,
-                                report=functools.partial(_report, plan), stop=stop, on_epoch=on_epoch,
-                                samples_per_step=config.batch_size * len(rows))
-        tested = evaluate_on(test_data, outcome.state["params"]) if test else [None] * len(rows)
-        frozen = np.asarray(jax.device_get(outcome.state["frozen_at"]))
-        records = [_record(r, row, outcome.meta, tested[r], int(frozen[r])) for r, row in enumerate(rows)]
-        if jax.process_index() == 0:
-            atomic_write_json(done_path, {"identity": identity, "records": records})
-        return records
-
-
-def _record(r: int, row: dict, meta: dict, tested: dict | None, frozen_at: int) -> dict:
-    curve = [{"step": c["step"], "epoch": c["epoch"], "accuracy": c["accuracy"][r], "loss": c["loss"][r]}
-             for c in meta["curve"]]
-    final = curve[-1]
-    diagnostics = meta["diagnostics"][r] if meta.get("diagnostics") else {}  # evaluate.DIAGNOSTICS, last epoch
-    return {"row": row, "frozen_at": None if frozen_at < 0 else frozen_at, "validation_curve": curve,
-            "validation": {"accuracy": final["accuracy"], "loss": final["loss"], "step": final["step"],
-                           **diagnostics},
-            "test": tested, "train_seconds": meta["train_seconds"]}
-
-
-# The fields a sweep program may not change even to resume (a single run may): how long it trains. Every
-# program of a comparison trains equally long, and a finished program's results stand for its own length only.
-LENGTH_FIELDS = ("epochs", "max_steps")
-
-
-def _check_identity(saved: dict, current: dict, folder: str) -> None:
-    """ConfigMismatchError unless the program in `folder` is this one: the same replicas and stage, a config
-    that `check_resumable` accepts, and the same LENGTH_FIELDS (named with both values)."""
-    for field in LENGTH_FIELDS:
-        before, now = saved["config"].get(field), current["config"].get(field)
-        if before != now:
-            flag = "--sweep.epochs" if field == "epochs" else "--config.max_steps"
-            raise ConfigMismatchError(f"{folder} holds a sweep program trained with {field} = {before!r}, now "
-                                      f"{field} = {now!r}; a comparison's programs all train equally long: rerun "
-                                      f"with {flag}={before}, or use a new --workdir")
-    check_resumable(saved["config"], current["config"])
-    if saved["rows"] != current["rows"] or saved.get("test") != current["test"]:
-        raise ConfigMismatchError(f"{folder} holds a sweep program with other replicas (a different grid, seeds or "
-                                  "stage); use a new --workdir, or rerun with the same sweep settings")
-
-
-def _report(plan, at, metrics, state, last_saved):
-    """The replicas' log line and metrics.jsonl values: medians over the finite replicas, and how many
-    diverged (frozen) so far."""
-    del last_saved
-    values = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
-    diverged = int(np.sum(np.asarray(jax.device_get(state["frozen_at"])) >= 0))
-    finite = values["loss"][np.isfinite(values["loss"])]
-    loss = float(np.median(finite)) if finite.size else float("nan")
-    accuracy = values["accuracy"]
-    line = (f"step {at}/{plan.stop_at} epoch {at / plan.batches_per_epoch:.2f} train-batch accuracy median "
-            f"{np.median(accuracy):.3f} (min {np.min(accuracy):.3f}, max {np.max(accuracy):.3f}) loss median "
-            f"{loss:.4f} diverged {diverged}")
-    return {"loss_median": loss, "accuracy_median": float(np.median(accuracy)), "diverged": diverged}, line
-
-
-def _log_validation(title, step, rows, summaries) -> None:
-    accuracy = np.asarray([s["accuracy"] for s in summaries])
-    best = int(np.argmax(accuracy))
-    log(f"{title}: validation at step {step}: median {np.median(accuracy):.4f}, best {accuracy[best]:.4f} "
-        f"({rows[best]['label']} {describe(rows[best])} seed {rows[best]['seed']})")
-
-
 def _programs(rows: list[dict], max_replicas: int | None) -> list[list[dict]]:
     size = max_replicas or len(rows)
     return [rows[i:i + size] for i in range(0, len(rows), size)]
@@ -332,44 +168,132 @@ def final_seeds(sweep) -> range:
     return range(sweep.seed_offset, sweep.seed_offset + sweep.seeds)
 
 
+def tuning_seeds(sweep) -> list[int]:
+    """The tuning seeds, start + k for k < tune_seeds, start = TUNE_SEED_OFFSET + seed_offset * tune_seeds (a
+    second seed set tunes anew too); the k-th holds out validation fold k."""
+    start = TUNE_SEED_OFFSET + sweep.seed_offset * sweep.tune_seeds
+    return list(range(start, start + sweep.tune_seeds))
+
+
+def _tune(config, sweep, grid: list[dict], folder: str, *, stop, halving: float | None, name: str):
+    """Tunes the configurations `grid` with every tuning seed, one seed (its own validation fold) per
+    program, in <folder>/<fold>/<i>; with `halving` (a fraction of the steps) every program first stops
+    there, the worse half of each label's configurations (`selection.halve`, over all seeds) is dropped, and
+    the rest continue in <folder>/<fold>/<i>-rest. Returns (records (the dropped ones with "dropped_at",
+    their validation at that step), training seconds, the halving record or None)."""
+    records, seconds, early = [], 0.0, {}
+    for fold, seed in enumerate(tuning_seeds(sweep)):
+        programs = _programs(with_seeds(grid, [seed]), sweep.max_replicas)
+        for i, rows in enumerate(programs):
+            path = os.path.join(folder, str(fold), str(i))
+            out = run_program(config, rows, path, test=False, stop=stop, fold=fold, stop_fraction=halving,
+                              title=f"{name} fold {fold} {i + 1}/{len(programs)}")
+            seconds += out[0]["train_seconds"]
+            early[path] = (fold, rows, out)
+    if halving is None:
+        return [r for _, _, out in early.values() for r in out], seconds, None
+    cut = selection.halve([r for _, _, out in early.values() for r in out])
+    kept = {selection.key(row) for entry in cut.values() for row in entry["kept"]}
+    step = {}
+    for path, (fold, rows, out) in early.items():
+        indices = [j for j, row in enumerate(rows) if selection.key(row) in kept]
+        records += [{**r, "dropped_at": r["validation"]["step"]} for j, r in enumerate(out) if j not in indices]
+        step[str(fold)] = out[0]["validation"]["step"]
+        if indices:
+            rest = run_program(config, [rows[j] for j in indices], path + "-rest", test=False, stop=stop, fold=fold,
+                               start={"folder": path, "rows": rows, "indices": indices},
+                               title=f"{name} fold {fold} {os.path.basename(path)} continued")
+            records += rest
+            seconds += rest[0]["train_seconds"]
+    for label, entry in cut.items():
+        log(f"halving {label}: kept {len(entry['kept'])}, dropped {len(entry['dropped'])} at step(s) "
+            f"{sorted(set(step.values()))}: " + "; ".join(describe(d["row"]) for d in entry["dropped"]))
+    return records, seconds, {"fraction": halving, "step": step, "labels": cut}
+
+
+def _axes(label: str, grid: list[dict]) -> list[selection.Axis]:
+    """The tuned axes of a label: the learning rate (log scale) and its loss's parameters in the grid."""
+    spec = losses.get(losses.entry(label).loss)
+    names = sorted({k for row in grid if row["label"] == label for k in row} - {"label", "loss", "learning_rate"})
+    return [selection.Axis("learning_rate", log_scale=True)] + [
+        selection.Axis(n, log_scale=spec.param(n).log_scale, integer=spec.param(n).integer) for n in names]
+
+
+def _allowed(config):
+    bounds = config_lib.flatten(config_lib.to_dict(config))
+
+    def allowed(row: dict) -> bool:
+        spec = losses.get(row["loss"])
+        params = {k: v for k, v in row.items() if k not in ("label", "loss", "learning_rate", "seed")}
+        return 0.0 < row["learning_rate"] <= 1.0 and not spec.problems({**dict(config.loss[spec.name]), **params},
+                                                                         bounds)
+    return allowed
+
+
 def compare_losses(config, sweep, workdir: str, *, stop: loop.StopSignal | None = None) -> dict:
-    """tune -> select -> final (see the module docstring) in `workdir`/tune/<i> and final/<i>. Returns
-    {"tune": records, "selection": select(...), "final": records, "train_seconds": {"tune", "final"}}."""
+    """tune -> select -> (extend -> select)* -> final (see the module docstring) in `workdir`/tune and final.
+    Returns {"config", "sweep", "grid", "tune": records, "selection": select(...) with each label's
+    "extended" moves, "at_bound" (edges no step passes) and "on_edge" (axes still on an edge), "halving",
+    "final": records, "train_seconds": {"tune", "final"}}."""
     validate(sweep)
     config = stage_config(config, sweep)
     config_lib.validate(config)
+    folds = build.validation_folds(config)
+    if sweep.tune_seeds > folds:
+        raise ConfigError(f"sweep field tune_seeds = {sweep.tune_seeds}: each tuning seed holds out its own validation "
+                          f"fold, and data.validation_fraction = {config.data.validation_fraction} has {folds}; "
+                          "must be <= that")
     grid = configurations(sweep, config)
-    tune_start = TUNE_SEED_OFFSET + sweep.seed_offset * sweep.tune_seeds  # a second seed set tunes anew too
-    tune_rows = with_seeds(grid, range(tune_start, tune_start + sweep.tune_seeds))
-    tune: list[dict] = []
-    programs = _programs(tune_rows, sweep.max_replicas)
-    for i, rows in enumerate(programs):
-        tune += run_program(config, rows, os.path.join(workdir, "tune", str(i)), test=False, stop=stop,
-                            title=f"tune {i + 1}/{len(programs)}")
-    selection = select(tune)
+    tune, tune_seconds, halving = _tune(config, sweep, grid, os.path.join(workdir, "tune"), stop=stop,
+                                        halving=sweep.halving_fraction or None, name="tune")
+    chosen = select(tune)
+    extended: dict[str, list[dict]] = {label: [] for label in sweep.losses}
+    for round_ in range(1, sweep.max_extensions + 1 if sweep.extend else 1):
+        tuned = [{k: v for k, v in r["row"].items() if k != "seed"} for r in tune]
+        new_rows = []
+        for label in sweep.losses:
+            if chosen[label]["row"] is None:
+                continue
+            rows, moves = selection.extend(chosen[label]["row"], [t for t in tuned if t["label"] == label],
+                                           _axes(label, grid), _allowed(config))
+            new_rows += rows
+            extended[label] += [{**m, "round": round_} for m in moves]
+        if not new_rows:
+            break
+        log(f"extension {round_}: {len(new_rows)} configuration(s) beyond a grid edge: "
+            + "; ".join(f"{r['label']} {describe(r)}" for r in new_rows))
+        records, seconds, _ = _tune(config, sweep, new_rows, os.path.join(workdir, "tune", f"extend{round_}"),
+                                    stop=stop, halving=None, name=f"extend {round_}")
+        tune, tune_seconds = tune + records, tune_seconds + seconds
+        chosen = select(tune)
+    tuned = [{k: v for k, v in r["row"].items() if k != "seed"} for r in tune]
     for label in sweep.losses:
-        if selection[label]["row"] is None:
+        _, edges = selection.extend(chosen[label]["row"], [t for t in tuned if t["label"] == label],
+                                    _axes(label, grid), _allowed(config)) if chosen[label]["row"] else (None, [])
+        chosen[label]["extended"] = [m for m in extended[label] if not m.get("at_bound")]
+        chosen[label]["at_bound"] = [m for m in edges if m.get("at_bound")]  # on an edge no step can pass
+        chosen[label]["on_edge"] = [m["axis"] for m in edges if not m.get("at_bound")]  # extensions ran out
+        if chosen[label]["on_edge"]:
+            log(f"{label}: the choice still lies on the grid edge of {chosen[label]['on_edge']} (extension "
+                + ("off" if not sweep.extend else f"stopped after {sweep.max_extensions} round(s)") + ")")
+        if chosen[label]["row"] is None:
             log(f"nothing selected for {label}: every configuration diverged in tuning; it is reported as diverged "
                 "and left out of the final stage")
             continue
-        log(f"selected for {label}: {describe(selection[label]['row'])} (mean validation accuracy "
-            f"{selection[label]['validation_mean']:.4f} over {sweep.tune_seeds} tuning seed(s))")
-    selected = [label for label in sweep.losses if selection[label]["row"] is not None]
+        log(f"selected for {label}: {describe(chosen[label]['row'])} (mean validation accuracy "
+            f"{chosen[label]['validation_mean']:.4f} over {sweep.tune_seeds} tuning seed(s), one fold each)")
+    selected = [label for label in sweep.losses if chosen[label]["row"] is not None]
     if not selected:
         raise RunError(f"every configuration of every loss diverged in tuning (see {workdir}/tune/*/result.json); "
                        "lower --sweep.learning_rates and rerun with a new --workdir")
-    final_rows = with_seeds([selection[label]["row"] for label in selected], final_seeds(sweep))
+    final_rows = with_seeds([chosen[label]["row"] for label in selected], final_seeds(sweep))
     final: list[dict] = []
+    final_seconds = 0.0
     programs = _programs(final_rows, sweep.max_replicas)
     for i, rows in enumerate(programs):
-        final += run_program(config, rows, os.path.join(workdir, "final", str(i)), test=True, stop=stop,
-                             title=f"final {i + 1}/{len(programs)}")
-    seconds = {stage: _program_seconds(records, sweep.max_replicas) for stage, records in
-               (("tune", tune), ("final", final))}
+        records = run_program(config, rows, os.path.join(workdir, "final", str(i)), test=True, stop=stop,
+                              title=f"final {i + 1}/{len(programs)}")
+        final, final_seconds = final + records, final_seconds + records[0]["train_seconds"]
     return {"config": config_lib.to_dict(config), "sweep": config_lib.to_dict(sweep), "grid": grid, "tune": tune,
-            "selection": selection, "final": final, "train_seconds": seconds}
-
-
-def _program_seconds(records: list[dict], max_replicas: int | None) -> float:
-    """The summed training time of the programs (every record of a program carries the same time)."""
-    return float(sum(program[0]["train_seconds"] for program in _programs(records, max_replicas)))
+            "selection": chosen, "halving": halving, "final": final,
+            "train_seconds": {"tune": tune_seconds, "final": final_seconds}}

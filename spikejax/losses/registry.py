@@ -5,7 +5,7 @@ these entries; nothing else names a loss or its parameters.
   @register("my_loss", params=(Param("margin", 1.0, check=positive, grid=(0.5, 1.0, 2.0)),))
   def my_loss(spikes, labels, *, margin=1.0, mask=None): ...      # [T, B, C], [B] -> scalar
 
-  register_variant("nll_window", of="nll", grid={"window": (5, 10)}, title="spike NLL (sliding window)")
+  register_variant("nll_window", of="nll", grid={"window": (5, 10, 20)}, title="spike NLL (sliding window)")
 
 A loss is a function (outputs [T, B, C], labels int [B], *, mask=None, **params) -> scalar float32 batch mean.
 `reads` names the model output it takes: "spikes" (the output layer's spikes) or "membrane" (its membrane
@@ -69,7 +69,9 @@ def positive_int(value) -> str | None:
 @dataclasses.dataclass(frozen=True)
 class Param:
     """A loss hyperparameter. `check(value)` returns None when allowed, else what is allowed; `grid`: the
-    default values the comparison tunes over (empty: not tuned, the config's value is used); `optional`:
+    default values the comparison tunes over (empty: not tuned, the config's value is used; the sweep extends
+    it outward when its choice lies on an edge: by the ratio of the edge's two values when `log_scale`, else
+    by their difference); `optional`:
     None is allowed (0 stands for it in a replica's array, so 0 itself must not be allowed); `integer`: its
     replica array is int32; `at_most`: a run-config field that bounds it (e.g. "data.time_bins", T)."""
     name: str
@@ -80,6 +82,7 @@ class Param:
     integer: bool = False
     doc: str = ""
     at_most: str | None = None
+    log_scale: bool = False
 
     def problem(self, value) -> str | None:
         if value is None:
