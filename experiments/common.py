@@ -234,6 +234,23 @@ def _raise_stopped(signum, frame):
     raise Stopped(signum)
 
 
+def redeliver_lost_stops() -> None:
+    """A signal handler's exception raised while Python runs a callback (a garbage-collection callback of
+    jax's, a __del__) is "ignored": printed and dropped, and the program went on to finish with exit 0
+    after a Ctrl-C (seen in CI: SIGINT during the cache build, swallowed in jax's _xla_gc_callback). When a
+    Stopped is dropped that way, the signal is raised again, so its handler runs once more at the next
+    bytecode of the main program, and nothing is printed."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, Stopped):
+            signal.raise_signal(unraisable.exc_value.signum)
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+
+
 def run(main) -> None:
     """app.run(main) with the flags above; SpikejaxError, a full disk and app.UsageError end the process
     with one line on stderr and the error's exit code; SIGINT / SIGTERM outside the training loop with one
@@ -249,6 +266,7 @@ def run(main) -> None:
         quiet_logging()
         if not _verbose():
             silence_orbax_shutdown_noise()
+        redeliver_lost_stops()
         try:
             main(argv)
         except KeyboardInterrupt as error:  # Stopped, or a SIGINT delivered before our handler was in place

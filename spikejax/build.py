@@ -252,9 +252,16 @@ def apply_model(graphdef, params, inputs, frame_shape=None, progress=None, reads
     give it. With `frame_shape`, inputs are bit-packed uint8 [T, b, ceil(F/8)] and are unpacked on the
     device first. `progress` (training: step / total steps, a scalar in [0, 1]) reaches models that read it
     (`models.takes_progress`: a delayed model's annealed delay width); None (evaluation) gives their
-    deployed form (integer delays)."""
+    deployed form (integer delays). A model of your own with only `__call__(x) -> (output spikes, layers)`
+    gives spikes."""
     if frame_shape is not None:
         inputs = unpack_spikes(inputs, frame_shape)
     model = nnx.merge(graphdef, params)
     extra = {"progress": progress} if models.takes_progress(model) else {}
+    if not hasattr(model, "outputs"):
+        if set(reads) - {"spikes"}:
+            raise ValueError(f"the model {type(model).__name__} has no `outputs` method, so it gives output spikes "
+                             f"only; the loss reads {tuple(reads)}")
+        out, layers = model(inputs, **extra)
+        return {"spikes": out}, layers
     return model.outputs(inputs, tuple(reads), **extra)
