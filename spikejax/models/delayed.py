@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from spikejax import delays as delays_lib
-from spikejax.models.networks import READ_SPIKES, _kernel_init, _spiking_layers, spikes_of
+from spikejax.models.networks import READ_SPIKES, _kernel_init, _spiking_layers, dense_connection, spikes_of
 from spikejax.models.neuron import Neuron, output_layer
 
 DELAY_SHAPES = ("synapse", "channel")
@@ -118,8 +118,7 @@ class DelayedMLP(nnx.Module):
     def connections(self, spikes):
         """Each layer's (input [T, B, F_in], nonzero fan-out [F_in], all fan-out), for
         `readout.neurobench_ops` (a delay moves a synaptic operation in time, it adds none)."""
-        return [(x, jnp.sum(layer.kernel[...] != 0, axis=1), layer.kernel.shape[1])
-                for layer, x in zip(self.layers, spikes[:-1])]
+        return [dense_connection(x, layer.kernel[...]) for layer, x in zip(self.layers, spikes[:-1])]
 
 
 __all__ = ["DELAY_INITS", "DELAY_SHAPES", "Delay", "DelayedDense", "DelayedMLP"]

@@ -78,6 +78,12 @@ def _spiking_layers(neuron: Neuron, sizes, output: str):
                     + [SpikingNeurons(output_neuron(neuron, output), sizes[-1])])
 
 
+def dense_connection(x, kernel):
+    """One dense connection for `readout.neurobench_ops`: (its input spikes x [T, B, F_in], the nonzero
+    fan-out of each input [F_in], the full fan-out F_out) for a kernel [F_in, F_out]."""
+    return x, jnp.sum(kernel != 0, axis=1), kernel.shape[1]
+
+
 def _kernel_init(scale):
     return nnx.initializers.variance_scaling(scale, "fan_in", "truncated_normal")
 
@@ -112,11 +118,7 @@ class SpikingMLP(nnx.Module):
     def connections(self, spikes):
         """Each dense layer's (input [T, B, F_in], nonzero fan-out [F_in], all fan-out) from the spikes
         __call__ returns; for `readout.neurobench_ops`."""
-        out = []
-        for layer, x in zip(self.layers, spikes[:-1]):
-            kernel = layer.kernel[...]
-            out.append((x, jnp.sum(kernel != 0, axis=1), kernel.shape[1]))
-        return out
+        return [dense_connection(x, layer.kernel[...]) for layer, x in zip(self.layers, spikes[:-1])]
 
 
 class SpikingConvNet(nnx.Module):
@@ -179,10 +181,8 @@ class SpikingConvNet(nnx.Module):
             out.append((x, _conv_fan_out(kernel != 0, x.shape[2:]), _conv_fan_out(jnp.ones_like(kernel), x.shape[2:])))
         flat = pool(spikes[len(self.convs)])
         flat = flat.reshape(flat.shape[:2] + (-1,))
-        for layer, x in ((self.dense, flat), (self.out, spikes[-2])):
-            kernel = layer.kernel[...]
-            out.append((x, jnp.sum(kernel != 0, axis=1), kernel.shape[1]))
-        return out
+        dense = ((self.dense, flat), (self.out, spikes[-2]))
+        return out + [dense_connection(x, layer.kernel[...]) for layer, x in dense]
 
 
 class SpikingRNN(nnx.Module):
@@ -237,12 +237,9 @@ class SpikingRNN(nnx.Module):
         and the output layer."""
         out = []
         for layer, recurrent, x, s in zip(self.layers, self.recurrent, spikes[:-2], spikes[1:-1]):
-            for kernel, source in ((layer.kernel[...], x),
-                                   (recurrent.kernel[...], jnp.concatenate([jnp.zeros_like(s[:1]), s[:-1]]))):
-                out.append((source, jnp.sum(kernel != 0, axis=1), kernel.shape[1]))
-        kernel = self.out.kernel[...]
-        out.append((spikes[-2], jnp.sum(kernel != 0, axis=1), kernel.shape[1]))
-        return out
+            out.append(dense_connection(x, layer.kernel[...]))
+            out.append(dense_connection(jnp.concatenate([jnp.zeros_like(s[:1]), s[:-1]]), recurrent.kernel[...]))
+        return out + [dense_connection(spikes[-2], self.out.kernel[...])]
 
 
 def _conv_fan_out(kernel, frame):
