@@ -76,21 +76,13 @@ def _check_epochs(grid) -> None:
 
 def _check_reproduce(path, seeds):
     """--reproduce's file, checked before any training: a readable comparison.json whose final seeds are
-    disjoint from this run's (app.UsageError, exit 2, otherwise). None without the flag."""
+    disjoint from this run's (ConfigError, exit 2, otherwise; `spikejax.compare.reproduce`). None without
+    the flag."""
     if path is None:
         return None
-    import json
+    from spikejax.compare import reproduce
 
-    try:
-        with open(path) as f:
-            other = json.load(f)
-        theirs = list(other["seeds"]), other["hypotheses"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise app.UsageError(f"--reproduce={path}: not a readable comparison.json ({error})") from None
-    shared = sorted(set(seeds) & set(theirs[0]))
-    if shared:
-        raise app.UsageError(f"--reproduce={path}: its final seeds {theirs[0]} overlap this run's {seeds}; "
-                             f"run this one with --sweep.seed_offset={max(seeds + theirs[0]) + 1}")
+    reproduce.check_disjoint(seeds, reproduce.load(path), path)
     return path
 
 

@@ -281,8 +281,7 @@ def write(result: dict, workdir: str, reproduce: str | None = None) -> dict:
     if reproduce is not None:
         from spikejax.compare import reproduce as reproduce_lib
 
-        with open(reproduce) as f:
-            document["reproduction"] = reproduce_lib.compare(document, json.load(f), reproduce)
+        document["reproduction"] = reproduce_lib.compare(document, reproduce_lib.load(reproduce), reproduce)
     atomic_write_json(os.path.join(workdir, "comparison.json"), document)
     lines = [json.dumps(replica_line(stage, record)) + "\n"
              for stage in ("tune", "final") for record in result[stage]]

@@ -15,6 +15,8 @@ the comparison says where they differ.
 """
 from __future__ import annotations
 
+import json
+
 from spikejax.errors import ConfigError
 
 SEED_FIELDS = ("seed_offset", "seeds", "tune_seeds")
@@ -52,14 +54,31 @@ def protocol_differences(this: dict, other: dict) -> list[str]:
     return out
 
 
-def compare(this: dict, other: dict, other_path: str) -> dict:
-    """The "reproduction" block of comparison.json: this run's hypotheses against the other run's. ConfigError
-    when the final seed sets overlap."""
-    shared = sorted(set(this["seeds"]) & set(other["seeds"]))
+def load(path: str) -> dict:
+    """Another run's comparison.json; ConfigError naming the file when it cannot be read as one."""
+    try:
+        with open(path) as f:
+            other = json.load(f)
+        list(other["seeds"]), list(other["hypotheses"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"--reproduce={path}: not a readable comparison.json ({error})") from None
+    return other
+
+
+def check_disjoint(seeds, other: dict, other_path: str) -> None:
+    """ConfigError when this run's final `seeds` overlap the other run's (they would not be independent)."""
+    seeds = list(seeds)
+    shared = sorted(set(seeds) & set(other["seeds"]))
     if shared:
         raise ConfigError(f"--reproduce={other_path}: its final seeds {other['seeds']} overlap this run's "
-                          f"{this['seeds']} (shared: {shared}); a reproduction needs a disjoint seed set, e.g. "
-                          f"--sweep.seed_offset={max(this['seeds'] + other['seeds']) + 1}")
+                          f"{seeds} (shared: {shared}); a reproduction needs a disjoint seed set, e.g. "
+                          f"--sweep.seed_offset={max(seeds + list(other['seeds'])) + 1}")
+
+
+def compare(this: dict, other: dict, other_path: str) -> dict:
+    """The "reproduction" block of comparison.json: this run's hypotheses against the other run's. ConfigError
+    when the final seed sets overlap (`check_disjoint`)."""
+    check_disjoint(this["seeds"], other, other_path)
     theirs = {_key(h): h for h in other["hypotheses"]}
     rows = []
     for h in this["hypotheses"]:
