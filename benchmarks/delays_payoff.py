@@ -39,12 +39,7 @@ def _config(overrides: dict, hidden: int, epochs: int | None):
     c.model.hidden = (hidden,)
     if epochs:
         c.epochs = epochs
-    for key, value in overrides.items():
-        target = c
-        *path, last = key.split(".")
-        for part in path:
-            target = target[part]
-        target[last] = value
+    c.update_from_flattened_dict(overrides)  # dotted names, e.g. {"model.delay.learn": False}
     return c
 
 

@@ -33,12 +33,7 @@ def small_config(data_dir, **overrides):
     c.max_steps = 6
     c.log_every = 1
     c.checkpoint_every_steps = 3
-    for key, value in overrides.items():
-        target = c
-        *path, last = key.split(".")
-        for part in path:
-            target = target[part]
-        target[last] = value
+    c.update_from_flattened_dict(overrides)  # dotted names, e.g. {"model.delay.kernel_size": 3}
     return c
 
 
