@@ -142,11 +142,13 @@ def _scale_updates(neuron_factor: float, delay_factor: float) -> optax.GradientT
     def factor(path):
         return neuron_factor if _is_neuron_parameter(path) else delay_factor if _is_delay(path) else 1.0
 
+    def scaled(path, u):
+        f = factor(path)
+        return u if f == 1.0 else u * f
+
     def update(updates, state, params=None):
         del params
-        scaled = jax.tree_util.tree_map_with_path(lambda path, u: u * factor(path) if factor(path) != 1.0 else u,
-                                                  updates)
-        return scaled, state
+        return jax.tree_util.tree_map_with_path(scaled, updates), state
 
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
