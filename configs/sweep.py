@@ -48,9 +48,9 @@ def get_config(setting: str = "") -> ml_collections.ConfigDict:
     s.learning_rates = (3e-4, 1e-3, 3e-3)
     s.grid = default_grid()
     s.extend = True  # a choice on a grid edge extends that axis one step outward (then tuned, only the new points)
-    s.max_extensions = 2  # rounds of extension at most
+    s.max_extensions = 1  # rounds of extension at most
     s.halving_fraction = placeholder(float)  # None or 0 (on the command line): no halving
-    s.halving_fraction = 0.5  # successive halving: after this fraction of the steps drop each loss's worse half
+    s.halving_fraction = 0.25  # successive halving: after this fraction of the steps drop each loss's worse half
     if setting == "quick":  # about a minute on 2 CPU cores, for smoke runs; no statistics worth reading
         s.seeds, s.tune_seeds, s.epochs = 2, 1, 2
         s.learning_rates = (3e-3,)

@@ -16,8 +16,8 @@ def test_the_papers_losses_are_registered_with_their_parameters():
     assert all(losses.get(n).reads == "spikes" for n in ("mse", "softmax", "nll"))
     assert losses.labels()[:4] == ["mse", "softmax", "nll", "nll_window"]
     window = losses.entry("nll_window")
-    assert window.loss == "nll" and dict(window.grid) == {"window": (5, 10, 20)}
-    assert dict(losses.entry("nll").grid) == {"min_count": (0.5, 1.0, 2.0)}  # window: not tuned, whole sample
+    assert window.loss == "nll" and dict(window.grid) == {"window": (10, 20, 30)}
+    assert dict(losses.entry("nll").grid) == {"min_count": (0.25, 0.5, 1.0)}  # window: not tuned, whole sample
 
 
 def test_parameter_rules_name_the_parameter_and_what_is_allowed():

@@ -30,7 +30,7 @@ def _mse_constraint(params):
 
 
 @register("mse", title="count-MSE", aliases=("count_mse",), constraint=_mse_constraint, params=(
-    Param("true_rate", 0.2, rate, grid=(0.2, 0.5, 0.8), doc="target spikes per step of the true class"),
+    Param("true_rate", 0.2, rate, grid=(0.5, 0.8, 0.95), doc="target spikes per step of the true class"),
     Param("false_rate", 0.03, rate, grid=(0.03,),
           doc="target spikes per step of the other classes (one value: not tuned)")))
 def count_mse(spikes, labels, *, true_rate: float = 0.2, false_rate: float = 0.03, mask=None):
@@ -45,7 +45,7 @@ def count_mse(spikes, labels, *, true_rate: float = 0.2, false_rate: float = 0.0
 
 
 @register("softmax", title="count-softmax", aliases=("count_softmax",), params=(
-    Param("temperature", 1.0, positive, grid=(0.5, 1.0, 2.0), log_scale=True,
+    Param("temperature", 1.0, positive, grid=(2.0, 4.0, 8.0), log_scale=True,
           doc="counts are divided by it before the softmax"),))
 def count_softmax(spikes, labels, *, temperature: float = 1.0, mask=None):
     """Cross-entropy of softmax(counts / temperature). spikes [T, B, C], labels [B] -> scalar."""
@@ -81,7 +81,7 @@ def _windowed_nll_per_example(spikes, labels, window, min_count):
 @register("nll", title="spike NLL (whole sample)", aliases=("spike_nll", "spikemax"), params=(
     Param("window", None, positive_int, optional=True, integer=True, at_most="data.time_bins",
           doc="None: counts over the whole sample; W: sliding windows of W steps (at most T)"),
-    Param("min_count", 1.0, positive, grid=(0.5, 1.0, 2.0), log_scale=True,
+    Param("min_count", 1.0, positive, grid=(0.25, 0.5, 1.0), log_scale=True,
           doc="lower clamp of the counts, straight-through")))
 def spike_nll(spikes, labels, *, window: int | None = None, min_count: float = 1.0, mask=None):
     """Spikemax negative log-likelihood of spike-count probabilities (module docstring). Returns a scalar.
@@ -113,7 +113,7 @@ def spike_nll(spikes, labels, *, window: int | None = None, min_count: float = 1
     return batch_mean(nan_if_invalid(per_example, labels, spikes.shape[2]), mask)
 
 
-register_variant("nll_window", of="nll", grid={"window": (5, 10, 20)}, title="spike NLL (sliding window)")
+register_variant("nll_window", of="nll", grid={"window": (10, 20, 30)}, title="spike NLL (sliding window)")
 
 
 def spike_rate_penalty(spikes, *, target_rate: float = 0.02, mask=None):

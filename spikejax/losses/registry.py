@@ -5,7 +5,7 @@ these entries; nothing else names a loss or its parameters.
   @register("my_loss", params=(Param("margin", 1.0, check=positive, grid=(0.5, 1.0, 2.0)),))
   def my_loss(spikes, labels, *, margin=1.0, mask=None): ...      # [T, B, C], [B] -> scalar
 
-  register_variant("nll_window", of="nll", grid={"window": (5, 10, 20)}, title="spike NLL (sliding window)")
+  register_variant("nll_window", of="nll", grid={"window": (10, 20, 30)}, title="spike NLL (sliding window)")
 
 A loss is a function (outputs [T, B, C], labels int [B], *, mask=None, **params) -> scalar float32 batch mean.
 `reads` names the model output it takes: "spikes" (the output layer's spikes) or "membrane" (its membrane
