@@ -3,6 +3,8 @@
   python -m benchmarks.replicas                          # digits_events MLP, R = 12 (4 losses x 3 seeds)
   python -m benchmarks.replicas --replicas=1,8,32,128    # aggregate samples/s against R (a GPU question)
   python -m benchmarks.replicas --dataset=nmnist --replicas=1,8,32 --sequential=no
+  python -m benchmarks.replicas --replicas=8,32 --replica_devices=2 --sequential=no   # replicas split over 2
+                                                                                      # groups of devices
 
 digits_events uses its real cache; the other datasets (not downloadable here) use random 5%-dense spikes in
 a cache of the real layout and shape (as benchmarks.train_step does).
@@ -10,6 +12,9 @@ a cache of the real layout and shape (as benchmarks.train_step does).
 For each R: `replicas.parallel_train_step` over R replicas (mse, softmax, nll, windowed nll, cycling seeds)
 against R separate `step.parallel_train_step`s (one program per model, each with its own loss and learning
 rate, called in turn), on the same packed batch, median of --reps synchronised calls after one warm-up.
+--replica_devices=k runs the one program on `parallel.replica_mesh(k)` (the replicas split over k groups
+of devices, R padded up to a multiple of k with copies of the last, as the sweep pads); the R single
+programs stay on every device.
 """
 from __future__ import annotations
 
@@ -41,9 +46,10 @@ def main():
     parser.add_argument("--replicas", default="12")
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--sequential", default="auto", help="also time R single programs: yes | no | auto (R<=16)")
+    parser.add_argument("--replica_devices", type=int, default=1,
+                        help="split the one program's replicas over this many groups of devices (a 2-D mesh)")
     args = parser.parse_args()
     import jax
-    import jax.numpy as jnp
     from flax import nnx
 
     from configs import for_dataset
@@ -59,25 +65,28 @@ def main():
         from benchmarks.train_step import synthetic_split
 
         split = synthetic_split(args.dataset, config, samples=max(4 * config.batch_size, 256))
-    batch = parallel.global_batch_arrays(mesh, next(iter(data.TrainIterator(split, config.batch_size, seed=0,
-                                                                           packed=split.packed))))
+    host_batch = next(iter(data.TrainIterator(split, config.batch_size, seed=0, packed=split.packed)))
+    batch = parallel.global_batch_arrays(mesh, host_batch)
+    program_mesh = parallel.replica_mesh(args.replica_devices) if args.replica_devices > 1 else mesh
+    program_batch = parallel.global_batch_arrays(program_mesh, host_batch)
     frame = build.packed_frame_shape(split)
     print(f"jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}; {args.dataset}, batch "
-          f"{config.batch_size}, T={config.data.time_bins}")
+          f"{config.batch_size}, T={config.data.time_bins}; one program on a mesh {dict(program_mesh.shape)}")
     print("| R | one program: step ms | samples/s (all replicas) | R single programs in turn: ms | ratio |")
     print("|---:|---:|---:|---:|---:|")
     for count in map(int, args.replicas.split(",")):
         overrides = grid(count)
         selection, hyper = replicas.hyperparameters(overrides, config)
+        hyper = replicas.pad(hyper, parallel.replica_groups(program_mesh))
         tx = build.optimizer(config, 1000)
-        graphdef, state = replicas.init_state(config, hyper, tx, mesh)
-        step = replicas.parallel_train_step(mesh, graphdef=graphdef, tx=tx, frame_shape=frame,
+        graphdef, state = replicas.init_state(config, hyper, tx, program_mesh)
+        step = replicas.parallel_train_step(program_mesh, graphdef=graphdef, tx=tx, frame_shape=frame,
                                             selection=selection)
-        hyper_device = jax.tree.map(jnp.asarray, hyper)
+        hyper_device = parallel.shard_replicas(hyper, program_mesh)
         holder = {"state": state}
 
         def together():
-            holder["state"], metrics = step(holder["state"], *batch, hyper_device)
+            holder["state"], metrics = step(holder["state"], *program_batch, hyper_device)
             return metrics
 
         one_program = _median_ms(together, args.reps)

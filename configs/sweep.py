@@ -5,6 +5,8 @@
   python -m experiments.compare_losses --sweep.seeds=20 --sweep.learning_rates='(1e-3,3e-3)'
   python -m experiments.compare_losses --sweep.grid.softmax.temperature='(0.25,0.5,1.0,2.0)'
   python -m experiments.compare_losses --sweep.halving_fraction=0 --sweep.extend=False   # the plain grid
+  python -m experiments.compare_losses --sweep.max_replicas=64 --sweep.replica_devices=4 # a program's replicas
+                                                               # split over 4 groups of devices (a pod)
 
 Tuning: every loss x learning rate x that loss's grid, `tune_seeds` seeds each (seed k validated on fold k
 of the training split), the worse half per loss dropped at `halving_fraction` of the steps, a choice on a
@@ -12,6 +14,12 @@ grid edge extended outward (`extend`, `max_extensions`), chosen on mean validati
 chosen configuration of each loss with `seeds` fresh seeds, tested once. `losses`
 names comparison labels: every registered loss is one, and variants add more (nll_window: spike NLL over
 sliding windows); `grid.<label>.<param>` starts at the registry's default grid (`spikejax.losses`).
+
+Devices: every program (at most `max_replicas` replicas) runs data parallel over all n devices; with
+`replica_devices` k > 1 its replicas are split over k groups of n/k devices each (a 2-D mesh, replica x
+data: k must divide n, and with several hosts each host's device count), for sweeps larger than one
+device's memory. A program whose replica count is not a multiple of k is padded with copies of its last
+replica (compute only; never reported or checkpointed). Results match k = 1 up to float32 summation order.
 """
 import ml_collections
 from ml_collections.config_dict import placeholder
@@ -45,6 +53,7 @@ def get_config(setting: str = "") -> ml_collections.ConfigDict:
     s.seed_offset = 0
     s.epochs = 8  # both stages (None: the run config's)
     s.max_replicas = placeholder(int)  # None: one program per tuning fold and one final; N: at most N replicas each
+    s.replica_devices = 1  # k: a program's replicas split over k groups of devices (k divides the device count)
     s.learning_rates = (3e-4, 1e-3, 3e-3)
     s.grid = default_grid()
     s.extend = True  # a choice on a grid edge extends that axis one step outward (then tuned, only the new points)

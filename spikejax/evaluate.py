@@ -99,8 +99,9 @@ def parallel_eval_step(mesh, **kwargs):
 
 def sum_over_split(fn, split: data_lib.CachedSplit, eval_batch_size: int, *, mesh, args=(), extra=()) -> dict:
     """The sums `fn(*args, inputs, labels, mask, *extra)` (a parallel eval step) added over every sample of
-    `split` once, in padded batches of about `eval_batch_size`."""
-    eval_batch = max(mesh.size, eval_batch_size - eval_batch_size % mesh.size)
+    `split` once, in padded batches of about `eval_batch_size` (a multiple of the mesh's 'data' devices)."""
+    devices = parallel.data_devices(mesh)
+    eval_batch = max(devices, eval_batch_size - eval_batch_size % devices)
     batches = data_lib.eval_batches(split, eval_batch, process_index=jax.process_index(),
                                     process_count=jax.process_count(), packed=split.packed)
     totals = None

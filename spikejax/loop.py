@@ -153,13 +153,17 @@ class Session:
     shardings of `template` (damaged ones are set aside; `check_meta(saved_meta)` may refuse one that
     belongs to another run; `legacy`: see `Checkpointer.restore_latest`), and sets `state`, `meta`
     ({**meta_defaults, **saved meta}) and
-    `resumed_step` (None for a fresh start). `train` then runs the loop.
+    `resumed_step` (None for a fresh start). `train` then runs the loop. `stored`: (to_checkpoint,
+    from_checkpoint), the state as checkpoints hold it and back (the comparison keeps its padding replicas
+    out of them, `replicas.storage`); None: as it is.
     """
 
     def __init__(self, workdir: str, template, meta_defaults: dict, *, mesh, keep: int,
-                 check_meta: Callable[[dict], None] | None = None, legacy=None, title: str = ""):
+                 check_meta: Callable[[dict], None] | None = None, legacy=None, title: str = "",
+                 stored: tuple[Callable, Callable] | None = None):
         self.workdir, self.template, self.mesh = workdir, template, mesh
         self.meta_defaults, self.keep, self.check_meta, self.legacy = meta_defaults, keep, check_meta, legacy
+        self.stored = stored or (lambda state: state, lambda state: state)
         self.prefix = f"{title}: " if title else ""
         self.stack = None
 
@@ -169,7 +173,7 @@ class Session:
             self.stack.enter_context(lock_workdir(self.workdir))
             directory = os.path.join(self.workdir, "checkpoints")
             self.checkpointer = self.stack.enter_context(Checkpointer(directory, max_to_keep=self.keep))
-            restored = self.checkpointer.restore_latest(self.template, set_aside_damaged=True,
+            restored = self.checkpointer.restore_latest(self.stored[0](self.template), set_aside_damaged=True,
                                                         check_meta=self.check_meta, legacy=self.legacy)
         except BaseException:
             self.stack.close()
@@ -177,7 +181,8 @@ class Session:
         self.state, self.meta = self.template, dict(self.meta_defaults)
         self.resumed_step = None
         if restored is not None:
-            self.state, self.meta, self.resumed_step = restored.state, {**self.meta, **restored.meta}, restored.step
+            self.state, self.meta = self.stored[1](restored.state), {**self.meta, **restored.meta}
+            self.resumed_step = restored.step
             log(f"{self.prefix}resumed from {directory} at step {restored.step} (epoch "
                 f"{self.meta['data']['epoch']}, batch {self.meta['data']['position']})")
         return self
@@ -195,7 +200,7 @@ class Session:
         returns the meta to save (validation curves). Saves every plan.checkpoint_every steps, at the end,
         and on a signal, after which it raises Interrupted."""
         state, meta = self.state, self.meta
-        step = int(np.asarray(jax.device_get(state["step"])).reshape(-1)[0])
+        step = int(parallel.to_host(state["step"]).reshape(-1)[0])
         last_saved = self.resumed_step
         walk = dict(packed=train_data.packed, process_index=jax.process_index(),
                     process_count=jax.process_count(), state=meta["data"])
@@ -224,7 +229,7 @@ class Session:
                 stopping = stop_now(stop, sync_point=log_now)
                 if stopping or last or step % plan.checkpoint_every == 0:
                     meta["train_seconds"] = seconds_before + time.time() - started
-                    self.checkpointer.save(step, state, meta)
+                    self.checkpointer.save(step, self.stored[0](state), meta)
                     last_saved = step
                     reason = f"received {stopping}" if stopping else "end of training" if last else "periodic"
                     log(f"{self.prefix}saved checkpoint at step {step} ({reason})")

@@ -1,8 +1,13 @@
-"""Devices, meshes and multi-host set-up for data parallelism over a 'data' mesh axis.
+"""Devices, meshes and multi-host set-up for data parallelism over a 'data' mesh axis, and for the
+comparison's replicas split over a 'replica' axis as well.
 
 Batches are time-major [T, B, ...]: the batch axis (1) is split over 'data'; labels and masks [B] on
 axis 0. Each process loads only its own B / process_count samples and the global array is assembled
 with `jax.make_array_from_process_local_data`.
+
+  data_mesh()                 1-D ('data',): every device; the single run and, by default, the comparison
+  replica_mesh(k)             2-D ('replica', 'data'), k x n/k: R replicas split into k groups of R/k, each
+                              group data parallel over n/k devices (`spikejax.compare.replicas`)
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
+REPLICA_AXIS = "replica"
 
 
 def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
@@ -41,6 +47,76 @@ def data_mesh(devices=None) -> jax.sharding.Mesh:
     """A 1-D mesh over every device of every process (or `devices`), axis name 'data'."""
     devices = np.asarray(devices if devices is not None else jax.devices())
     return jax.sharding.Mesh(devices, (DATA_AXIS,))
+
+
+def replica_mesh(replica_devices: int, devices=None) -> jax.sharding.Mesh:
+    """A 2-D mesh ('replica', 'data') of shape (replica_devices, n / replica_devices) over every device (or
+    `devices`, n of them). Replica groups are runs of consecutive devices, mesh[i, j] = devices[j *
+    replica_devices + i]: the 'data' axis then spans the processes in their order, as `data_mesh`'s does, so
+    each process still loads B / process_count samples of every batch (`global_batch`). ValueError unless
+    replica_devices divides n and each group lies within one process."""
+    devices = np.asarray(devices if devices is not None else jax.devices()).reshape(-1)
+    if not isinstance(replica_devices, (int, np.integer)) or replica_devices < 1 or devices.size % replica_devices:
+        raise ValueError(f"replica_devices = {replica_devices!r}: must be a positive divisor of the {devices.size} "
+                         "devices")
+    grid = devices.reshape(devices.size // replica_devices, replica_devices)  # [data, replica]
+    if any(len({d.process_index for d in group}) > 1 for group in grid):
+        raise ValueError(f"replica_devices = {replica_devices}: each replica group of consecutive devices must lie "
+                         f"within one process; the processes have {jax.local_device_count()} devices each")
+    return jax.sharding.Mesh(grid.T, (REPLICA_AXIS, DATA_AXIS))
+
+
+def replica_groups(mesh) -> int:
+    """How many groups the replicas are split into: the mesh's 'replica' size (1 without that axis)."""
+    return dict(mesh.shape).get(REPLICA_AXIS, 1)
+
+
+def data_devices(mesh) -> int:
+    """How many devices a batch is split over: the mesh's 'data' size."""
+    return dict(mesh.shape)[DATA_AXIS]
+
+
+def replica_spec(mesh) -> P:
+    """P('replica') (the leading, replica axis split over 'replica') on a replica mesh, else P() (replicated)."""
+    return P(REPLICA_AXIS) if REPLICA_AXIS in mesh.axis_names else P()
+
+
+def check_replica_count(count: int, mesh) -> None:
+    """ValueError unless `count` replicas split evenly over the mesh's replica groups."""
+    groups = replica_groups(mesh)
+    if count % groups:
+        raise ValueError(f"{count} replicas do not split over the {groups} replica groups of the mesh "
+                         f"{dict(mesh.shape)}: R must be a multiple of {groups} (pad the replicas, or use "
+                         "another replica_devices)")
+
+
+def shard_replicas(tree, mesh):
+    """Puts a host pytree whose leaves have a leading replica axis [R, ...] (identical on every process) on
+    `mesh`: split over 'replica' (replicated over 'data') on a replica mesh, else replicated (`replicate`).
+    ValueError unless R splits evenly (`check_replica_count`)."""
+    if REPLICA_AXIS not in mesh.axis_names:
+        return replicate(tree, mesh)
+    sharding = NamedSharding(mesh, replica_spec(mesh))
+
+    def put(x):
+        x = np.asarray(x)
+        check_replica_count(x.shape[0], mesh)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(put, tree)
+
+
+def to_host(tree):
+    """The global values of a pytree of jax arrays as numpy, on every process: `jax.device_get`, or an
+    all-gather across processes for arrays split over devices of several processes."""
+    from jax.experimental import multihost_utils
+
+    def get(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(jax.device_get(x))
+
+    return jax.tree.map(get, tree)
 
 
 def replicated(mesh) -> NamedSharding:

@@ -12,6 +12,11 @@ max_steps: unlike a single run, a sweep program may not be extended or shortened
 programs of one comparison must train equally long). Successive halving splits a program in two: the first
 stops at a fraction of its steps (`stop_fraction`), the second continues some of its replicas from that
 checkpoint (`start`) to the end.
+
+`replica_devices` k > 1 splits the replicas over k groups of devices (`parallel.replica_mesh`), each
+group data parallel over n/k devices; a program of R replicas, R not a multiple of k, is padded with
+copies of its last replica (`replicas.pad`), which cost compute but are never reported or saved. The
+checkpoints hold the R replicas whatever k is, so a program may resume under another k (or device count).
 """
 from __future__ import annotations
 
@@ -36,9 +41,21 @@ def _replica_overrides(row: dict) -> dict:
     return {k: v for k, v in row.items() if k != "label"}
 
 
+def program_mesh(replica_devices: int = 1):
+    """The programs' mesh: `parallel.data_mesh()` for replica_devices = 1 (every replica on every device),
+    else `parallel.replica_mesh(replica_devices)`; ConfigError naming the sweep field when it does not fit
+    the devices."""
+    if replica_devices == 1:
+        return parallel.data_mesh()
+    try:
+        return parallel.replica_mesh(replica_devices)
+    except ValueError as error:
+        raise ConfigError(f"sweep field {error}") from None
+
+
 def run_program(config, rows: list[dict], folder: str, *, test: bool, stop: loop.StopSignal | None = None,
                 title: str = "sweep", fold: int = 0, stop_fraction: float | None = None,
-                start: dict | None = None) -> list[dict]:
+                start: dict | None = None, replica_devices: int = 1) -> list[dict]:
     """Trains the replicas `rows` (each {"label", "seed", "loss", "learning_rate", loss parameters}) of
     `config` together in `folder` on the shared loop, resuming from its newest intact checkpoint; validation
     after every epoch, the test split at the end when `test`. `fold`: the validation fold held out of the
@@ -46,7 +63,8 @@ def run_program(config, rows: list[dict], folder: str, *, test: bool, stop: loop
     the learning-rate schedule still the whole run's (successive halving's first rung). `start`: {"folder",
     "rows", "indices"}: begin, unless resuming, from the newest checkpoint of that program (of replicas
     "rows") with its replicas "indices" (rows == [start rows[i] for i in indices]): its state, data position
-    and validation curves (successive halving's continuation). Returns one record per row: {"row",
+    and validation curves (successive halving's continuation). `replica_devices`: see the module docstring;
+    it changes no result beyond float32 summation order. Returns one record per row: {"row",
     "frozen_at", "validation_curve": [{"step", "epoch", "accuracy", "loss"}], "validation": {"accuracy", "loss",
     "step" and, at the last epoch, evaluate.DIAGNOSTICS}, "test": eval summary or None,
     "train_seconds"}, also written to <folder>/result.json."""
@@ -63,8 +81,8 @@ def run_program(config, rows: list[dict], folder: str, *, test: bool, stop: loop
         log(f"{title}: finished earlier, results read from {done_path}")
         return done["records"]
 
-    mesh = parallel.data_mesh()
-    loop.check_batch_split(config.batch_size, mesh.size)
+    mesh = program_mesh(replica_devices)
+    loop.check_batch_split(config.batch_size, parallel.data_devices(mesh))
     train_data, validation = build.training_splits(config, fold)
     if validation is None:
         raise ConfigError("config field data.validation_fraction = 0.0: a sweep selects on validation data; "
@@ -75,16 +93,17 @@ def run_program(config, rows: list[dict], folder: str, *, test: bool, stop: loop
     orders = replicas.data_seeds(hyper)
     plan = loop.schedule(batch_size=config.batch_size, epochs=config.epochs, max_steps=config.max_steps,
                          log_every=config.log_every, checkpoint_every=config.checkpoint_every_steps,
-                         seed=orders[0], train_samples=len(train_data), devices=mesh.size,
+                         seed=orders[0], train_samples=len(train_data), devices=parallel.data_devices(mesh),
                          data_seeds=orders if len(orders) > 1 else None)
     if stop_fraction is not None:
         plan = dataclasses.replace(plan, stop_at=max(1, int(round(stop_fraction * plan.stop_at))))
     frame, classes = train_data.frame_shape, len(train_data.classes)
     tx = build.optimizer(config, plan.total_steps)
-    graphdef, state = replicas.init_state(config, hyper, tx, mesh, frame, classes)
+    count, padded = len(rows), replicas.pad(hyper, parallel.replica_groups(mesh))  # [R'] >= [R]: see pad
+    graphdef, state = replicas.init_state(config, padded, tx, mesh, frame, classes)
     model = build.model(config, frame, classes)
     shared = dict(graphdef=graphdef, frame_shape=build.packed_frame_shape(train_data), selection=selection)
-    hyper_device = parallel.replicate(hyper, mesh)
+    hyper_device = parallel.shard_replicas(padded, mesh)
     program_step = replicas.parallel_train_step(mesh, tx=tx, rate_penalty=config.loss.rate_penalty,
                                                 stacked=plan.data_seeds is not None,
                                                 target_rate=config.loss.target_rate, total_steps=plan.total_steps,
@@ -95,7 +114,7 @@ def run_program(config, rows: list[dict], folder: str, *, test: bool, stop: loop
     def evaluate_on(split, params):
         totals = evaluate.sum_over_split(eval_fn, split, config.eval_batch_size, mesh=mesh, args=(params,),
                                          extra=(hyper_device,))
-        return replicas.summaries(totals, facts, len(rows))
+        return replicas.summaries(totals, facts, count)  # the padding (rows count on) left out
 
     def on_epoch(at, state, meta):
         summaries = evaluate_on(validation, state["params"])
@@ -113,18 +132,23 @@ def run_program(config, rows: list[dict], folder: str, *, test: bool, stop: loop
         check_same_data(saved, train_data.fingerprint, train_data.path)
 
     with loop.Session(folder, state, defaults, mesh=mesh, keep=config.keep_checkpoints, title=title,
-                      check_meta=check_meta) as session:
+                      check_meta=check_meta, stored=replicas.storage(count, mesh)) as session:
         if start is not None and session.resumed_step is None:
-            _inherit(session, start, defaults, lambda h: replicas.init_state(config, h, tx, mesh, frame, classes)[1],
+            flat = parallel.data_mesh()  # the parent's checkpoint holds its replicas unpadded
+            _inherit(session, start, defaults, lambda h: replicas.init_state(config, h, tx, flat, frame, classes)[1],
                      config, mesh)
-        first = int(np.asarray(jax.device_get(session.state["step"]))[0])
-        log(f"{title}: {len(rows)} replicas in one program on {mesh.size} device(s), {len(train_data)} training "
+        first = int(parallel.to_host(session.state["step"])[0])
+        groups = parallel.replica_groups(mesh)
+        layout = (f"{groups} groups of {parallel.data_devices(mesh)} device(s)"
+                  + (f", padded with {len(padded['seed']) - count} copies of the last replica"
+                     if len(padded["seed"]) > count else "")) if groups > 1 else f"{mesh.size} device(s)"
+        log(f"{title}: {count} replicas in one program on {layout}, {len(train_data)} training "
             f"samples ({len(validation)} held out), batch {config.batch_size}, steps {first} -> {plan.stop_at}")
         outcome = session.train(lambda state, *batch: program_step(state, *batch, hyper_device), train_data, plan,
-                                report=functools.partial(_report, plan), stop=stop, on_epoch=on_epoch,
-                                samples_per_step=config.batch_size * len(rows))
-        tested = evaluate_on(test_data, outcome.state["params"]) if test else [None] * len(rows)
-        frozen = np.asarray(jax.device_get(outcome.state["frozen_at"]))
+                                report=functools.partial(_report, plan, count), stop=stop, on_epoch=on_epoch,
+                                samples_per_step=config.batch_size * count)
+        tested = evaluate_on(test_data, outcome.state["params"]) if test else [None] * count
+        frozen = parallel.to_host(outcome.state["frozen_at"])
         records = [_record(r, row, outcome.meta, tested[r], int(frozen[r])) for r, row in enumerate(rows)]
         if jax.process_index() == 0:
             atomic_write_json(done_path, {"identity": identity, "records": records})
@@ -143,7 +167,7 @@ def _inherit(session, start: dict, defaults: dict, init, config, mesh) -> None:
         raise RunError(f"{directory}: no checkpoint to continue from; rerun the same command to retrain it")
     pick = np.asarray(start["indices"], np.int64)
     state = jax.tree.map(lambda x: np.asarray(x)[pick], jax.device_get(restored.state))
-    session.state = parallel.replicate(state, mesh)
+    session.state = parallel.shard_replicas(replicas.pad(state, parallel.replica_groups(mesh)), mesh)
     curve = [{**c, "accuracy": [c["accuracy"][i] for i in pick], "loss": [c["loss"][i] for i in pick]}
              for c in restored.meta["curve"]]
     session.meta = {**defaults, "data": restored.meta["data"], "curve": curve}
@@ -183,12 +207,12 @@ def _check_identity(saved: dict, current: dict, folder: str) -> None:
                                   "stage); use a new --workdir, or rerun with the same sweep settings")
 
 
-def _report(plan, at, metrics, state, last_saved):
-    """The replicas' log line and metrics.jsonl values: medians over the finite replicas, and how many
-    diverged (frozen) so far."""
+def _report(plan, count, at, metrics, state, last_saved):
+    """The replicas' log line and metrics.jsonl values: medians over the finite replicas (the first `count`:
+    not the padding), and how many diverged (frozen) so far."""
     del last_saved
-    values = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
-    diverged = int(np.sum(np.asarray(jax.device_get(state["frozen_at"])) >= 0))
+    values = {k: np.asarray(v)[:count] for k, v in jax.device_get(metrics).items()}
+    diverged = int(np.sum(parallel.to_host(state["frozen_at"])[:count] >= 0))
     finite = values["loss"][np.isfinite(values["loss"])]
     loss = float(np.median(finite)) if finite.size else float("nan")
     accuracy = values["accuracy"]

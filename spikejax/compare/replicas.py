@@ -31,6 +31,14 @@ rate neither stops the sweep nor makes its checkpoint unsavable.
 
 One replica runs unmapped: a one-replica program is the single run's program. The sweep around it (grid,
 per-epoch validation, selection, resume) is `spikejax.compare.sweep`.
+
+On a replica mesh (`parallel.replica_mesh(k)`, ('replica', 'data') of k x n/k devices) the state and
+`hyper` are split over 'replica' (P('replica') on the leading axis: R/k replicas per group), each group
+steps its replicas data parallel over its n/k devices (gradients and metrics averaged over 'data' only:
+replicas never mix), and the metrics and eval sums come back whole, [R], on every device. R must be a
+multiple of k (a clear ValueError otherwise): `pad` repeats the last replica up to one, and `storage`
+keeps that padding out of checkpoints. The same program on `parallel.data_mesh()` (every replica on every
+device) gives the same values up to float32 summation order.
 """
 from __future__ import annotations
 
@@ -90,9 +98,12 @@ def _seeded(config, seed: int) -> ml_collections.ConfigDict:
 
 
 def init_state(config, hyper: dict, tx: optax.GradientTransformation, mesh, frame=None, num_classes=None):
-    """(graphdef, state) with every state leaf stacked over the replicas [R, ...], replicated on `mesh`.
-    Replica r's parameters are those `build.model` makes for seed hyper["seed"][r], and its peak learning
-    rate (opt_state.hyperparams["learning_rate"], `build.optimizer`) is hyper["learning_rate"][r]."""
+    """(graphdef, state) with every state leaf stacked over the replicas [R, ...], on `mesh` as
+    `parallel.shard_replicas` puts it (replicated, or split over 'replica' on a replica mesh; ValueError
+    unless R splits). Replica r's parameters are those `build.model` makes for seed hyper["seed"][r], and
+    its peak learning rate (opt_state.hyperparams["learning_rate"], `build.optimizer`) is
+    hyper["learning_rate"][r]."""
+    parallel.check_replica_count(len(hyper["seed"]), mesh)
     params, graphdef = [], None
     for seed in hyper["seed"]:
         graphdef, p = nnx.split(build.model(_seeded(config, seed), frame, num_classes))
@@ -102,7 +113,32 @@ def init_state(config, hyper: dict, tx: optax.GradientTransformation, mesh, fram
     opt_state.hyperparams["learning_rate"] = np.asarray(hyper["learning_rate"], np.float32)
     state = {"params": stacked, "opt_state": opt_state, "step": np.zeros(len(params), np.int32),
              "frozen_at": np.full(len(params), -1, np.int32)}
-    return graphdef, parallel.replicate(jax.device_get(state), mesh)
+    return graphdef, parallel.shard_replicas(jax.device_get(state), mesh)
+
+
+def pad(tree, multiple: int):
+    """A host pytree with a leading replica axis [R, ...] -> [R', ...], R' the next multiple of `multiple`,
+    the last replica repeated into the new rows (they train exactly as it does: its seed, data order,
+    learning rate and loss). Unchanged when R is a multiple already."""
+    count = len(jax.tree.leaves(tree)[0])
+    extra = -count % multiple
+    return jax.tree.map(lambda x: np.concatenate([np.asarray(x)] + [np.asarray(x)[-1:]] * extra), tree)
+
+
+def storage(count: int, mesh):
+    """(to_checkpoint, from_checkpoint) for a state of `count` replicas padded (`pad`) to split over the
+    mesh's replica groups: the first `count` replicas, replicated on `mesh` (a checkpoint without the
+    padding, loadable on any mesh), and back (the last replica repeated, split over 'replica'). None when
+    `count` splits as it is: the state is saved as it lies (split over 'replica'), and orbax restores it
+    onto any other layout."""
+    groups = parallel.replica_groups(mesh)
+    if count % groups == 0:
+        return None
+    extra = -count % groups
+    unpad = jax.jit(lambda t: jax.tree.map(lambda x: x[:count], t), out_shardings=parallel.replicated(mesh))
+    repad = jax.jit(lambda t: jax.tree.map(lambda x: jnp.concatenate([x] + [x[-1:]] * extra), t),
+                    out_shardings=jax.sharding.NamedSharding(mesh, parallel.replica_spec(mesh)))
+    return unpad, repad
 
 
 def reads(selection: losses.Selection) -> tuple[str, ...]:
@@ -173,23 +209,41 @@ def eval_step(params, inputs, labels, mask, hyper, *, graphdef, selection, fan_o
     return _over_replicas(one, params, hyper)
 
 
+def _over_mesh(step, mesh, batch, out_state: bool, **jit_kwargs):
+    """jit(shard_map(step)) with arguments (state or params, *batch, hyper): state and hyper as
+    `parallel.replica_spec` (replicated, or split over 'replica'), the batch as `batch`; the state (when
+    `out_state`) leaves as it came, the metrics or sums replicated, [R] whole on every device. ValueError,
+    at trace time, unless R splits over the replica groups."""
+    spread = parallel.replica_spec(mesh)
+    out_specs = (spread, spread) if out_state else spread
+    sharded = jax.shard_map(step, mesh=mesh, in_specs=(spread,) + batch + (spread,), out_specs=out_specs)
+
+    def run(state, *args):
+        parallel.check_replica_count(np.shape(args[-1]["seed"])[0], mesh)
+        return sharded(state, *args)
+
+    whole = parallel.replicated(mesh)
+    out_shardings = (jax.sharding.NamedSharding(mesh, spread), whole) if out_state else whole
+    return jax.jit(run, out_shardings=out_shardings, **jit_kwargs)
+
+
 def parallel_train_step(mesh, *, stacked: bool = False, **kwargs):
-    """jit(shard_map(vmap over replicas of the step)); state and hyperparameters replicated, the state
-    donated, the batch split over 'data'. `stacked`: the batch comes stacked over data orders, inputs
-    [S, T, B, ...], labels and mask [S, B] (`data.SeededTrainIterator` over `data_seeds(hyper)`)."""
+    """jit(shard_map(vmap over replicas of the step)); state and hyperparameters replicated (split over
+    'replica' on a replica mesh), the state donated, the batch split over 'data'; metrics [R] replicated.
+    `stacked`: the batch comes stacked over data orders, inputs [S, T, B, ...], labels and mask [S, B]
+    (`data.SeededTrainIterator` over `data_seeds(hyper)`), whole in every replica group."""
     step = functools.partial(train_step, axis_name=parallel.DATA_AXIS, stacked=stacked, **kwargs)
     lead = (None,) if stacked else ()
     batch = (P(*lead, None, parallel.DATA_AXIS), P(*lead, parallel.DATA_AXIS), P(*lead, parallel.DATA_AXIS))
-    sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(),) + batch + (P(),), out_specs=(P(), P()))
-    return jax.jit(sharded, donate_argnums=0)
+    return _over_mesh(step, mesh, batch, out_state=True, donate_argnums=0)
 
 
 def parallel_eval_step(mesh, **kwargs):
-    """jit(shard_map(vmap over replicas of the eval step)): params and hyperparameters replicated, the batch
-    split over 'data'."""
+    """jit(shard_map(vmap over replicas of the eval step)): params and hyperparameters replicated (split over
+    'replica' on a replica mesh), the batch split over 'data'; the sums [R, ...] replicated."""
     step = functools.partial(eval_step, axis_name=parallel.DATA_AXIS, **kwargs)
     batch = (P(None, parallel.DATA_AXIS), P(parallel.DATA_AXIS), P(parallel.DATA_AXIS))
-    return jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P(),) + batch + (P(),), out_specs=P()))
+    return _over_mesh(step, mesh, batch, out_state=False)
 
 
 def report_facts(config, replicas: list[dict]) -> list[dict]:

@@ -32,6 +32,11 @@ A replica's seed sets its initial weights and its data order (as a single run's 
 equal seeds start from the same weights and see the same batches in the same order, so losses compare
 paired, seed by seed, and the spread over seeds includes the data order.
 
+Scale out: `replica_devices` k > 1 splits each program's replicas over k groups of devices, each group
+data parallel over the other n/k (`spikejax.compare.program`), so a program too large for one device's
+memory runs on several; the results are the same up to float32 summation order, and k may change on
+resume. k = 1 (the default): every replica on every device.
+
 Folders: tune/<fold>/<i> (and <i>-rest after a halving), tune/extend<r>/<fold>/<i>, final/<i>. A rerun of
 the same command reads finished programs, redoes the (deterministic) halving and extension decisions from
 their results, and resumes the unfinished program.
@@ -46,7 +51,7 @@ import os
 from spikejax import build, loop, losses
 from spikejax import config as config_lib
 from spikejax.compare import selection
-from spikejax.compare.program import run_program
+from spikejax.compare.program import program_mesh, run_program
 from spikejax.compare.selection import describe, select
 from spikejax.errors import ConfigError, RunError
 from spikejax.workdir import log
@@ -78,7 +83,7 @@ def _rules() -> dict:
     return {"losses": labels, "seeds": config_lib.integer(1), "tune_seeds": config_lib.integer(1),
             "seed_offset": config_lib.integer(0, TUNE_SEED_OFFSET - 1),
             "epochs": config_lib.optional(config_lib.integer(1)),
-            "max_replicas": config_lib.optional(config_lib.integer(1)),
+            "max_replicas": config_lib.optional(config_lib.integer(1)), "replica_devices": config_lib.integer(1),
             "learning_rates": values(config_lib.number(0.0, 1.0, low_open=True)), "grid": config_lib.mapping,
             "extend": boolean, "max_extensions": config_lib.integer(0),
             "halving_fraction": config_lib.optional(fraction)}
@@ -187,7 +192,8 @@ def _tune(config, sweep, grid: list[dict], folder: str, *, stop, halving: float 
         for i, rows in enumerate(programs):
             path = os.path.join(folder, str(fold), str(i))
             out = run_program(config, rows, path, test=False, stop=stop, fold=fold, stop_fraction=halving,
-                              title=f"{name} fold {fold} {i + 1}/{len(programs)}")
+                              title=f"{name} fold {fold} {i + 1}/{len(programs)}",
+                              replica_devices=sweep.replica_devices)
             seconds += out[0]["train_seconds"]
             early[path] = (fold, rows, out)
     if halving is None:
@@ -202,7 +208,8 @@ def _tune(config, sweep, grid: list[dict], folder: str, *, stop, halving: float 
         if indices:
             rest = run_program(config, [rows[j] for j in indices], path + "-rest", test=False, stop=stop, fold=fold,
                                start={"folder": path, "rows": rows, "indices": indices},
-                               title=f"{name} fold {fold} {os.path.basename(path)} continued")
+                               title=f"{name} fold {fold} {os.path.basename(path)} continued",
+                               replica_devices=sweep.replica_devices)
             records += rest
             seconds += rest[0]["train_seconds"]
     for label, entry in cut.items():
@@ -236,6 +243,7 @@ def compare_losses(config, sweep, workdir: str, *, stop: loop.StopSignal | None 
     "extended" moves, "at_bound" (edges no step passes) and "on_edge" (axes still on an edge), "halving",
     "final": records, "train_seconds": {"tune", "final"}}."""
     validate(sweep)
+    program_mesh(sweep.replica_devices)  # a replica_devices that does not fit the devices: refused before training
     config = stage_config(config, sweep)
     config_lib.validate(config)
     folds = build.validation_folds(config)
@@ -292,7 +300,7 @@ def compare_losses(config, sweep, workdir: str, *, stop: loop.StopSignal | None 
     programs = _programs(final_rows, sweep.max_replicas)
     for i, rows in enumerate(programs):
         records = run_program(config, rows, os.path.join(workdir, "final", str(i)), test=True, stop=stop,
-                              title=f"final {i + 1}/{len(programs)}")
+                              title=f"final {i + 1}/{len(programs)}", replica_devices=sweep.replica_devices)
         final, final_seconds = final + records, final_seconds + records[0]["train_seconds"]
     return {"config": config_lib.to_dict(config), "sweep": config_lib.to_dict(sweep), "grid": grid, "tune": tune,
             "selection": chosen, "halving": halving, "final": final,
