@@ -5,7 +5,7 @@
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from spikejax import losses
+from spikejax import losses, models
 
 
 def loss_parameters() -> dict:
@@ -53,7 +53,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.hidden = (256,)
     c.model.dtype = "auto"  # compute dtype: "auto" (bf16 on GPU/TPU, f32 on CPU), "float32" or "bfloat16";
     # parameters and the membrane stay float32 in every case
-    c.model.init_scale = 6.0  # variance scale of the fan-in initialisation
+    # variance scale of the fan-in initialisation (6.0, the library's default: every config's output layer fires
+    # on its dataset's input, tests/test_default_firing.py; at 1.0 none does)
+    c.model.init_scale = models.DEFAULT_INIT_SCALE
     c.model.bias = True  # False: no bias anywhere (chips without one; exports as NIR Linear)
     # the output layer: "spiking" (the neuron below: spikes, and its membrane for losses that read it) or
     # "integrator" (non-spiking leaky integrator u[t] = beta u[t-1] + I[t], the SHD/delays readout: membrane

@@ -14,7 +14,8 @@ def get_config():
     c.data.downsample = 4
     c.model.name = "conv"
     c.model.hidden = (512,)
-    c.model.init_scale = 3.0
+    # model.init_scale: the default 6.0 (it was 3.0, at which the output layer stays silent on 25k events/s,
+    # half a DVS Gesture sample's rate: tests/test_default_firing.py)
     # augmentation after Neuromorphic Data Augmentation (Li et al., ECCV 2022: roll by ~10% of the frame,
     # CutMix of event frames with labels mixed by area) and EventDrop (Gu et al., IJCAI 2021: p = 0.1)
     c.data.augment.spatial_shift = 3

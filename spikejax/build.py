@@ -51,13 +51,14 @@ def frame_shape(config) -> tuple[int, ...]:
 
 
 def model(config, frame=None, num_classes=None) -> nnx.Module:
-    """The config's model for inputs [T, B, *frame] (default: the dataset's frame and classes)."""
+    """The config's model for time-major inputs [T, B, *frame] (default: the dataset's frame and classes), T =
+    data.time_bins: an input of any other length raises a ValueError naming both."""
     m = config.model
     frame = frame_shape(config) if frame is None else tuple(frame)
     num_classes = data_lib.get_info(config.dataset).num_classes if num_classes is None else num_classes
     return models.build(m.name, frame, num_classes, neuron(config), seed=config.seed, hidden=tuple(m.hidden),
                         dtype=compute_dtype(m.dtype), init_scale=m.init_scale, bias=m.bias, delay=delay(config),
-                        output=m.output)
+                        output=m.output, time_steps=int(config.data.time_bins))
 
 
 def delayed(config) -> bool:
@@ -254,8 +255,8 @@ def apply_model(graphdef, params, inputs, frame_shape=None, progress=None, reads
     give it. With `frame_shape`, inputs are bit-packed uint8 [T, b, ceil(F/8)] and are unpacked on the
     device first. `progress` (training: step / total steps, a scalar in [0, 1]) reaches models that read it
     (`models.takes_progress`: a delayed model's annealed delay width); None (evaluation) gives their
-    deployed form (integer delays). A model of your own with only `__call__(x) -> (output spikes, layers)`
-    gives spikes."""
+    deployed form (integer delays). A model of your own without `outputs` gives spikes only, through
+    `model(x, return_layers=True)` -> (output spikes, layers), as spikejax's models answer it."""
     if frame_shape is not None:
         inputs = unpack_spikes(inputs, frame_shape)
     model = nnx.merge(graphdef, params)
@@ -264,6 +265,6 @@ def apply_model(graphdef, params, inputs, frame_shape=None, progress=None, reads
         if set(reads) - {"spikes"}:
             raise ValueError(f"the model {type(model).__name__} has no `outputs` method, so it gives output spikes "
                              f"only; the loss reads {tuple(reads)}")
-        out, layers = model(inputs, **extra)
+        out, layers = model(inputs, return_layers=True, **extra)
         return {"spikes": out}, layers
     return model.outputs(inputs, tuple(reads), **extra)

@@ -36,16 +36,26 @@ def write_nmnist(root, split="train", per_class=2, classes=(0, 3, 7), seed=0):
     return sorted(written, key=lambda item: item[0])
 
 
+def write_nmnist_streams(root, streams, split="train"):
+    """<root>/NMNIST/{Train,Test}/<label>/<k>.bin from given streams [((x, y, t_us, p), label)]."""
+    for k, ((x, y, t, p), label) in enumerate(streams):
+        folder = os.path.join(root, "NMNIST", "Train" if split == "train" else "Test", str(label))
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"{k:05d}.bin"), "wb") as f:
+            f.write(nmnist_bytes(x, y, t, p))
+
+
 def write_dvs_gesture(root, split="train", users=("user02_led", "user01_fluorescent"), labels=(4, 0, 10),
-                      seed=0):
-    """<root>/DVSGesture/ibmGesture{Train,Test}/userNN_<lighting>/<label>.npy with [N, 4] (x, y, p, t_ms)."""
+                      seed=0, events=80, duration_ms=200):
+    """<root>/DVSGesture/ibmGesture{Train,Test}/userNN_<lighting>/<label>.npy with [N, 4] (x, y, p, t_ms):
+    `events` per file, uniform over the 128x128 sensor, both polarities and [0, duration_ms)."""
     rng = np.random.default_rng(seed)
     folder = os.path.join(root, "DVSGesture", "ibmGestureTrain" if split == "train" else "ibmGestureTest")
     written = []
     for user in users:
         os.makedirs(os.path.join(folder, user), exist_ok=True)
         for label in labels:
-            x, y, t_ms, p = random_events(rng, 80, 128, 128, 200)
+            x, y, t_ms, p = random_events(rng, events, 128, 128, duration_ms)
             array = np.stack([x, y, p, t_ms], axis=1).astype(np.float64)
             path = os.path.join(folder, user, f"{label}.npy")
             np.save(path, array)
@@ -53,9 +63,10 @@ def write_dvs_gesture(root, split="train", users=("user02_led", "user01_fluoresc
     return sorted(written, key=lambda item: item[0])
 
 
-def write_ntidigits(root, seed=0):
+def write_ntidigits(root, seed=0, events=40, duration_s=0.3):
     """<root>/NTIDIGITS18/n-tidigits.hdf5 with {split}_addresses/<id>, {split}_timestamps/<id> (seconds)
-    and {split}_labels. Returns {split: [(sample_id, channels, t_us, label)]} of single-digit samples."""
+    and {split}_labels, `events` per sample uniform over the 64 channels and [0, duration_s). Returns
+    {split: [(sample_id, channels, t_us, label)]} of single-digit samples."""
     rng = np.random.default_rng(seed)
     folder = os.path.join(root, "NTIDIGITS18")
     os.makedirs(folder, exist_ok=True)
@@ -67,8 +78,8 @@ def write_ntidigits(root, seed=0):
             f.create_dataset(f"{split}_labels", data=np.array([s.encode() for s in ids]))
             expected[split] = []
             for sample_id in ids:
-                channels = rng.integers(0, 64, 40)
-                seconds = np.sort(rng.random(40) * 0.3)
+                channels = rng.integers(0, 64, events)
+                seconds = np.sort(rng.random(events) * duration_s)
                 f.create_dataset(f"{split}_addresses/{sample_id}", data=channels.astype(np.int16))
                 f.create_dataset(f"{split}_timestamps/{sample_id}", data=seconds)
                 digit = sample_id.split("-")[-1]
@@ -91,11 +102,12 @@ def dense_reference(columns, shape, time_bins, bin_width_us, binarize=True):
     return (out > 0).astype(np.uint8) if binarize else np.minimum(out, 255).astype(np.uint8)
 
 
-def write_shd(root, split="train", samples=6, seed=0):
+def write_shd(root, split="train", samples=6, seed=0, events=(30, 80), duration_s=0.9):
     """<root>/SHD/shd_{split}.h5 in the layout the SHD authors publish: spikes/times (vlen float16 seconds),
     spikes/units (vlen uint16 channels), labels (uint16), extra/speaker (uint16), extra/keys and
     extra/meta_info/{gender, age, body_height}. (spikejax reads spikes/* and labels; the string storage of
-    extra/keys and meta_info is a guess.) Returns [(channels, t_us, label)] as tonic reads them: the float16
+    extra/keys and meta_info is a guess.) Each sample holds events[0] <= n < events[1] spikes, uniform over
+    the 700 channels and [0, duration_s). Returns [(channels, t_us, label)] as tonic reads them: the float16
     seconds widened to float64, times 1e6, truncated to integer microseconds."""
     rng = np.random.default_rng(seed)
     folder = os.path.join(root, "SHD")
@@ -106,8 +118,8 @@ def write_shd(root, split="train", samples=6, seed=0):
         times = f.create_dataset("spikes/times", (samples,), dtype=h5py.vlen_dtype(np.dtype("float16")))
         units = f.create_dataset("spikes/units", (samples,), dtype=h5py.vlen_dtype(np.dtype("uint16")))
         for i in range(samples):
-            count = int(rng.integers(30, 80))
-            seconds = np.sort(rng.random(count) * 0.9).astype(np.float16)
+            count = int(rng.integers(*events))
+            seconds = np.sort(rng.random(count) * duration_s).astype(np.float16)
             channels = rng.integers(0, 700, count).astype(np.uint16)
             times[i], units[i] = seconds, channels
             t_us = (seconds.astype(np.float64) * 1e6).astype(np.int64)

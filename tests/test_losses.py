@@ -94,7 +94,8 @@ def test_shape_and_value_errors():
         losses.spike_nll(s, LABELS, mask=np.ones(5))
     with pytest.raises(ValueError, match="window 13 is longer than the 12 time steps"):
         losses.spike_nll(s, LABELS, window=13)
-    with pytest.raises(ValueError, match=r"one time-major array \[T, B, C\], got a tuple of 2"):
+    with pytest.raises(ValueError, match=r"spike_nll: expected spikes \[T, B, C\] \(time-major, one array\), got a "
+                                         r"tuple of 2"):
         losses.spike_nll((s, [s]), LABELS)
     with pytest.raises(ValueError, match="unknown loss 'nl'"):
         losses.get("nl")
@@ -103,6 +104,53 @@ def test_shape_and_value_errors():
 def test_errors_raise_under_jit_at_trace_time():
     with pytest.raises(ValueError, match="labels"):
         jax.jit(losses.spike_nll)(jnp.zeros((5, 4, 3)), jnp.zeros((2,), jnp.int32))
+
+
+# every public loss by name, and the two helpers on spikes
+PUBLIC = [(name, losses.get(name).fn, losses.get(name).reads) for name in losses.names()]
+
+
+def _bad_inputs(s):
+    """What a first user passes by mistake: a model's (spikes, layers) pair, a list, its outputs dict, one
+    sample [T, C], a batch of frames [T, B, H, W]."""
+    return {"tuple": (s, [s]), "list": [s, s], "dict": {"spikes": s}, "rank 2": s[:, 0], "rank 4": s[..., None]}
+
+
+@pytest.mark.parametrize("name,fn,reads", PUBLIC, ids=[p[0] for p in PUBLIC])
+def test_every_loss_refuses_a_tuple_or_a_wrong_rank_naming_the_expected_shape(name, fn, reads):
+    s = jnp.asarray(_spikes())
+    for what, bad in _bad_inputs(s).items():
+        with pytest.raises(ValueError, match=rf"expected {reads} \[T, B, C\] \(time-major") as raised:
+            fn(bad, LABELS)
+        assert fn.__name__ in str(raised.value), what
+        # at trace time under jit: the compiled step never sees a bad shape
+        if what.startswith("rank"):
+            with pytest.raises(ValueError, match=r"\[T, B, C\]"):
+                jax.jit(lambda x: fn(x, LABELS))(bad)
+    assert np.isfinite(float(fn(s, LABELS)))
+
+
+def test_the_spike_helpers_refuse_a_tuple_naming_the_expected_shape():
+    s = jnp.asarray(_spikes())
+    with pytest.raises(ValueError, match=r"first_spike_times: expected spikes \[T, B, C\].*got a tuple"):
+        losses.first_spike_times((s, [s]))
+    with pytest.raises(ValueError, match=r"first_spike_times: expected spikes \[T, B, C\].*got shape \(12, 5\)"):
+        losses.first_spike_times(s[:, 0])
+    # a list of hidden layers' spikes of one shape would otherwise stack into a silent [L, T, B, N]
+    with pytest.raises(ValueError, match=r"spike_rate_penalty: expected spikes \[T, B, \.\.\.\].*got a list of 2"):
+        losses.spike_rate_penalty([s, s])
+    with pytest.raises(ValueError, match=r"spike_rate_penalty: expected spikes \[T, B, \.\.\.\].*got shape \(12,\)"):
+        losses.spike_rate_penalty(s[:, 0, 0])
+
+
+def test_a_traced_window_longer_than_t_is_nan_never_the_whole_sample_value():
+    """Under jit a window cannot be inspected: W > T would equal the whole-sample loss (every window then
+    holds all counts so far); NaN says it is wrong, W <= T equals the concrete call."""
+    s = jnp.asarray(_spikes())
+    traced = jax.jit(lambda x, w: losses.spike_nll(x, LABELS, window=w))
+    assert np.isnan(float(traced(s, 13)))
+    np.testing.assert_allclose(float(traced(s, 12)), float(losses.spike_nll(s, LABELS, window=12)), rtol=1e-6)
+    np.testing.assert_allclose(float(traced(s, 5)), float(losses.spike_nll(s, LABELS, window=5)), rtol=1e-6)
 
 
 def test_rate_penalty_closed_form():

@@ -98,7 +98,7 @@ def test_a_hand_built_graph_runs_as_a_numpy_euler_loop():
         syn.append(i)
     s2 = euler(np.stack(syn), 1 - dt / tau_mem, dt * 3.0 / tau_mem, 0.0, 0.8)
     s3 = euler(s2 @ w3.T, 1.0, 0.4, 0.0, 1.0)  # IF: v[t] = v[t-1] + r I[t], no dt
-    out, layers = snir.from_nir(graph, dt=dt)(jnp.asarray(x))
+    out, layers = snir.from_nir(graph, dt=dt)(jnp.asarray(x), return_layers=True)
     for mine, theirs in zip(layers[1:], (s1, s2, s3)):
         np.testing.assert_array_equal(np.asarray(mine), theirs)
     assert all(0 < s.sum() < s.size for s in (s1, s2, s3)), [s.sum() for s in (s1, s2, s3)]  # not vacuous
@@ -127,7 +127,7 @@ def test_if_is_read_per_step_with_dt_unused():
     reference = np.stack(reference)
     assert 0.05 < reference.mean() < 0.5, reference.mean()  # not vacuous
     for dt in (1e-4, 1e-3, 1.0):
-        np.testing.assert_array_equal(np.asarray(snir.from_nir(graph, dt=dt)(jnp.asarray(x))[0]), reference)
+        np.testing.assert_array_equal(np.asarray(snir.from_nir(graph, dt=dt)(jnp.asarray(x))), reference)
 
 
 def test_beta_one_exports_as_if_with_r_one():
@@ -179,7 +179,7 @@ def test_the_nir_papers_sinabs_cnn_fires_as_a_numpy_if_loop():
     x = _spikes((steps, batch, 2, 34, 34), seed=7, rate=0.05)  # N-MNIST-like event frames
     graph = nir.read(CNN_SINABS)
     conv = graph.nodes["0"]
-    out, layers = snir.from_nir(CNN_SINABS)(jnp.asarray(x))
+    out, layers = snir.from_nir(CNN_SINABS)(jnp.asarray(x), return_layers=True)
     rates = [float(np.asarray(layer).mean()) for layer in layers[1:]]
     assert len(rates) == 5 and all(0 < rate < 0.5 for rate in rates), rates
     assert 0 < np.asarray(out).sum() < 0.5 * np.asarray(out).size
@@ -207,7 +207,7 @@ def test_the_nir_papers_sinabs_cnn_fires_as_a_numpy_if_loop():
     np.testing.assert_array_equal(mine[:, clear], reference[:, clear])
     assert reference[:, clear].sum() > 0
     for dt in (1e-3, 1.0):
-        np.testing.assert_array_equal(np.asarray(snir.from_nir(CNN_SINABS, dt=dt)(jnp.asarray(x))[0]),
+        np.testing.assert_array_equal(np.asarray(snir.from_nir(CNN_SINABS, dt=dt)(jnp.asarray(x))),
                                       np.asarray(out))
 
 
@@ -231,8 +231,8 @@ def test_spikejax_models_round_trip_through_a_nir_file_spike_for_spike(name, kin
     snir.write(graph, path)
     network = snir.from_nir(path)
     x = _spikes((20, 4) + FRAME)
-    out, layers = model(jnp.asarray(x))
-    out_nir, layers_nir = network(jnp.asarray(x.reshape(20, 4, -1) if name == "mlp" else x))
+    out, layers = model(jnp.asarray(x), return_layers=True)
+    out_nir, layers_nir = network(jnp.asarray(x.reshape(20, 4, -1) if name == "mlp" else x), return_layers=True)
     assert len(layers) == len(layers_nir)
     for mine, theirs in zip(layers[1:], layers_nir[1:]):
         mine, theirs = np.asarray(mine), np.asarray(theirs)
@@ -299,8 +299,8 @@ def test_export_command_writes_the_trained_run_and_refuses_a_subtractive_reset(d
     model = nnx.merge(graphdef, state["params"])
     split = data.load("digits_events", "test", data_dir=digits_data_dir)
     x = np.moveaxis(split.dense(np.arange(32)).astype(np.float32), 1, 0)
-    mine = np.asarray(model(jnp.asarray(x))[0])
-    theirs = np.asarray(network(jnp.asarray(x.reshape(x.shape[:2] + (-1,))))[0])
+    mine = np.asarray(model(jnp.asarray(x)))
+    theirs = np.asarray(network(jnp.asarray(x.reshape(x.shape[:2] + (-1,)))))
     assert mine.sum() > 0
     np.testing.assert_array_equal(mine, theirs)
     out = subprocess.run([sys.executable, "-m", "experiments.export", f"--workdir={workdirs['subtract']}"], cwd=REPO,

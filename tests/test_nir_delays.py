@@ -76,7 +76,7 @@ def test_the_exported_graph_simulated_in_numpy_fires_as_the_evaluated_model(per)
     graph = snir.to_nir(model, dt=DT)
     assert graph.metadata == {"dt": DT}
     x = _inputs()
-    _, layers = model(jnp.asarray(x))
+    _, layers = model(jnp.asarray(x), return_layers=True)
     values, closest, neurons_in_order = _simulate(graph, x, DT)
     assert neurons_in_order == ["lif0", "lif1"]
     for k, name in enumerate(neurons_in_order):
@@ -130,8 +130,8 @@ def test_delayed_models_round_trip_through_a_nir_file_spike_for_spike(per, bias,
     network = snir.from_nir(path)
     assert network.dt == DT
     x = _inputs(seed=3)
-    out, layers = model(jnp.asarray(x))
-    out_nir, layers_nir = network(jnp.asarray(x))
+    out, layers = model(jnp.asarray(x), return_layers=True)
+    out_nir, layers_nir = network(jnp.asarray(x), return_layers=True)
     assert len(layers) == len(layers_nir) == 3
     for mine, theirs in zip(layers[1:], layers_nir[1:]):
         np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs))
@@ -158,7 +158,7 @@ def test_a_delay_node_shifts_by_whole_steps_and_refuses_what_is_not_one():
         expected = np.zeros_like(x)
         for c, d in enumerate(steps):
             expected[d:, :, c] = x[:max(x.shape[0] - d, 0), :, c]
-        np.testing.assert_array_equal(np.asarray(network(jnp.asarray(x))[0]), expected)
+        np.testing.assert_array_equal(np.asarray(network(jnp.asarray(x))), expected)
     assert snir.from_nir(_delay_graph(np.full(3, 2e-3), 1e-3), dt=5e-4).dt == 5e-4  # an explicit dt wins
     with pytest.raises(snir.NIRError, match="node 'delay' \\(Delay\\) field 'delay' holds 0.0025 s at index \\(1,\\), "
                                             "2.5 steps of dt = 0.001 s: spikejax delays by whole steps only"):
@@ -217,8 +217,8 @@ def test_export_command_writes_a_trained_delay_mlp_run(digits_data_dir, tmp_path
     model = nnx.merge(run.graphdef, run.state["params"])
     split = data.load("digits_events", "test", data_dir=digits_data_dir)
     x = np.moveaxis(split.dense(np.arange(8)).astype(np.float32), 1, 0)
-    mine, mine_layers = model(jnp.asarray(x))
-    theirs, theirs_layers = network(jnp.asarray(x.reshape(x.shape[:2] + (-1,))))
+    mine, mine_layers = model(jnp.asarray(x), return_layers=True)
+    theirs, theirs_layers = network(jnp.asarray(x.reshape(x.shape[:2] + (-1,))), return_layers=True)
     assert np.asarray(mine_layers[1]).sum() > 0
     np.testing.assert_array_equal(np.asarray(mine_layers[1]), np.asarray(theirs_layers[1]))
     np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs))

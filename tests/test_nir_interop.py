@@ -98,7 +98,7 @@ def test_exported_models_spike_identically_in_snntorch_and_norse(digits_data_dir
         node = graph.nodes["cubalif0"]
         assert np.ptp(node.tau_mem) > 0 and np.ptp(node.tau_syn) > 0
     x = _test_inputs(digits_data_dir, flat=model == "mlp")
-    mine = np.asarray(trained(jnp.asarray(_test_inputs(digits_data_dir, flat=False)))[0])
+    mine = np.asarray(trained(jnp.asarray(_test_inputs(digits_data_dir, flat=False))))
     assert 0 < mine.sum() < mine.size
     # Dense layers reproduce exactly. A convolution sums its taps in another order in torch than in XLA, so
     # a membrane within float32 rounding of the threshold can flip and the flip then spreads: the export
@@ -117,7 +117,7 @@ def test_a_subtractive_reset_exported_approximately_differs(digits_data_dir, tmp
     """What approximate=True costs: the same trained weights, run with NIR's reset to zero."""
     trained, _ = _trained(digits_data_dir, str(tmp_path / "run"), **{"model.neuron.reset": "subtract"})
     graph = snir.to_nir(trained, dt=DT, approximate=True)
-    mine = np.asarray(trained(jnp.asarray(_test_inputs(digits_data_dir, flat=False)))[0])
+    mine = np.asarray(trained(jnp.asarray(_test_inputs(digits_data_dir, flat=False))))
     theirs = _in_snntorch(graph, _test_inputs(digits_data_dir, flat=True))
     differ = int(np.sum(theirs != mine))
     print(f"subtractive reset exported with approximate=True: {differ} of {int(mine.sum())} output spikes differ")
@@ -149,7 +149,7 @@ def test_graphs_exported_by_snntorch_and_norse_run_in_spikejax_with_their_spikes
     utils.reset(net)
     with torch.no_grad():
         reference = np.stack([net(torch.tensor(x[t])).numpy() for t in range(len(x))])
-    ours = np.asarray(snir.from_nir(graph, dt=DT)(jnp.asarray(x))[0])
+    ours = np.asarray(snir.from_nir(graph, dt=DT)(jnp.asarray(x)))
     assert 0 < reference.sum() and np.array_equal(ours, reference)
 
     cell = lambda inv, threshold: norse.LIFBoxCell(norse.LIFBoxParameters(tau_mem_inv=torch.tensor(inv),
@@ -159,7 +159,7 @@ def test_graphs_exported_by_snntorch_and_norse_run_in_spikejax_with_their_spikes
         layer.weight.data *= 80
     graph = norse.to_nir(model, torch.zeros(1, 20), dt=1.0)
     reference = _run_torch(model, x, stateful=True)
-    ours = np.asarray(snir.from_nir(graph, dt=DT)(jnp.asarray(x))[0])
+    ours = np.asarray(snir.from_nir(graph, dt=DT)(jnp.asarray(x)))
     assert 0 < reference.sum() and np.array_equal(ours, reference)
 
 

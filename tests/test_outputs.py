@@ -59,7 +59,7 @@ def test_the_spiking_output_membrane_is_the_lif_loop_on_the_layers_currents(name
     alone, alone_layers = model.outputs(x)
     assert set(alone) == {"spikes"}
     np.testing.assert_array_equal(alone["spikes"], outputs["spikes"])
-    np.testing.assert_array_equal(model(x)[0], outputs["spikes"])
+    np.testing.assert_array_equal(model(x), outputs["spikes"])
     for a, b in zip(alone_layers, layers):
         np.testing.assert_array_equal(a, b)
 
@@ -69,7 +69,7 @@ def test_the_delayed_models_membrane_is_its_spikes_threshold():
     x = _inputs()
     outputs, layers = model.outputs(x, ("spikes", "membrane"), progress=0.3)
     np.testing.assert_array_equal(outputs["spikes"], (np.asarray(outputs["membrane"]) > 1.0).astype(np.float32))
-    np.testing.assert_array_equal(model(x, progress=0.3)[0], outputs["spikes"])
+    np.testing.assert_array_equal(model(x, progress=0.3), outputs["spikes"])
     np.testing.assert_array_equal(layers[-1], outputs["spikes"])
 
 

@@ -84,7 +84,7 @@ def test_neurobench_operations_match_binarised_layers_applied_in_numpy():
     model = models.build("conv", (2, 8, 8), 3, neuron, seed=0, hidden=(16,), init_scale=6.0)
     model.convs[0].kernel[...] = model.convs[0].kernel[...].at[0, 0].set(0.0)  # some zero weights
     x = (np.random.default_rng(0).random((6, 2, 2, 8, 8)) < 0.3).astype(np.float32)
-    _, layers = model(jnp.asarray(x))
+    _, layers = model(jnp.asarray(x), return_layers=True)
     connections = model.connections(layers)
     kernels = [np.asarray(c.kernel[...]) for c in model.convs] + [np.asarray(model.dense.kernel[...]),
                                                                   np.asarray(model.out.kernel[...])]
@@ -115,7 +115,7 @@ def test_neurobench_acs_of_an_mlp_are_its_synops():
 
     model = models.build("mlp", (40,), 5, models.Neuron(beta=0.9), seed=0, hidden=(12,), init_scale=6.0)
     x = (np.random.default_rng(1).random((7, 3, 40)) < 0.3).astype(np.float32)
-    _, layers = model(jnp.asarray(x))
+    _, layers = model(jnp.asarray(x), return_layers=True)
     acs = sum(np.asarray(readout.neurobench_ops(*c)[0]) for c in model.connections(layers))
     synops = sum(np.asarray(readout.synops(h, f)) for h, f in zip(layers, model.fan_out))
     np.testing.assert_allclose(acs, synops)

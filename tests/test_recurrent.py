@@ -130,7 +130,7 @@ def test_spiking_rnn_model_matches_numpy_and_counts_its_recurrent_synapses():
     neuron = models.Neuron(beta=0.9, threshold=1.0)
     model = models.build("rnn", (2, 5), 4, neuron, seed=0, hidden=(12, 7), init_scale=4.0)
     x = (np.random.default_rng(8).random((T, B, 2, 5)) < 0.3).astype(np.float32)
-    out, layers = model(jnp.asarray(x))
+    out, layers = model(jnp.asarray(x), return_layers=True)
     kernel = lambda layer: np.asarray(layer.kernel[...], np.float64)
     h = x.reshape(T, B, -1)
     for i, (layer, recurrent) in enumerate(zip(model.layers, model.recurrent)):

@@ -2,7 +2,10 @@
 
 Every loss takes the output layer's outputs [T, B, C] (floating, time-major; spikes or membrane, as the
 loss declares) and integer labels [B], and returns the mean over the batch as a scalar float32. `mask` [B]
-(optional, 0/1) averages over the real examples of a padded batch only.
+(optional, 0/1) averages over the real examples of a padded batch only. A tuple, list or dict (a model's
+(spikes, layers) pair or its outputs dict) or an array of another rank is a ValueError naming the loss and
+the expected shape ("spike_nll: expected spikes [T, B, C] (time-major), got shape (16, 10)"), raised at
+trace time: shapes are static, so a jitted step pays nothing for it.
 
   count_mse, count_softmax, spike_nll     on spike counts (`spikejax.losses.counts`, the paper's three)
   rate_cross_entropy                      per-step CE on the spikes (`spikejax.losses.rates`)

@@ -15,15 +15,29 @@ def concrete(x):
         return None
 
 
+def check_array(x, name: str, what: str = "spikes", expected: str = "[T, B, C]", rank: int | None = 3):
+    """x as one array of `rank` dimensions (None: at least 2); a ValueError naming `name`, `what` and the
+    `expected` shape otherwise, e.g. "spike_nll: expected spikes [T, B, C] (time-major), got a tuple of 2
+    items". A tuple, list or dict is refused by kind before numpy could stack it. At trace time (shapes are
+    static), so it costs the compiled step nothing."""
+    if isinstance(x, dict):
+        raise ValueError(f"{name}: expected {what} {expected} (time-major, one array), got a dict with keys "
+                         f"{list(x)} (a model's outputs? pass outputs[{what!r}])")
+    if isinstance(x, (tuple, list)):
+        raise ValueError(f"{name}: expected {what} {expected} (time-major, one array), got a {type(x).__name__} "
+                         f"of {len(x)} items (a model's (spikes, layers) pair? call the model without "
+                         "return_layers, or pass the first item)")
+    x = jnp.asarray(x)
+    if (x.ndim != rank) if rank is not None else (x.ndim < 2):
+        raise ValueError(f"{name}: expected {what} {expected} (time-major), got shape {tuple(x.shape)}")
+    return x
+
+
 def check_outputs(outputs, labels, mask, name: str, what: str = "spikes"):
     """(outputs [T, B, C] floating, labels int [B], mask [B] or None) as arrays; ValueError naming the
-    argument otherwise. Concrete labels outside [0, C) at counted positions are refused by value."""
-    if isinstance(outputs, (tuple, list)):
-        raise ValueError(f"{name}: {what} must be one time-major array [T, B, C], got a {type(outputs).__name__} "
-                         f"of {len(outputs)} items (a model's (outputs, state) pair? pass its first item)")
-    outputs, labels = jnp.asarray(outputs), jnp.asarray(labels)
-    if outputs.ndim != 3:
-        raise ValueError(f"{name}: {what} must be time-major [T, B, C], got shape {outputs.shape}")
+    argument and the expected shape otherwise (`check_array`). Concrete labels outside [0, C) at counted
+    positions are refused by value."""
+    outputs, labels = check_array(outputs, name, what), jnp.asarray(labels)
     if not jnp.issubdtype(outputs.dtype, jnp.floating):
         raise ValueError(f"{name}: {what} must be floating point, got dtype {outputs.dtype}")
     if labels.ndim != 1 or labels.shape[0] != outputs.shape[1]:

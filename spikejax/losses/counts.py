@@ -8,14 +8,16 @@ penalty. Output spikes s are [T, B, C] (floating, time-major), labels int [B]; n
 In `spike_nll` the clamp passes the gradient straight through, so dloss/dn_bi = (p_bi - y_bi) / m_bi / B
 exactly, also for a silent true class (which is then pushed to fire). With `window=W` the counts are
 taken over the sliding window t-W+1..t (the first W-1 windows are shorter: causal zero padding) and the
-loss is averaged over b and all T steps.
+loss is averaged over b and all T steps. A window longer than T is refused (a ValueError naming both); a
+traced one (replicas), which cannot be inspected, gives NaN instead of the whole-sample value it would
+silently equal.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
-from spikejax.losses._common import batch_mean, check_outputs, check_positive, concrete, nan_if_invalid
+from spikejax.losses._common import batch_mean, check_array, check_outputs, check_positive, concrete, nan_if_invalid
 from spikejax.losses.registry import Param, positive, positive_int, rate, register, register_variant
 
 
@@ -89,8 +91,8 @@ def spike_nll(spikes, labels, *, window: int | None = None, min_count: float = 1
     Args:
       spikes: output spikes [T, B, C].
       labels: int [B].
-      window: None for whole-sample counts, or W >= 1 for sliding-window counts of W steps. A traced int
-        (replicas) selects per value: 0 means the whole sample.
+      window: None for whole-sample counts, or W in [1, T] for sliding-window counts of W steps (W > T: a
+        ValueError). A traced int (replicas) selects per value: 0 means the whole sample, W > T gives NaN.
       min_count: lower clamp of the counts (> 0), straight-through in the gradient.
       mask: optional [B] weights of real (1) and padding (0) examples.
     """
@@ -102,7 +104,7 @@ def spike_nll(spikes, labels, *, window: int | None = None, min_count: float = 1
     elif concrete(window) is None:  # traced: 0 is the whole sample
         whole = _spikemax_nll(_counts(spikes), labels, min_count)
         windowed = _windowed_nll_per_example(spikes, labels, jnp.maximum(window, 1), min_count)
-        per_example = jnp.where(window > 0, windowed, whole)
+        per_example = jnp.where(window > steps, jnp.nan, jnp.where(window > 0, windowed, whole))
     else:
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise ValueError(f"spike_nll: window must be a positive int or None, got {window!r}")
@@ -119,9 +121,7 @@ register_variant("nll_window", of="nll", grid={"window": (10, 20, 30)}, title="s
 def spike_rate_penalty(spikes, *, target_rate: float = 0.02, mask=None):
     """Hidden-layer firing-rate regulariser: mean_b mean_i (rate_bi - target_rate)^2 with rate in
     spikes per step, for spikes [T, B, ...]. Add `weight * spike_rate_penalty(h)` to a loss."""
-    spikes = jnp.asarray(spikes)
-    if spikes.ndim < 2:
-        raise ValueError(f"spike_rate_penalty: spikes must be [T, B, ...], got shape {spikes.shape}")
+    spikes = check_array(spikes, "spike_rate_penalty", "spikes", "[T, B, ...]", rank=None)
     rates = jnp.mean(spikes.astype(jnp.float32), axis=0).reshape(spikes.shape[1], -1)
     per_example = jnp.mean((rates - target_rate) ** 2, axis=-1)
     return batch_mean(per_example, None if mask is None else jnp.asarray(mask))

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from spikejax import readout as readout_lib
 from spikejax.losses._common import (
     batch_mean,
+    check_array,
     check_outputs,
     check_positive,
     compute_dtype,
@@ -40,6 +41,7 @@ def first_spike_times(spikes):
     dt_i/ds[k, i] = -(t_i - k) for k before the first spike, the amount the first spike would move if output i
     fired at step k; at the first spike it is minus the steps until the next spike (or T); later, 0.
     """
+    spikes = check_array(spikes, "first_spike_times")
     survival = jnp.cumprod(1.0 - spikes.astype(compute_dtype(spikes)), axis=0)  # [T, B, C]: 1 while silent
     return jnp.sum(survival, axis=0)
 

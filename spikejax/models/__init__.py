@@ -2,14 +2,22 @@
 
   build("mlp", frame_shape, num_classes, Neuron(), seed=0, hidden=(256,))
 
-`model.outputs(x, reads)` returns (outputs, [spikes of every layer, input first]) so that readouts can
-count spikes and synaptic operations per layer, and `connections(spikes)` for NeuroBench's counts;
-outputs holds what the output layer gives of `reads` ("spikes" [T, B, C], "membrane" [T, B, C]: what a
-loss reads, `losses.READS`). The output layer (`output`, `OUTPUTS`) is "spiking" (the model's neuron:
-spikes, and its membrane, before reset, when read) or "integrator" (a non-spiking leaky integrator
-u[t] = beta u[t-1] + I[t]: membrane only; its entry in the layers is zeros). `model(x)` is (output spikes,
-layers), as before outputs existed. Use functionally: `graphdef, params = nnx.split(model)`, then
-`nnx.merge(graphdef, params).outputs(x, reads)` inside a jitted step (`build.apply_model`).
+Inputs are time-major [T, B, *frame]: time first (a batch-major [B, T, ...] array cannot be told apart when
+B == T; `time_steps=T` makes a model refuse any other T, and `build.model` sets it from data.time_bins).
+
+  spikes = model(x)                               output spikes [T, B, C], what a spike loss takes
+  spikes, layers = model(x, return_layers=True)   and [spikes of every layer, input first]
+  outputs, layers = model.outputs(x, reads)       outputs: what the output layer gives of `reads`
+
+Readouts count spikes and synaptic operations per layer from the layers, and `connections(layers)` gives
+NeuroBench's counts; outputs holds "spikes" [T, B, C] and "membrane" [T, B, C] as read (what a loss
+reads, `losses.READS`). The output layer (`output`, `OUTPUTS`) is "spiking" (the model's neuron: spikes,
+and its membrane, before reset, when read) or "integrator" (a non-spiking leaky integrator
+u[t] = beta u[t-1] + I[t]: membrane only, so `model(x)` raises; its entry in the layers is zeros).
+Kernels start from variance scaling over the fan-in with `init_scale` (default `DEFAULT_INIT_SCALE` = 6.0,
+the configs' value: the output layer fires on every configured dataset's input). Use functionally:
+`graphdef, params = nnx.split(model)`, then `nnx.merge(graphdef, params).outputs(x, reads)` inside a
+jitted step (`build.apply_model`).
 
   mlp        dense hidden... -> C            (networks.SpikingMLP)
   conv       conv 16-32, avg pool, dense -> C (networks.SpikingConvNet)
@@ -29,7 +37,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from spikejax.models.delayed import Delay, DelayedMLP
-from spikejax.models.networks import SpikingConvNet, SpikingMLP, SpikingRNN
+from spikejax.models.networks import DEFAULT_INIT_SCALE, SpikingConvNet, SpikingMLP, SpikingRNN
 from spikejax.models.neuron import (
     LEARN_SHAPES,
     MARGIN,
@@ -47,7 +55,7 @@ from spikejax.models.neuron import (
 @dataclasses.dataclass(frozen=True)
 class ModelEntry:
     """A model by name: `make(frame_shape, num_classes, neuron, rngs=, hidden=, dtype=, init_scale=, bias=,
-    output=)`
+    output=, time_steps=)`
     and `check(hidden, neuron_kind)` -> None or what the config must change (read by config validation)."""
     name: str
     make: Callable
@@ -88,19 +96,23 @@ MODELS = {
 
 
 def build(name: str, frame_shape: Sequence[int], num_classes: int, neuron: Neuron, *, seed: int,
-          hidden: Sequence[int] = (), dtype="float32", init_scale: float = 1.0, bias: bool = True,
-          delay: Delay | None = None, output: str = "spiking") -> nnx.Module:
-    """A model by name (`MODELS`: "mlp", "conv", "rnn" or "delay_mlp") for inputs [T, B, *frame_shape];
-    `bias=False` leaves out every bias (some neuromorphic chips have none); `delay`: the delay settings of a
-    delayed model (default `Delay()`), ignored by the others; `output`: the output layer (`OUTPUTS`)."""
+          hidden: Sequence[int] = (), dtype="float32", init_scale: float = DEFAULT_INIT_SCALE, bias: bool = True,
+          delay: Delay | None = None, output: str = "spiking", time_steps: int | None = None) -> nnx.Module:
+    """A model by name (`MODELS`: "mlp", "conv", "rnn" or "delay_mlp") for time-major inputs
+    [T, B, *frame_shape]; `bias=False` leaves out every bias (some neuromorphic chips have none); `delay`: the
+    delay settings of a delayed model (default `Delay()`), ignored by the others; `output`: the output layer
+    (`OUTPUTS`); `time_steps`: the T every input must have, a ValueError naming both otherwise (None: any)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {list(MODELS)}")
     if output not in OUTPUTS:
         raise ValueError(f"unknown output {output!r}; choose one of {list(OUTPUTS)}")
+    if time_steps is not None and (isinstance(time_steps, bool) or not isinstance(time_steps, int) or time_steps < 1):
+        raise ValueError(f"time_steps must be a positive int or None, got {time_steps!r}")
     entry = MODELS[name]
     extra = {"delay": delay} if entry.delayed else {}
     return entry.make(frame_shape, num_classes, neuron, rngs=nnx.Rngs(seed), hidden=tuple(hidden),
-                      dtype=jnp.dtype(dtype), init_scale=init_scale, bias=bias, output=output, **extra)
+                      dtype=jnp.dtype(dtype), init_scale=init_scale, bias=bias, output=output, time_steps=time_steps,
+                      **extra)
 
 
 def takes_progress(model) -> bool:
@@ -108,6 +120,6 @@ def takes_progress(model) -> bool:
     return bool(getattr(model, "takes_progress", False))
 
 
-__all__ = ["LEARN_SHAPES", "MARGIN", "MODELS", "OUTPUTS", "PARAMETRISATION", "RAW_NAMES", "Delay", "DelayedMLP",
-           "ModelEntry", "Neuron", "SpikingConvNet", "SpikingMLP", "SpikingNeurons", "SpikingRNN", "build",
-           "initial_raw", "learnable_range_error", "raw_name", "takes_progress"]
+__all__ = ["DEFAULT_INIT_SCALE", "LEARN_SHAPES", "MARGIN", "MODELS", "OUTPUTS", "PARAMETRISATION", "RAW_NAMES",
+           "Delay", "DelayedMLP", "ModelEntry", "Neuron", "SpikingConvNet", "SpikingMLP", "SpikingNeurons",
+           "SpikingRNN", "build", "initial_raw", "learnable_range_error", "raw_name", "takes_progress"]

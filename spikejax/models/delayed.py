@@ -20,7 +20,15 @@ import jax.numpy as jnp
 from flax import nnx
 
 from spikejax import delays as delays_lib
-from spikejax.models.networks import READ_SPIKES, _kernel_init, _spiking_layers, dense_connection, spikes_of
+from spikejax.models.networks import (
+    DEFAULT_INIT_SCALE,
+    READ_SPIKES,
+    _kernel_init,
+    _spiking_layers,
+    check_input,
+    dense_connection,
+    spikes_of,
+)
 from spikejax.models.neuron import Neuron, output_layer
 
 DELAY_SHAPES = ("synapse", "channel")
@@ -86,26 +94,31 @@ class DelayedDense(nnx.Module):
 class DelayedMLP(nnx.Module):
     """in_features -> hidden... -> num_classes, every connection a `DelayedDense`, a `Neuron` after each
     (the last one's `output`: "spiking" or "integrator", see `neuron.output_layer`).
-    `outputs(x, reads, progress=None)`: x [T, B, ...] -> ({"spikes", "membrane"} of the output layer, the spikes
-    of every layer); `__call__(x, progress=None)`: (output spikes [T, B, C], spikes of every layer)."""
+    `outputs(x, reads, progress=None)`: x [T, B, ...] (time-major) -> ({"spikes", "membrane"} of the output
+    layer, the spikes of every layer); `__call__(x, progress=None)`: output spikes [T, B, C], with the spikes
+    of every layer (`(spikes, layers)`) when `return_layers=True`. `time_steps`: the T every input must have
+    (None: any)."""
 
     takes_progress = True  # build.apply_model passes the training progress (step / total steps)
 
     def __init__(self, in_features: int, hidden: Sequence[int], num_classes: int, neuron: Neuron, *,
-                 rngs: nnx.Rngs, delay: Delay = Delay(), dtype=jnp.float32, init_scale: float = 1.0,
-                 bias: bool = True, output: str = "spiking"):
+                 rngs: nnx.Rngs, delay: Delay = Delay(), dtype=jnp.float32,
+                 init_scale: float = DEFAULT_INIT_SCALE, bias: bool = True, output: str = "spiking",
+                 time_steps: int | None = None):
         sizes = [in_features, *hidden, num_classes]
         init = _kernel_init(init_scale)
         self.layers = nnx.List([DelayedDense(a, b, delay, rngs=rngs, kernel_init=init, use_bias=bias, dtype=dtype)
                                 for a, b in zip(sizes[:-1], sizes[1:])])
         self.spiking = _spiking_layers(neuron, sizes[1:], output)
         self.neuron, self.delay, self.dtype, self.output = neuron, delay, dtype, output
+        self.in_features, self.time_steps = in_features, time_steps
         self.fan_out = tuple(sizes[1:]) + (0,)
 
-    def __call__(self, x, progress=None):
-        return spikes_of(self, x, progress=progress)
+    def __call__(self, x, progress=None, *, return_layers: bool = False):
+        return spikes_of(self, x, return_layers, progress=progress)
 
     def outputs(self, x, reads=READ_SPIKES, progress=None):
+        x = check_input(x, self.in_features, self.time_steps, f"[{self.in_features}]")
         sigma = self.delay.sigma(progress)
         x = x.reshape(x.shape[:2] + (-1,)).astype(self.dtype)
         spikes = [x]

@@ -6,8 +6,9 @@
                                             written to a temporary file and renamed; a symlink there is refused
   net = from_nir(graph_or_path)             any supported graph (checked first) -> NIRNetwork, at the dt of the
                                             graph's metadata, else 1e-4 (snnTorch's); from_nir(..., dt=) overrides
-  out, layers = net(x)                      x [T, B, *input_type] -> output spikes [T, B, ...], and the spikes
-                                            of the input and of every neuron node, like spikejax's models
+  out = net(x)                              x [T, B, *input_type] (time-major) -> output spikes [T, B, ...];
+                                            net(x, return_layers=True) -> (out, the spikes of the input and of
+                                            every neuron node), like spikejax's models
 
 How each neuron node is read (and why). The NIR spec (neuromorphs/NIR `docs/source/primitives.md`,
 `nir/ir/neuron.py`) gives continuous-time equations and leaves discretisation to the backends:

@@ -50,8 +50,9 @@ def _scalar_or_array(x: np.ndarray):
 
 
 class NIRNetwork:
-    """A NIR graph, runnable on time-major input: `out, layers = net(x)` with x [T, B, *input_type]; out is
-    the Output node's value [T, B, ...]; layers are the input and each neuron node's spikes, in order.
+    """A NIR graph, runnable on time-major input, like spikejax's models: `out = net(x)` with x
+    [T, B, *input_type] is the Output node's value [T, B, ...]; `out, layers = net(x, return_layers=True)` adds
+    the input and each neuron node's spikes, in order.
     `fan_out` is None (NIR graphs need not be chains). A pure function of x: jit it freely. The graph is
     checked first (see the module docstring): NIRError naming the node and field."""
 
@@ -73,7 +74,7 @@ class NIRNetwork:
                 raise NIRError(f"node {name!r} has no incoming edge")
         self.fan_out = None
 
-    def __call__(self, x):
+    def __call__(self, x, *, return_layers: bool = False):
         x = jnp.asarray(x)
         declared = _declared(self.nodes[self.input_name])
         if isinstance(declared, tuple) and tuple(x.shape[2:]) != declared:
@@ -92,7 +93,8 @@ class NIRNetwork:
             values[name] = self._apply(name, node, value)
             if type(node).__name__ in ("LIF", "CubaLIF", "IF"):
                 layers.append(values[name])
-        return values[self.output_name], layers
+        out = values[self.output_name]
+        return (out, layers) if return_layers else out
 
     def _apply(self, name, node, x):
         kind = type(node).__name__
