@@ -12,6 +12,8 @@ grid edge extended outward (`extend`, `max_extensions`), chosen on mean validati
 chosen configuration of each loss with `seeds` fresh seeds, tested once. `losses`
 names comparison labels: every registered loss is one, and variants add more (nll_window: spike NLL over
 sliding windows); `grid.<label>.<param>` starts at the registry's default grid (`spikejax.losses`).
+`smoke` (set by the quick setting) marks a smoke run: its report shows no confidence intervals, tests or
+verdicts.
 """
 import ml_collections
 from ml_collections.config_dict import placeholder
@@ -51,7 +53,9 @@ def get_config(setting: str = "") -> ml_collections.ConfigDict:
     s.max_extensions = 2  # rounds of extension at most
     s.halving_fraction = placeholder(float)  # None or 0 (on the command line): no halving
     s.halving_fraction = 0.5  # successive halving: after this fraction of the steps drop each loss's worse half
+    s.smoke = False  # True: a smoke run; comparison.json records it and comparison.md shows no CIs, tests or verdicts
     if setting == "quick":  # about a minute on 2 CPU cores, for smoke runs; no statistics worth reading
+        s.smoke = True
         s.seeds, s.tune_seeds, s.epochs = 2, 1, 2
         s.learning_rates = (3e-3,)
         s.grid = default_grid(quick=True)

@@ -104,6 +104,9 @@ def main(argv):
     if jax.process_index() == 0:
         report = comparison.write(result, workdir, reproduce=other)
         print(report["table"])
+        if report["analysis"]["smoke"]:
+            print("smoke run (--quick): it shows that the comparison runs end to end; its numbers are no result, "
+                  "and comparison.md shows no confidence intervals, tests or verdicts")
         plots = " and the plots" if report["plots"] else ""
         print(f"wrote {workdir}/comparison.md, comparison.json, replicas.jsonl{plots}")
 
