@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from spikejax import errors, figures, plots, replot
-from tests.test_train import _run, small_config
+from tests.test_train import _finish, _run, _start, small_config
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -169,6 +169,7 @@ def test_the_plot_command_draws_a_finished_run(digits_data_dir, tmp_path):
     for name in names:
         _png_size(os.path.join(workdir, name))
     out = str(tmp_path / "figures")
+    missing = _start(["experiments.plot", f"--workdir={tmp_path / 'nothing'}"])  # beside the other: start-up time
     env = {**os.environ, "SPIKEJAX_DATA_DIR": digits_data_dir}
     done = _run(["experiments.plot", f"--workdir={workdir}", f"--out={out}", "--index=3"], env=env)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -176,6 +177,6 @@ def test_the_plot_command_draws_a_finished_run(digits_data_dir, tmp_path):
     assert sorted(os.listdir(out)) == sorted(names)
     for name in names:
         _png_size(os.path.join(out, name))
-    missing = _run(["experiments.plot", f"--workdir={tmp_path / 'nothing'}"], env=env)
+    missing = _finish(missing)
     assert missing.returncode == 2 and missing.stderr.strip().count("\n") == 0 and "no such folder" in missing.stderr
     assert json.load(open(os.path.join(workdir, "eval.json")))["step"] == 2
