@@ -134,6 +134,51 @@ def test_accuracy_and_latency_plots_have_titles_units_and_unit_accuracy_axes(tmp
     assert band[:, 1].max() <= 1.0 and band[:, 1].min() >= 0.0
 
 
+class _Split:
+    """What `figures.sample_activity` reads of a data split: dense samples [n, T, *frame], labels, classes."""
+    split = "test"
+
+    def __init__(self, samples, labels, classes):
+        self.samples, self.labels, self.classes = samples, labels, classes
+
+    def dense(self, indices):
+        return self.samples[np.asarray(indices)]
+
+
+def test_an_integrator_output_has_no_output_spikes_or_threshold_and_its_membrane_is_the_leaky_sum(tmp_path):
+    """output="integrator": the raster shows input and hidden spikes only, the membrane plot has no threshold,
+    and the membrane is u[t] = beta u[t-1] + I[t] of the output currents from the hidden spikes (numpy loop)."""
+    from flax import nnx
+
+    from configs import default
+    from spikejax import build
+
+    config = default.get_config()
+    config.update_from_flattened_dict({"model.output": "integrator", "loss.name": "max_membrane",
+                                       "model.hidden": (7,), "model.init_scale": 6.0})
+    rng = np.random.default_rng(3)
+    split = _Split((rng.random((4, 12, 6)) < 0.4).astype(np.uint8), np.array([2, 0, 1, 1]), ["a", "b", "c"])
+    graphdef, params = nnx.split(build.model(config, (6,), 3))
+    activity = figures.sample_activity(config, graphdef, params, split, index=2)
+    assert [name for name, _ in activity.layers] == ["input", "hidden layer 1"]
+    assert activity.spikes is None and activity.threshold is None and activity.label == 1
+    np.testing.assert_array_equal(activity.layers[0][1], split.samples[2])
+    hidden = np.asarray(activity.layers[1][1], np.float64)
+    assert 0 < hidden.sum() < hidden.size
+    layer = nnx.merge(graphdef, params).layers[-1]
+    currents = hidden @ np.asarray(layer.kernel[...], np.float64) + np.asarray(layer.bias[...], np.float64)
+    beta, u, expected = config.model.neuron.beta, np.zeros(3), []
+    for t in range(12):
+        u = beta * u + currents[t]
+        expected.append(u)
+    np.testing.assert_allclose(activity.membrane, expected, rtol=1e-5, atol=1e-5)
+    result = {**_eval_result(), "loss": "max_membrane", "dataset": "toy", "num_examples": 4}
+    result["latency_steps"] = {"decision": None}
+    written = figures.run_figures(str(tmp_path), result, records=[], activity=activity)
+    assert [os.path.basename(p) for p in written] == ["accuracy_over_time.png", "spike_raster.png",
+                                                      "membrane_traces.png"]  # no decisions, no curves
+
+
 def test_the_plot_command_refuses_anything_but_a_finished_workdir(tmp_path):
     with pytest.raises(errors.UsageError, match="no such folder"):
         replot.plot_workdir(str(tmp_path / "missing"))
