@@ -211,7 +211,7 @@ class Session:
             iterator = data_lib.SeededTrainIterator(train_data, plan.batch_size, seeds=plan.data_seeds, **walk)
         else:
             iterator = data_lib.TrainIterator(train_data, plan.batch_size, seed=plan.seed, **walk)
-        progress = Progress(step, plan.stop_at, samples_per_step or plan.batch_size)
+        progress = Progress(plan.stop_at, samples_per_step or plan.batch_size)
         seconds_before, started = meta["train_seconds"], time.time()
         if step < plan.stop_at:
             log(f"{self.prefix}compiling the train step (the first step; samples/s and the ETA leave it out) ...")

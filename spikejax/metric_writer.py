@@ -106,7 +106,7 @@ class Progress:
     """The progress line's timing, without the session's first step, which compiles the train step (seconds
     to minutes of XLA compilation that no later step repeats):
 
-      progress = Progress(first_step, last_step, samples_per_step)    before the first step
+      progress = Progress(last_step, samples_per_step)    before the first step
       progress.compiled(step)        once the first step has finished (its outputs ready)
       progress.timing(step)          at a log step: (samples/s, "1234 samples/s, ETA 12 s"); a new window
 
@@ -114,8 +114,8 @@ class Progress:
     mean step time since the first step finished. `clock`: seconds (time.monotonic; a test passes its own).
     """
 
-    def __init__(self, first_step: int, last_step: int, samples_per_step: int, clock=time.monotonic):
-        self.first_step, self.last_step, self.samples_per_step = first_step, last_step, samples_per_step
+    def __init__(self, last_step: int, samples_per_step: int, clock=time.monotonic):
+        self.last_step, self.samples_per_step = last_step, samples_per_step
         self.clock = clock
         self.created = clock()
         self.start = self.timed_from = None  # when, and at which step, the first step finished

@@ -88,7 +88,7 @@ def test_progress_leaves_the_compiling_first_step_out_of_samples_per_second_and_
     is each window's steps x 64 / its seconds; the ETA is the steps left x the mean step time since the
     first step finished (with the compilation counted it would be 90 x 54.5 / 10 = 490 s at step 20)."""
     now = [100.0]
-    progress = Progress(10, 110, 64, clock=lambda: now[0])
+    progress = Progress(110, 64, clock=lambda: now[0])  # from step 10 to 110
     now[0] += 50.0
     progress.compiled(11)
     assert progress.compile_seconds == 50.0
