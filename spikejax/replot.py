@@ -16,7 +16,7 @@ import os
 import jax
 import numpy as np
 
-from spikejax import build, figures, runs
+from spikejax import build, figures, plots, runs
 from spikejax.errors import DataError, MissingDependencyError, NoCheckpointError, UsageError
 from spikejax.workdir import log
 
@@ -48,8 +48,6 @@ def plot_workdir(workdir: str, out: str | None = None, *, data_dir: str | None =
     MissingDependencyError without matplotlib; UsageError (see `kind`) before anything is written."""
     workdir = os.path.abspath(os.path.expanduser(workdir))
     what = kind(workdir)
-    from spikejax import plots
-
     plots.require_matplotlib()
     out = os.path.abspath(os.path.expanduser(out or workdir))
     os.makedirs(out, exist_ok=True)
