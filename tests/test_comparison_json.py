@@ -200,6 +200,7 @@ def test_a_smoke_run_is_recorded_and_its_markdown_shows_no_intervals_tests_or_ve
     assert text == render_lib.render(document)
     assert text.startswith("# Loss comparison on digits_events: smoke run (--quick), not a result")
     assert "**Smoke run, not a result.**" in text and "## Per-seed values" in text
+    assert "Losses run: " + ", ".join(f"{k} ({v['title']})" for k, v in document["losses"].items()) in text
     for inference in ("bootstrap", "CI", "p =", "Holm", "supported", "not significant", "Wilcoxon",
                       "Paired differences"):
         assert inference not in text, inference

@@ -178,9 +178,10 @@ def inference_lines(document: dict) -> list[str]:
     """The claims, the reproduction and the paired differences: tests, p-values and intervals, which a
     smoke run does not show."""
     if document.get("smoke"):
+        compared = ", ".join(f"{label} ({entry['title']})" for label, entry in document["losses"].items())
         return ["## The paper's claims", "",
-                "Not tested: a smoke run has too few seeds and epochs for confidence intervals, tests or "
-                "verdicts. Run the comparison without --quick for them.", ""]
+                f"Not tested: a smoke run has too few seeds and epochs for confidence intervals, tests or "
+                f"verdicts. Run the comparison without --quick for them. Losses run: {compared}.", ""]
     return ["## The paper's claims", "", *statistics_lines(document), "", *claim_lines(document), "",
             *reproduction_lines(document)]
 
