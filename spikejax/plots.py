@@ -210,8 +210,8 @@ def training_curves(runs: dict[str, Sequence[Sequence[dict]]], path: str, *, tit
             marker = "s" if validation else "o" if len(steps) <= 3 else None
             ax.plot(steps, mean, style, color=color, marker=marker, ms=5 if validation else 4, label=text)
     spread = " (mean ± 1 std over seeds)" if several else ""
-    loss_ax.set_ylabel(("loss (each loss's own objective)" if len(runs) > 1 else "loss") + spread)
-    acc_ax.set_ylabel("accuracy (fraction correct)" + spread)
+    loss_ax.set_ylabel("loss")
+    acc_ax.set_ylabel("accuracy (fraction correct)")
     acc_ax.set_ylim(*ACCURACY_LIMITS)
     low = min((line.get_ydata().min() for line in loss_ax.get_lines() if len(line.get_ydata())), default=0.0)
     if low >= 0:
@@ -221,8 +221,8 @@ def training_curves(runs: dict[str, Sequence[Sequence[dict]]], path: str, *, tit
         ax.set_xlim(left=0)
         ax.grid(alpha=0.3)
         _legend(ax)
-    loss_ax.set_title("loss", fontsize=10)
-    acc_ax.set_title("accuracy", fontsize=10)
+    loss_ax.set_title(("loss, each loss's own objective" if len(runs) > 1 else "loss") + spread, fontsize=10)
+    acc_ax.set_title("accuracy" + spread, fontsize=10)
     fig.suptitle(_title("Training curves", title), fontsize=11, y=1 - 0.1 / fig.get_size_inches()[1], va="top")
     fig.subplots_adjust(wspace=0.25)
     return _save(plt, fig, path, _margins(timed=False, top=0.7))
