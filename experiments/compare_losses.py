@@ -1,7 +1,7 @@
 """The paper's comparison, tuned on validation data and reported over seeds with paired statistics.
 
   python -m experiments.compare_losses                         # digits_events, configs/sweep.py's grid
-  python -m experiments.compare_losses --quick                 # smoke run, about a minute
+  python -m experiments.compare_losses --quick                 # smoke run, about a minute; no CIs or verdicts
   python -m experiments.compare_losses --seeds=10 --sweep.learning_rates='(1e-3,3e-3)' --workdir=runs/cmp
   python -m experiments.compare_losses --workdir=runs/cmp2 --sweep.seed_offset=100 \
       --reproduce=runs/cmp/comparison.json                      # a second seed set: which verdicts hold

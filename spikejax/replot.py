@@ -13,9 +13,6 @@ from __future__ import annotations
 import json
 import os
 
-import jax
-import numpy as np
-
 from spikejax import build, figures, plots, runs
 from spikejax.errors import DataError, MissingDependencyError, NoCheckpointError, UsageError
 from spikejax.workdir import log
@@ -74,8 +71,7 @@ def _run(workdir: str, out: str, data_dir: str | None, index: int) -> list[str]:
         config = runs.evaluation_config(workdir, data_dir=data_dir)
         run = runs.restore(config, workdir)
         graphdef = run.graphdef
-        params = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x,
-                              run.state["params"])
+        params = runs.local_copy(run.state["params"])
         split = build.load_split(config, "test")
     except (NoCheckpointError, DataError, MissingDependencyError) as error:
         log(f"no spike raster or membrane plot: {error}")

@@ -35,8 +35,7 @@ def evaluate_params(config, workdir: str, params, *, mesh, graphdef, model, test
     kwargs.update(loss_fn=build.loss(config), readout_fn=build.readout(config), reads=build.reads(config),
                   eval_batch_size=config.eval_batch_size, facts=build.report_facts(config))
     result = {**evaluate_split(params, test_data, **kwargs), **(extra or {})}
-    local = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, params)
-    # replicated: any local copy
+    local = local_copy(params)
     merged = nnx.merge(graphdef, local)
     result["neuron"] = neuron_summary(config_lib.to_dict(config.model.neuron), merged)
     if build.delayed(config):  # a delayed model: the rounded network above, the interpolated beside it
@@ -59,6 +58,11 @@ def evaluate_params(config, workdir: str, params, *, mesh, graphdef, model, test
         f"spikes/sample {result['spikes_per_sample']['total']:.0f}, "
         f"SynOps/sample {result['synops_per_sample']['total']:.0f}; wrote {workdir}/eval.json")
     return result
+
+
+def local_copy(params):
+    """Host numpy copies of replicated `params` (each array's first local shard: replicated, any one will do)."""
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, params)
 
 
 def write_plots(config, folder: str, result: dict, *, graphdef, params, split: data_lib.CachedSplit | None,
