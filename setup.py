@@ -25,6 +25,8 @@ EXTRAS = {
     "datasets": ["tonic>=1.5", "h5py>=3.9"],
     "plots": ["matplotlib>=3.7"],  # PNG plots (evaluate, compare_losses, inspect_data); skipped without it
     "nir": ["nir>=1.0.8"],  # spikejax.nir, experiments.export
+    # to view a run's TensorBoard event files (`tensorboard --logdir WORKDIR`); spikejax writes them without it
+    "tensorboard": ["tensorboard>=2.14"],
     # cross-framework NIR checks (pytest -m interop): exact versions, as their importers' conventions
     # (dt, r, resets, Flatten) and NeuroBench's counting change between releases; torch from the CPU index
     "interop": ["nir==1.0.8", "snntorch==1.0.0", "norse==1.1.0", "neurobench==2.3.0", "torch>=2.1"],

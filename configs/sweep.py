@@ -20,6 +20,9 @@ Devices: every program (at most `max_replicas` replicas) runs data parallel over
 data: k must divide n, and with several hosts each host's device count), for sweeps larger than one
 device's memory. A program whose replica count is not a multiple of k is padded with copies of its last
 replica (compute only; never reported or checkpointed). Results match k = 1 up to float32 summation order.
+
+`smoke` (set by the quick setting) marks a smoke run: its report shows no confidence intervals, tests or
+verdicts.
 """
 import ml_collections
 from ml_collections.config_dict import placeholder
@@ -60,7 +63,9 @@ def get_config(setting: str = "") -> ml_collections.ConfigDict:
     s.max_extensions = 1  # rounds of extension at most
     s.halving_fraction = placeholder(float)  # None or 0 (on the command line): no halving
     s.halving_fraction = 0.25  # successive halving: after this fraction of the steps drop each loss's worse half
+    s.smoke = False  # True: a smoke run; comparison.json records it and comparison.md shows no CIs, tests or verdicts
     if setting == "quick":  # about a minute on 2 CPU cores, for smoke runs; no statistics worth reading
+        s.smoke = True
         s.seeds, s.tune_seeds, s.epochs = 2, 1, 2
         s.learning_rates = (3e-3,)
         s.grid = default_grid(quick=True)

@@ -1,4 +1,4 @@
-"""Thin absl entry points: train, evaluate, compare_losses, export, inspect_data."""
+"""Thin absl entry points: train, evaluate, compare_losses, export, inspect_data, plot."""
 import os
 import signal
 

@@ -1,7 +1,7 @@
 """The paper's comparison, tuned on validation data and reported over seeds with paired statistics.
 
   python -m experiments.compare_losses                         # digits_events, configs/sweep.py's grid
-  python -m experiments.compare_losses --quick                 # smoke run, about a minute
+  python -m experiments.compare_losses --quick                 # smoke run, about a minute; no CIs or verdicts
   python -m experiments.compare_losses --seeds=10 --sweep.learning_rates='(1e-3,3e-3)' --workdir=runs/cmp
   python -m experiments.compare_losses --workdir=runs/cmp2 --sweep.seed_offset=100 \
       --reproduce=runs/cmp/comparison.json                      # a second seed set: which verdicts hold
@@ -104,6 +104,9 @@ def main(argv):
     if jax.process_index() == 0:
         report = comparison.write(result, workdir, reproduce=other)
         print(report["table"])
+        if report["analysis"]["smoke"]:
+            print("smoke run (--quick): it shows that the comparison runs end to end; its numbers are no result, "
+                  "and comparison.md shows no confidence intervals, tests or verdicts")
         plots = " and the plots" if report["plots"] else ""
         print(f"wrote {workdir}/comparison.md, comparison.json, replicas.jsonl{plots}")
 

@@ -54,7 +54,8 @@ def main(argv):
     print(f"cache: {split.path}")
     out = FLAGS.out or f"{config.dataset}_{FLAGS.split}_{FLAGS.index}.png"
     label = split.classes[labels[FLAGS.index]]
-    plots.event_frames(sample, out, f"{config.dataset} {FLAGS.split}[{FLAGS.index}], label {label}")
+    plots.event_frames(sample, out, f"{config.dataset} {FLAGS.split}[{FLAGS.index}], label {label}",
+                       bin_width_us=config.data.bin_width_us)
     print(f"wrote {out}")
 
 

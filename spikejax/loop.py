@@ -1,6 +1,8 @@
 """The one training loop, shared by a single run (`spikejax.train`) and the comparison's replica programs
 (`spikejax.compare.sweep`): resume from the newest intact checkpoint, step, log and write metrics, validate
-at epoch ends, checkpoint on a cadence, and stop on a signal after saving.
+at epoch ends, checkpoint on a cadence, and stop on a signal after saving. It says when it compiles the
+train step (the first step), and its progress lines' samples/s and ETA leave that step out
+(`metric_writer.Progress`).
 
   with Session(workdir, template, meta, check_meta=..., keep=2) as session:   # lock, restore
       outcome = session.train(step_fn, train_data, schedule, stop=stop, report=..., on_epoch=...)
@@ -114,6 +116,11 @@ def schedule(*, batch_size: int, epochs: int, max_steps: int | None, log_every: 
                     checkpoint_every, seed, tuple(data_seeds) if data_seeds else None)
 
 
+def epoch_text(step: int, plan: Schedule) -> str:
+    """"epoch 2.50/8.00": epochs done at `step` and at the step training stops (plan.stop_at)."""
+    return f"epoch {step / plan.batches_per_epoch:.2f}/{plan.stop_at / plan.batches_per_epoch:.2f}"
+
+
 def check_batch_split(batch_size: int, devices: int) -> None:
     """ConfigError unless the global batch splits evenly over the devices (checked before any data work)."""
     if batch_size % devices:
@@ -129,7 +136,8 @@ class Outcome:
     last_saved: int | None
 
 
-# report(step, metrics, state, last_saved) -> (values for metrics.jsonl, the log line's text)
+# report(step, metrics, state, last_saved) -> (values for metrics.jsonl, the log line's named fields, e.g.
+# "step 40/160, epoch 2.00/8.00, loss 0.9130"; the loop adds ", 1234 samples/s, ETA 12 s")
 Report = Callable[[int, dict, object, "int | None"], "tuple[dict[str, float], str]"]
 
 
@@ -208,22 +216,27 @@ class Session:
             iterator = data_lib.SeededTrainIterator(train_data, plan.batch_size, seeds=plan.data_seeds, **walk)
         else:
             iterator = data_lib.TrainIterator(train_data, plan.batch_size, seed=plan.seed, **walk)
-        progress = Progress(step, plan.stop_at, samples_per_step or plan.batch_size)
+        progress = Progress(plan.stop_at, samples_per_step or plan.batch_size)
         seconds_before, started = meta["train_seconds"], time.time()
+        if step < plan.stop_at:
+            log(f"{self.prefix}compiling the train step (the first step; samples/s and the ETA leave it out) ...")
         with MetricWriter(self.workdir, resume_step=last_saved) as writer, _in_loop(stop):
             for batch in data_lib.prefetch(iterator) if step < plan.stop_at else ():
                 state, metrics = step_fn(state, *parallel.global_batch_arrays(self.mesh, batch))
                 step += 1
-                progress.step()
+                if progress.start is None:  # the first step: compiled, and once its outputs are ready, timed
+                    jax.block_until_ready(metrics)
+                    progress.compiled(step)
+                    log(f"{self.prefix}compiled; the first step took {progress.compile_seconds:.1f} s")
                 # the iterator state after the last batch the model consumed (the prefetch thread runs ahead)
                 meta = {**meta, "data": batch.next_state}
                 last = step >= plan.stop_at
                 log_now = step % plan.log_every == 0 or last
                 if log_now or (stop is not None and stop.received):
                     values, line = report(step, metrics, state, last_saved)
-                    rate, eta = progress.report(step)
-                    writer.write(step, {**values, "samples_per_second": rate})
-                    log(f"{self.prefix}{line} {rate:.0f} samples/s ETA {eta:.0f} s")
+                    rate, timing = progress.timing(step)
+                    writer.write(step, values if rate is None else {**values, "samples_per_second": rate})
+                    log(f"{self.prefix}{line}, {timing}")
                 if on_epoch is not None and (step % plan.batches_per_epoch == 0 or last):
                     meta = on_epoch(step, state, meta)
                 stopping = stop_now(stop, sync_point=log_now)

@@ -2,7 +2,7 @@
 
   MetricWriter(workdir)   metrics.jsonl + TensorBoard, both on disk at every write; on resume drops the
                           steps logged after the checkpoint
-  Progress(...)           samples/s and ETA for the log line
+  Progress(...)           samples/s and the ETA for the log line, without the first (compiling) step
 """
 from __future__ import annotations
 
@@ -103,20 +103,57 @@ def _truncate_jsonl(path: str, last_step: int) -> None:
 
 
 class Progress:
-    """Throughput over the last logging window and the ETA from the whole run's average step time."""
+    """The progress line's timing, without the session's first step, which compiles the train step (seconds
+    to minutes of XLA compilation that no later step repeats):
 
-    def __init__(self, first_step: int, last_step: int, batch_size: int):
-        self.first_step, self.last_step, self.batch_size = first_step, last_step, batch_size
-        self.start = self.window_start = time.time()
-        self.window_steps = 0
+      progress = Progress(last_step, samples_per_step)    before the first step
+      progress.compiled(step)        once the first step has finished (its outputs ready)
+      progress.timing(step)          at a log step: (samples/s, "1234 samples/s, ETA 12 s"); a new window
 
-    def step(self) -> None:
-        self.window_steps += 1
+    samples/s = samples_per_step x steps since the last report / seconds since then; ETA = steps left x the
+    mean step time since the first step finished. `clock`: seconds (time.monotonic; a test passes its own).
+    """
 
-    def report(self, step: int) -> tuple[float, float]:
-        """(samples/s over the window, ETA in seconds); starts a new window."""
-        now = time.time()
-        rate = self.window_steps * self.batch_size / max(now - self.window_start, 1e-9)
-        eta = (self.last_step - step) * (now - self.start) / max(step - self.first_step, 1)
-        self.window_start, self.window_steps = now, 0
+    def __init__(self, last_step: int, samples_per_step: int, clock=time.monotonic):
+        self.last_step, self.samples_per_step = last_step, samples_per_step
+        self.clock = clock
+        self.created = clock()
+        self.start = self.timed_from = None  # when, and at which step, the first step finished
+        self.compile_seconds = None  # the first step's time: compilation and one step
+        self.window_start = self.window_step = None
+
+    def compiled(self, step: int) -> None:
+        """The first step (to `step`) has finished: timing starts here."""
+        now = self.clock()
+        self.compile_seconds = now - self.created
+        self.start = self.window_start = now
+        self.timed_from = self.window_step = step
+
+    def report(self, step: int) -> tuple[float | None, float | None]:
+        """(samples/s over the window, ETA in seconds); (None, None) while no step after the first has run.
+        Starts a new window."""
+        if self.start is None or step <= self.timed_from:
+            return None, None
+        now = self.clock()
+        rate = (step - self.window_step) * self.samples_per_step / max(now - self.window_start, 1e-9)
+        eta = (self.last_step - step) * (now - self.start) / (step - self.timed_from)
+        self.window_start, self.window_step = now, step
         return rate, eta
+
+    def timing(self, step: int) -> tuple[float | None, str]:
+        """(samples/s or None, the line's timing text) at `step`; see `report`."""
+        rate, eta = self.report(step)
+        if rate is None:
+            first = "" if self.compile_seconds is None else f" ({self.compile_seconds:.1f} s, compiling)"
+            return None, f"first step{first}: samples/s and ETA from the next log step"
+        return rate, f"{rate:.0f} samples/s, ETA {duration(eta)}"
+
+
+def duration(seconds: float) -> str:
+    """"12 s", "3 min 05 s", "2 h 07 min"."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"

@@ -4,7 +4,8 @@ report (eval.json and the plots), for the single run, `experiments.evaluate` and
   restore(config, workdir)                      the newest intact checkpoint -> RestoredRun
   saved_config(workdir)                         the config stored with it
   evaluation_config(workdir, data_dir=..., eval_batch_size=...)   the run's own config, evaluation settings applied
-  evaluate_params(config, workdir, params, ...) test split (and validation) -> eval.json and two plots
+  evaluate_params(config, workdir, params, ...) test split (and validation) -> eval.json and the plots
+  write_plots(config, folder, result, ...)      the run's PNGs (`spikejax.figures`)
   evaluate(config, workdir)                     the newest intact checkpoint of `workdir` -> eval.json
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from spikejax import build, parallel
+from spikejax import build, figures, parallel, plots
 from spikejax import config as config_lib
 from spikejax import data as data_lib
 from spikejax.checkpoint import Checkpointer
@@ -29,13 +30,12 @@ def evaluate_params(config, workdir: str, params, *, mesh, graphdef, model, test
                     validation: data_lib.CachedSplit | None = None, extra: dict | None = None) -> dict:
     """Evaluates `params` on every sample of `test_data` (and of `validation`, whose accuracy and loss go
     into the result's "validation") once; writes <workdir>/eval.json (atomically, with `extra` fields added)
-    and the two plots (without matplotlib: a note) on process 0. Returns the eval dict."""
+    and the plots (`write_plots`; without matplotlib: a note) on process 0. Returns the eval dict."""
     kwargs = dict(mesh=mesh, graphdef=graphdef, model=model)
     kwargs.update(loss_fn=build.loss(config), readout_fn=build.readout(config), reads=build.reads(config),
                   eval_batch_size=config.eval_batch_size, facts=build.report_facts(config))
     result = {**evaluate_split(params, test_data, **kwargs), **(extra or {})}
-    local = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, params)
-    # replicated: any local copy
+    local = local_copy(params)
     merged = nnx.merge(graphdef, local)
     result["neuron"] = neuron_summary(config_lib.to_dict(config.model.neuron), merged)
     if build.delayed(config):  # a delayed model: the rounded network above, the interpolated beside it
@@ -45,14 +45,9 @@ def evaluate_params(config, workdir: str, params, *, mesh, graphdef, model, test
         result["validation"] = {"accuracy": held["accuracy"], "num_examples": held["num_examples"],
                                 "loss": held["mean_loss"]}
     if jax.process_index() == 0:
-        from spikejax import plots
-
         atomic_write_json(os.path.join(workdir, "eval.json"), result)
-        label = build.loss_label(config)
         try:
-            plots.accuracy_over_time({label: result}, os.path.join(workdir, "accuracy_over_time.png"))
-            if result["latency_steps"]["decision"]:  # None: no output spikes (an integrator output layer)
-                plots.latency_tradeoff({label: result}, os.path.join(workdir, "latency_accuracy.png"))
+            write_plots(config, workdir, result, graphdef=graphdef, params=local, split=test_data)
         except MissingDependencyError as error:  # a core install: eval.json is the result, the PNGs are extra
             log(f"plots skipped: {error}")
     held_out = result.get("validation")
@@ -63,6 +58,24 @@ def evaluate_params(config, workdir: str, params, *, mesh, graphdef, model, test
         f"spikes/sample {result['spikes_per_sample']['total']:.0f}, "
         f"SynOps/sample {result['synops_per_sample']['total']:.0f}; wrote {workdir}/eval.json")
     return result
+
+
+def local_copy(params):
+    """Host numpy copies of replicated `params` (each array's first local shard: replicated, any one will do)."""
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, params)
+
+
+def write_plots(config, folder: str, result: dict, *, graphdef, params, split: data_lib.CachedSplit | None,
+                index: int = 0, workdir: str | None = None) -> list[str]:
+    """The run's PNGs in `folder` (`figures.run_figures`): from `result` (its eval dict), the metrics.jsonl of
+    `workdir` (default `folder`) and sample `index` of `split` through the model (`params`: host-local;
+    `split` None: no raster or membrane plot). MissingDependencyError without matplotlib, before any work.
+    Returns the paths written."""
+    plots.require_matplotlib()
+    activity = None if split is None else figures.sample_activity(config, graphdef, params, split, index)
+    records = figures.read_jsonl(os.path.join(workdir or folder, "metrics.jsonl"))
+    return figures.run_figures(folder, result, records=records, activity=activity,
+                               split_name=getattr(split, "split", "test"))
 
 
 @dataclasses.dataclass
@@ -134,7 +147,7 @@ def evaluation_config(workdir: str, **settings):
 
 
 def evaluate(config, workdir: str) -> dict:
-    """Evaluates the newest intact checkpoint in `workdir` -> eval.json (and the two plots)."""
+    """Evaluates the newest intact checkpoint in `workdir` -> eval.json (and the plots)."""
     config_lib.validate(config)
     workdir = os.path.abspath(os.path.expanduser(workdir))
     run = restore(config, workdir)  # before any data work

@@ -24,12 +24,15 @@ from spikejax.runs import evaluate_params, run_record
 from spikejax.workdir import atomic_write_json, log
 
 
-def _report(plan: loop.Schedule, checkpoints: str):
-    """The single run's log line: loss, the last train batch's accuracy and the output firing rate."""
+def _report(plan: loop.Schedule, checkpoints: str, spiking: bool = True):
+    """The single run's log line, each field named: step and epoch (of the run's last), the loss and the
+    accuracy of the last train batch, and the output layer's firing rate (spikes per neuron per step; left
+    out for an output layer that does not spike)."""
     def report(at, metrics, state, last_saved):
         values = step.checked_metrics(metrics, at, last_saved, checkpoints)
-        return values, (f"step {at}/{plan.stop_at} epoch {at / plan.batches_per_epoch:.2f} loss {values['loss']:.4f} "
-                        f"acc {values['accuracy']:.3f} rate {values['output_rate']:.3f}")
+        rate = f", output rate {values['output_rate']:.3f} spikes/neuron/step" if spiking else ""
+        return values, (f"step {at}/{plan.stop_at}, {loop.epoch_text(at, plan)}, loss {values['loss']:.4f}, "
+                        f"train-batch accuracy {values['accuracy']:.3f}{rate}")
 
     return report
 
@@ -79,8 +82,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stop:
         log(f"training {config.dataset} with loss={build.loss_label(config)} on {mesh.size} device(s) "
             f"({jax.process_count()} process(es), {jax.devices()[0].platform}): {len(train_data)} samples{held_out}, "
             f"batch {config.batch_size}, {plan.batches_per_epoch} steps/epoch, steps {first} -> {plan.stop_at}")
-        outcome = session.train(step_fn, train_data, plan, report=_report(plan, session.checkpointer.directory),
-                                stop=stop)
+        report = _report(plan, session.checkpointer.directory, spiking="spikes" in build.gives(config))
+        outcome = session.train(step_fn, train_data, plan, report=report, stop=stop)
         # meta["train_seconds"] was brought up to date by the save at the last step (or restored, on a rerun)
         return evaluate_params(config, workdir, outcome.state["params"], mesh=mesh, graphdef=graphdef, model=model,
                                test_data=test_data, validation=validation,

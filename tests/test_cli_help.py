@@ -15,6 +15,7 @@ EXPECTED = {
     "evaluate": (["--workdir", "--data_dir"] + MULTI_PROCESS, ["--loss", "--dataset", "--epochs"]),
     "export": (["--workdir", "--dt", "--[no]approximate", "--out"], ["--loss", "--dataset"]),
     "inspect_data": (["--config", "--dataset", "--data_dir", "--split", "--index", "--out"], ["--loss", "--epochs"]),
+    "plot": (["--workdir", "--data_dir", "--out", "--index"], ["--loss", "--dataset", "--epochs"]),
 }
 
 

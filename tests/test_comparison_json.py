@@ -2,6 +2,7 @@
 recomputed here from the file alone with independent code (scipy's permutation_test and wilcoxon, numpy's
 bootstrap draw, a vectorised Holm), and comparison.md is render(comparison.json)."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -183,3 +184,65 @@ def test_replicas_jsonl_records_carry_their_loss_parameters_and_seeds(tmp_path):
         "stage": "tune", "label": "mse", "loss": "mse", "parameters": {"true_rate": 0.8}, "learning_rate": 3e-3,
         "seeds": {"init": 1000, "data_order": 1000}}
     assert {(line["label"], line["loss"]) for line in lines[1:]} == {(label, label.split("_")[0]) for label in LABELS}
+
+
+def test_a_smoke_run_is_recorded_and_its_markdown_shows_no_intervals_tests_or_verdicts(tmp_path, written):
+    """The --quick setting (sweep.smoke): comparison.json says so; comparison.md, still render(comparison.json),
+    shows the distributions and per-seed values but no bootstrap CI, p-value, Holm adjustment or verdict."""
+    _, full = written
+    assert full["smoke"] is False and "smoke_note" not in full
+    result = _result()
+    result["sweep"]["smoke"] = True
+    report.write(result, str(tmp_path))
+    document = json.load(open(tmp_path / "comparison.json"))
+    text = (tmp_path / "comparison.md").read_text()
+    assert document["smoke"] is True and "--quick" in document["smoke_note"]
+    assert text == render_lib.render(document)
+    assert text.startswith("# Loss comparison on digits_events: smoke run (--quick), not a result")
+    assert "**Smoke run, not a result.**" in text and "## Per-seed values" in text
+    assert "Losses run: " + ", ".join(f"{k} ({v['title']})" for k, v in document["losses"].items()) in text
+    for inference in ("bootstrap", "CI", "p =", "Holm", "supported", "not significant", "Wilcoxon",
+                      "Paired differences"):
+        assert inference not in text, inference
+    header = render_lib.table(document).splitlines()[0]
+    assert "| mean |" in header and "CI" not in header
+    assert "bootstrap 95% CI" in render_lib.table(full)
+
+
+def test_the_plot_command_redraws_a_finished_comparison_from_its_files(tmp_path, monkeypatch):
+    """replicas.jsonl's final replicas, with their validation curves, give the band plots and the training
+    curves: per loss, the mean over its ten seeds of the validation accuracy after each epoch (recomputed
+    here from the records), with a ± 1 std band; a smoke run says so in the titles."""
+    from spikejax import plots, replot
+
+    result = _result()
+    result["sweep"]["smoke"] = True
+    for r in result["final"]:
+        r["validation_curve"] = [{"step": 10 * e, "epoch": e, "accuracy": r["test"]["accuracy"] * e / 3,
+                                  "loss": 3.0 / e} for e in (1, 2, 3)]
+    report.write(result, str(tmp_path))
+    drawn = {}
+
+    def keeping(name):
+        draw = getattr(plots, name)
+
+        def keep(*args, **kwargs):
+            drawn[name] = draw(*args, **kwargs)
+            return drawn[name]
+        return keep
+
+    for name in ("training_curves", "bands_over_time"):
+        monkeypatch.setattr(plots, name, keeping(name))
+    written = replot.plot_workdir(str(tmp_path), str(tmp_path / "figures"))
+    assert [os.path.basename(p) for p in written] == ["accuracy_over_time.png", "latency_accuracy.png",
+                                                      "training_curves.png"]
+    assert all(open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n" for p in written)
+    curves = drawn["training_curves"]
+    assert "smoke run" in curves.get_suptitle() and "smoke run" in drawn["bands_over_time"].axes[0].get_title()
+    accuracy_ax = curves.axes[1]
+    for label in LABELS:
+        finals = np.array([r["test"]["accuracy"] for r in result["final"] if r["row"]["label"] == label])
+        name = f"{label}: validation accuracy (10 seeds)"
+        line = next(ln for ln in accuracy_ax.get_lines() if ln.get_label() == name)
+        np.testing.assert_array_equal(line.get_xdata(), [10, 20, 30])
+        np.testing.assert_allclose(line.get_ydata(), [finals.mean() * e / 3 for e in (1, 2, 3)], rtol=1e-12)

@@ -21,7 +21,7 @@ import spikejax
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORE = {"jax", "numpy", "flax", "optax", "orbax-checkpoint", "ml-collections", "absl-py", "scikit-learn", "scipy",
         "tensorboardX"}
-EXTRAS = {"datasets", "plots", "nir", "interop", "test", "bench"}
+EXTRAS = {"datasets", "plots", "nir", "tensorboard", "interop", "test", "bench"}
 # What a subprocess acts as not installed: every optional package of the extras
 OPTIONAL = ("tonic", "h5py", "matplotlib", "nir", "torch", "snntorch", "norse", "neurobench", "spyx")
 BLOCK = textwrap.dedent(f"""
@@ -93,6 +93,7 @@ def test_wheel_metadata_declares_version_license_python_and_extras(wheel):
     extra = {name: {r.name for r in requirements if r.marker and r.marker.evaluate({"extra": name})}
              for name in EXTRAS}
     assert extra["datasets"] == {"tonic", "h5py"} and extra["plots"] == {"matplotlib"}
+    assert extra["tensorboard"] == {"tensorboard"} and "tensorboard" not in extra["test"]  # a viewer, not tested
     assert extra["test"] >= {"pytest", "setuptools"} | extra["datasets"] | extra["plots"] | extra["nir"]
     for r in requirements:  # lower bounds only; the interop extra pins what its checks were run with
         interop_only = r.marker is not None and r.marker.evaluate({"extra": "interop"})

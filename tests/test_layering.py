@@ -32,8 +32,11 @@ ALLOWED = {
     "spikejax.build": CORE | {"spikejax.augment", "spikejax.config", "spikejax.data", "spikejax.models",
                               "spikejax.parallel"},
     "spikejax.evaluate": CORE | {"spikejax.build", "spikejax.config", "spikejax.data", "spikejax.parallel"},
+    # which PNGs a run and a comparison have, drawn from which records
+    "spikejax.figures": CORE | {"spikejax.build", "spikejax.plots"},
     "spikejax.runs": CORE | {"spikejax.build", "spikejax.checkpoint", "spikejax.config", "spikejax.data",
-                             "spikejax.evaluate", "spikejax.parallel", "spikejax.plots", "spikejax.workdir"},
+                             "spikejax.evaluate", "spikejax.figures", "spikejax.parallel", "spikejax.plots",
+                             "spikejax.workdir"},
     "spikejax.step": CORE | {"spikejax.augment", "spikejax.build", "spikejax.checkpoint", "spikejax.parallel"},
     "spikejax.loop": CORE | {"spikejax.checkpoint", "spikejax.data", "spikejax.metric_writer", "spikejax.parallel",
                              "spikejax.workdir"},
@@ -41,8 +44,11 @@ ALLOWED = {
     "spikejax.train": CORE | {"spikejax.build", "spikejax.checkpoint", "spikejax.config", "spikejax.loop",
                               "spikejax.parallel", "spikejax.runs", "spikejax.step", "spikejax.workdir"},
     "spikejax.compare": CORE | {"spikejax.build", "spikejax.checkpoint", "spikejax.config", "spikejax.evaluate",
-                                "spikejax.files", "spikejax.loop", "spikejax.parallel", "spikejax.plots",
-                                "spikejax.step", "spikejax.workdir"},
+                                "spikejax.figures", "spikejax.files", "spikejax.loop", "spikejax.parallel",
+                                "spikejax.plots", "spikejax.step", "spikejax.workdir"},
+    # the plots of any finished workdir, a run's or a comparison's (from their files: it imports neither program)
+    "spikejax.replot": CORE | {"spikejax.build", "spikejax.figures", "spikejax.plots", "spikejax.runs",
+                               "spikejax.workdir"},
     "spikejax.nir": CORE | {"spikejax.models"},
     "spikejax": CORE,
 }

@@ -139,13 +139,14 @@ def test_the_sweep_extends_a_loss_parameter_within_its_registry_bounds():
 def test_the_defaults_and_the_new_sweep_fields():
     s = sweep_configs.get_config()
     assert s.seeds >= 10 and s.tune_seeds >= 3 and min(s.learning_rates) == 3e-4
-    assert s.extend and s.max_extensions == 2 and s.halving_fraction == 0.5
+    assert s.extend and s.max_extensions == 2 and s.halving_fraction == 0.5 and s.smoke is False
     for label, axes in s.grid.items():
         for name, values in axes.items():
             assert len(values) >= 3 or name == "false_rate", (label, name, values)
     quick = sweep_configs.get_config("quick")
-    assert not quick.extend and quick.halving_fraction is None
-    for field, value, message in (("extend", 1, "True or False"), ("max_extensions", -1, "integer >= 0"),
+    assert not quick.extend and quick.halving_fraction is None and quick.smoke is True  # a smoke run: no CIs
+    for field, value, message in (("extend", 1, "True or False"), ("smoke", "yes", "True or False"),
+                                  ("max_extensions", -1, "integer >= 0"),
                                   ("halving_fraction", 1.0, ">= 0 and < 1"), ("learning_rates", (2.0,), "<= 1")):
         bad = ml_collections.ConfigDict({**sweep_configs.get_config().to_dict(), field: value})
         with pytest.raises(ConfigError, match=f"sweep field {field}.*{message}"):

@@ -261,6 +261,10 @@ def test_a_killed_sweep_resumes_to_the_same_result(digits_data_dir, tmp_path, ki
             assert a["losses"][label]["measures"][metric]["values"] == \
                 b["losses"][label]["measures"][metric]["values"], (label, metric)
     assert a["hypotheses"] == b["hypotheses"] and a["selection"] == b["selection"] and a["halving"] == b["halving"]
+    assert a["smoke"] is True and a["sweep"]["smoke"] is True  # --quick: a smoke run, reported without CIs
+    text = open(os.path.join(killed, "comparison.md")).read()
+    assert "smoke run (--quick), not a result" in text and "bootstrap" not in text and "Holm" not in text
+    assert "smoke run (--quick)" in out.stdout
     if extra:
         assert {label: len(entry["dropped"]) for label, entry in a["halving"]["labels"].items()} == {"mse": 1, "nll": 1}
         assert a["halving"]["step"] == {"0": 3, "1": 3}

@@ -212,6 +212,22 @@ def test_learnable_neurons_are_trained_checkpointed_and_reported(digits_data_dir
     assert report == result["neuron"] and report["config"]["learn_shape"] == "layer"
     assert report["learned"]["layer1"]["beta"]["mean"] == pytest.approx(float(beta), rel=1e-6)
     assert report["learned"]["layer1"]["threshold"]["size"] == 1
+    # the run's plots: the membrane traces' threshold is the learned output threshold (softplus(raw) + 2^-24),
+    # and the output spikes the raster shows are the membrane's crossings of it (H(u - threshold), H(0) = 0)
+    for name in ("spike_raster", "membrane_traces", "training_curves", "accuracy_over_time", "latency_accuracy"):
+        assert open(os.path.join(workdir, f"{name}.png"), "rb").read(8) == b"\x89PNG\r\n\x1a\n", name
+    from spikejax import figures
+
+    run = runs.restore(config, workdir)
+    test = build.load_split(config, "test")
+    activity = figures.sample_activity(config, run.graphdef, jax.device_get(run.state["params"]), test, index=5)
+    raw = np.float64(params["spiking"][1]["threshold_raw"])  # layer 1: the output layer
+    assert activity.threshold == pytest.approx(np.log1p(np.exp(raw)) + 2.0 ** -24, rel=1e-6)
+    assert activity.threshold != pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_array_equal(activity.spikes, activity.membrane > activity.threshold)
+    np.testing.assert_array_equal(activity.layers[0][1].reshape(30, -1), test.dense([5])[0].reshape(30, -1))
+    assert [name for name, _ in activity.layers] == ["input", "hidden layer 1", "output"]
+    assert activity.label == test.labels[5]
     for field, value, match in [("learn_alpha", True, "needs a model.neuron.kind with a synaptic decay alpha"),
                                 ("beta", 1.0, "must start inside")]:
         bad = small_config(digits_data_dir, **{"model.neuron.learn_beta": True, f"model.neuron.{field}": value})

@@ -208,18 +208,20 @@ def _check_identity(saved: dict, current: dict, folder: str) -> None:
 
 
 def _report(plan, count, at, metrics, state, last_saved):
-    """The replicas' log line and metrics.jsonl values: medians over the finite replicas (the first `count`:
-    not the padding), and how many diverged (frozen) so far."""
+    """The replicas' log line and metrics.jsonl values over the first `count` replicas (not the padding): the
+    loss median over the finite replicas, the train-batch accuracy and output firing rate medians over all,
+    and how many diverged (frozen) so far."""
     del last_saved
     values = {k: np.asarray(v)[:count] for k, v in jax.device_get(metrics).items()}
     diverged = int(np.sum(parallel.to_host(state["frozen_at"])[:count] >= 0))
     finite = values["loss"][np.isfinite(values["loss"])]
     loss = float(np.median(finite)) if finite.size else float("nan")
-    accuracy = values["accuracy"]
-    line = (f"step {at}/{plan.stop_at} epoch {at / plan.batches_per_epoch:.2f} train-batch accuracy median "
-            f"{np.median(accuracy):.3f} (min {np.min(accuracy):.3f}, max {np.max(accuracy):.3f}) loss median "
-            f"{loss:.4f} diverged {diverged}")
-    return {"loss_median": loss, "accuracy_median": float(np.median(accuracy)), "diverged": diverged}, line
+    accuracy, rate = values["accuracy"], float(np.median(values["output_rate"]))
+    line = (f"step {at}/{plan.stop_at}, {loop.epoch_text(at, plan)}, loss median {loss:.4f}, train-batch accuracy "
+            f"median {np.median(accuracy):.3f} (min {np.min(accuracy):.3f}, max {np.max(accuracy):.3f}), output "
+            f"rate median {rate:.3f} spikes/neuron/step, diverged {diverged} of {len(accuracy)} replicas")
+    return {"loss_median": loss, "accuracy_median": float(np.median(accuracy)), "output_rate_median": rate,
+            "diverged": diverged}, line
 
 
 def _log_validation(title, step, rows, summaries) -> None:

@@ -31,16 +31,20 @@ def _distribution(s: dict, digits: int) -> str:
 
 
 def table(document: dict) -> str:
-    """Per loss: median [q1, q3] over the seeds of each measure, and the mean accuracy with its bootstrap CI."""
-    lines = ["| loss | selected (tuning validation acc.) | test accuracy: median [IQR] | mean [bootstrap 95% CI] | "
-             "latency: stable prediction / at matched accuracy (steps) | decision @0.9 (NLL's readout): steps / "
+    """Per loss: median [q1, q3] over the seeds of each measure, and the mean accuracy with its bootstrap CI
+    (a smoke run: the mean alone)."""
+    smoke = document.get("smoke", False)
+    lines = ["| loss | selected (tuning validation acc.) | test accuracy: median [IQR] | "
+             + ("mean | " if smoke else "mean [bootstrap 95% CI] | ")
+             + "latency: stable prediction / at matched accuracy (steps) | decision @0.9 (NLL's readout): steps / "
              "accuracy | spikes/sample | SynOps/sample: network / to decision / input | seeds with dead outputs |",
              "|---|---|---|---|---:|---:|---:|---:|---:|"]
     for label, r in document["losses"].items():
         m = r["measures"]
+        ci = "" if smoke else f" {_interval(m['accuracy']['bootstrap_ci'])}"
         lines.append(f"| {label} | {r['selected_description']} ({r['tuning_validation_accuracy']:.4f}) | "
-                     f"{_distribution(m['accuracy'], 4)} | {m['accuracy']['mean']:.4f} "
-                     f"{_interval(m['accuracy']['bootstrap_ci'])} | {_distribution(m['latency_stable'], 1)} / "
+                     f"{_distribution(m['accuracy'], 4)} | {m['accuracy']['mean']:.4f}{ci} | "
+                     f"{_distribution(m['latency_stable'], 1)} / "
                      f"{_distribution(m['latency_matched'], 1)} | "
                      f"{_distribution(m['decision_time'], 2)} / {_distribution(m['decision_accuracy'], 4)} | "
                      f"{_distribution(m['spikes'], 0)} | {_distribution(m['synops_network'], 0)} / "
@@ -163,12 +167,36 @@ def selection_text(document: dict) -> str:
     return " ".join(parts) or "No choice lay on a grid edge; nothing was halved."
 
 
+def smoke_lines(document: dict) -> list[str]:
+    """A smoke run's banner (comparison.json's "smoke"), else nothing."""
+    if not document.get("smoke"):
+        return []
+    return [f"**Smoke run, not a result.** This is {document['smoke_note']}.", ""]
+
+
+def inference_lines(document: dict) -> list[str]:
+    """The claims, the reproduction and the paired differences: tests, p-values and intervals, which a
+    smoke run does not show."""
+    if document.get("smoke"):
+        compared = ", ".join(f"{label} ({entry['title']})" for label, entry in document["losses"].items())
+        return ["## The paper's claims", "",
+                f"Not tested: a smoke run has too few seeds and epochs for confidence intervals, tests or "
+                f"verdicts. Run the comparison without --quick for them. Losses run: {compared}.", ""]
+    return ["## The paper's claims", "", *statistics_lines(document), "", *claim_lines(document), "",
+            *reproduction_lines(document)]
+
+
 def render(document: dict) -> str:
-    """comparison.md from comparison.json's parsed content."""
+    """comparison.md from comparison.json's parsed content; a smoke run (its "smoke") without confidence
+    intervals, tests or verdicts."""
     config, sweep, host, seconds = document["config"], document["sweep"], document["machine"], document["train_seconds"]
     data, model = config["data"], config["model"]
+    smoke = document.get("smoke", False)
+    differences = [] if smoke else ["## Paired differences (per seed, a - b; descriptive, not part of the family)",
+                                    "", differences_table(document), ""]
     return "\n".join([
-        f"# Loss comparison on {config['dataset']}", "",
+        f"# Loss comparison on {config['dataset']}" + (": smoke run (--quick), not a result" if smoke else ""), "",
+        *smoke_lines(document),
         f"{len(document['seeds'])} seeds per loss ({document['seeds']}), {config['epochs']} epochs, batch "
         f"{config['batch_size']}, T = {data['time_bins']} steps of {data['bin_width_us']} us, model "
         f"{model['name']} {tuple(model['hidden'])}, optimizer {config['optimizer']['name']}.", "",
@@ -188,11 +216,9 @@ def render(document: dict) -> str:
         "A replica whose loss, gradients or parameters became non-finite was frozen at that step (its last finite "
         "state kept); a configuration with a diverged seed, or a non-finite validation result, is never "
         "selected.", "", *diverged_lines(document), "",
-        "## The paper's claims", "", *statistics_lines(document), "", *claim_lines(document), "",
-        *reproduction_lines(document),
+        *inference_lines(document),
         "## Per-seed values", "", per_seed_table(document), "",
-        "## Paired differences (per seed, a - b; descriptive, not part of the family)", "",
-        differences_table(document), "",
+        *differences,
         f"Training time (from the checkpoints): tuning {seconds['tune']:.0f} s, final {seconds['final']:.0f} s on "
         f"{host['devices']} {host['device']} device(s) ({host['platform']}, {host['cpu_count']} CPU cores, jax "
         f"{host['jax']}).", ""])

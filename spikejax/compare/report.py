@@ -43,9 +43,7 @@ import math
 import os
 import platform
 
-import numpy as np
-
-from spikejax import losses
+from spikejax import figures, losses
 from spikejax.compare import stats
 from spikejax.compare.render import render, table
 from spikejax.compare.selection import describe
@@ -257,13 +255,24 @@ def replica_line(stage: str, record: dict) -> dict:
             **{k: v for k, v in record.items() if k != "row"}}
 
 
-def write(result: dict, workdir: str, reproduce: str | None = None) -> dict:
-    """Writes comparison.json, comparison.md (render of that JSON), replicas.jsonl and the two band plots
-    (without matplotlib: a note) into `workdir`; returns {"analysis" (the JSON content), "table", "plots":
-    whether the plots were written}. `reproduce`: another run's comparison.json on a disjoint seed set;
-    comparison.json then holds "reproduction" (`spikejax.compare.reproduce.compare`)."""
-    from spikejax import plots
+SMOKE_NOTE = ("a smoke run (--quick, configs/sweep.py:quick: few seeds, one configuration per loss, few epochs): it "
+              "shows that the comparison runs end to end, and its numbers are no result. comparison.md shows no "
+              "confidence intervals, tests or verdicts for it; the statistics in this file are computed all the "
+              "same, for checking the pipeline, and are not to be read")
 
+
+def smoke_fields(sweep: dict) -> dict:
+    """comparison.json's "smoke" (whether the sweep was the --quick smoke setting, `sweep.smoke`) and, for a
+    smoke run, "smoke_note" (what that means for the report)."""
+    smoke = bool(sweep.get("smoke", False))
+    return {"smoke": smoke, **({"smoke_note": SMOKE_NOTE} if smoke else {})}
+
+
+def write(result: dict, workdir: str, reproduce: str | None = None) -> dict:
+    """Writes comparison.json, comparison.md (render of that JSON), replicas.jsonl and the plots
+    (`figures.comparison_figures`; without matplotlib: a note) into `workdir`; returns {"analysis" (the JSON
+    content), "table", "plots": whether the plots were written}. `reproduce`: another run's comparison.json on
+    a disjoint seed set; comparison.json then holds "reproduction" (`spikejax.compare.reproduce.compare`)."""
     document = json.loads(json.dumps({
         **analyse(result), "config": result["config"], "sweep": result["sweep"], "grid": result["grid"],
         "selection_rule": "highest mean final validation accuracy over the tuning seeds (seed k validated on its "
@@ -277,7 +286,8 @@ def write(result: dict, workdir: str, reproduce: str | None = None) -> dict:
                       for label, s in result["selection"].items()},
         "halving": result.get("halving"),
         "candidates": {label: s["candidates"] for label, s in result["selection"].items()},
-        "train_seconds": result["train_seconds"], "machine": machine()}))
+        "train_seconds": result["train_seconds"], "machine": machine(),
+        **smoke_fields(result["sweep"])}))
     if reproduce is not None:
         from spikejax.compare import reproduce as reproduce_lib
 
@@ -288,20 +298,8 @@ def write(result: dict, workdir: str, reproduce: str | None = None) -> dict:
     atomic_write(os.path.join(workdir, "replicas.jsonl"), lambda f: f.writelines(lines))
     text = render(document)
     atomic_write(os.path.join(workdir, "comparison.md"), lambda f: f.write(text))
-    curves, tradeoff = {}, {}
-    for record in result["final"]:
-        label, test = record["row"]["label"], record["test"]
-        curves.setdefault(label, []).append(test["accuracy_over_time"])
-        decision = test["latency_steps"]["decision"]
-        if not decision:  # no output spikes (an integrator output layer): no confidence decision to plot
-            continue
-        tradeoff.setdefault(label, []).append([[decision[t]["mean_time"], decision[t]["accuracy"]]
-                                               for t in sorted(decision, key=float)])
     try:
-        plots.bands_over_time({k: np.asarray(v) for k, v in curves.items()},
-                              os.path.join(workdir, "accuracy_over_time.png"))
-        plots.latency_tradeoff_bands({k: np.asarray(v) for k, v in tradeoff.items()},
-                                     os.path.join(workdir, "latency_accuracy.png"))
+        figures.comparison_figures(workdir, result["final"], smoke=document["smoke"])
         plotted = True
     except MissingDependencyError as error:  # a core install: the report stands without the PNGs
         log(f"plots skipped: {error}")

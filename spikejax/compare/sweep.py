@@ -86,7 +86,7 @@ def _rules() -> dict:
             "max_replicas": config_lib.optional(config_lib.integer(1)), "replica_devices": config_lib.integer(1),
             "learning_rates": values(config_lib.number(0.0, 1.0, low_open=True)), "grid": config_lib.mapping,
             "extend": boolean, "max_extensions": config_lib.integer(0),
-            "halving_fraction": config_lib.optional(fraction)}
+            "halving_fraction": config_lib.optional(fraction), "smoke": boolean}
 
 
 def validate(sweep) -> None:
