@@ -5,13 +5,17 @@
   python -m experiments.compare_losses --sweep.seeds=20 --sweep.learning_rates='(1e-3,3e-3)'
   python -m experiments.compare_losses --sweep.grid.softmax.temperature='(0.25,0.5,1.0,2.0)'
   python -m experiments.compare_losses --sweep.halving_fraction=0 --sweep.extend=False   # the plain grid
+  python -m experiments.compare_losses --sweep.losses=all               # every registered loss and variant
+  python -m experiments.compare_losses --sweep.energy_penalties='(0.1,1.0,10.0)'  # accuracy at matched energy
 
 Tuning: every loss x learning rate x that loss's grid, `tune_seeds` seeds each (seed k validated on fold k
 of the training split), the worse half per loss dropped at `halving_fraction` of the steps, a choice on a
 grid edge extended outward (`extend`, `max_extensions`), chosen on mean validation accuracy; final: the
-chosen configuration of each loss with `seeds` fresh seeds, tested once. `losses`
-names comparison labels: every registered loss is one, and variants add more (nll_window: spike NLL over
-sliding windows); `grid.<label>.<param>` starts at the registry's default grid (`spikejax.losses`).
+chosen configuration of each loss with `seeds` fresh seeds, tested once; energy (`energy_penalties`): the
+chosen configurations again, same seeds, at each weight of the hidden-layer spike-rate penalty, reported
+apart (accuracy against hidden-layer SynOps). `losses` names comparison labels, or is `all` (every one):
+every registered loss is one, and variants add more (nll_window: spike NLL over sliding windows);
+`grid.<label>.<param>` starts at the registry's default grid (`spikejax.losses`).
 """
 import ml_collections
 from ml_collections.config_dict import placeholder
@@ -51,6 +55,9 @@ def get_config(setting: str = "") -> ml_collections.ConfigDict:
     s.max_extensions = 2  # rounds of extension at most
     s.halving_fraction = placeholder(float)  # None or 0 (on the command line): no halving
     s.halving_fraction = 0.5  # successive halving: after this fraction of the steps drop each loss's worse half
+    # matched energy: each selected configuration also trained, with the final seeds, at each of these weights of
+    # the hidden-layer spike-rate penalty (loss.rate_penalty; () : no such runs); e.g. (0.1, 1.0, 10.0)
+    s.energy_penalties = ()
     if setting == "quick":  # about a minute on 2 CPU cores, for smoke runs; no statistics worth reading
         s.seeds, s.tune_seeds, s.epochs = 2, 1, 2
         s.learning_rates = (3e-3,)

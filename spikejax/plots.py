@@ -115,3 +115,33 @@ def latency_tradeoff_bands(points: dict[str, np.ndarray], path: str) -> None:
         ax.errorbar(mean[:, 0], mean[:, 1], xerr=std[:, 0], yerr=std[:, 1], marker="o", capsize=2,
                     label=f"{label} ({len(values)} seeds)")
     _finish(plt, fig, ax, path, "mean decision time (steps)", "accuracy at decision (mean +-1 std over seeds)")
+
+
+def accuracy_against_synops(points: dict[str, dict[float, np.ndarray]], path: str) -> None:
+    """Test accuracy against hidden-layer SynOps per sample, one line per label through its spike-rate penalty
+    weights (ascending), each point the mean over seeds with +-1 std error bars on both axes and its weight w
+    written beside it: {label: {w: [seeds, (synops, accuracy)]}}. SynOps on a log axis (the weights span
+    decades) unless a mean is 0; the legend beside the axes (up to 11 labels)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 5))
+    colors = plt.get_cmap("tab20").colors if len(points) > 10 else [None] * len(points)  # 11 labels: 11 colours
+    positive = True
+    for k, (label, by_weight) in enumerate(points.items()):
+        weights = sorted(by_weight)
+        values = [np.asarray(by_weight[w], np.float64) for w in weights]
+        mean = np.asarray([v.mean(axis=0) for v in values])
+        std = np.asarray([v.std(axis=0, ddof=1) if len(v) > 1 else np.zeros(2) for v in values])
+        positive = positive and bool(np.all(mean[:, 0] > 0))
+        line = ax.errorbar(mean[:, 0], mean[:, 1], xerr=std[:, 0], yerr=std[:, 1], marker="osD^v<>"[k % 7],
+                           capsize=2, color=colors[k % len(colors)], label=f"{label} ({len(values[0])} seeds)")
+        for w, (x, y) in zip(weights, mean):
+            ax.annotate(f"w={w:g}", (x, y), fontsize=6, textcoords="offset points", xytext=(3, 3),
+                        color=line[0].get_color())
+    if positive:
+        ax.set_xscale("log")
+    ax.set_xlabel("hidden-layer SynOps per sample")
+    ax.set_ylabel("test accuracy (mean +-1 std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.tight_layout()
+    _save(plt, fig, path)
