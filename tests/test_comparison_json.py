@@ -191,7 +191,7 @@ def test_the_energy_stage_is_reported_per_label_and_weight_apart_from_the_family
     label one point per weight, ascending, the final stage's at w = 0; each point's per-seed accuracy and
     hidden-layer SynOps (the summary's total minus input: 10 per hidden spike here) and their quartiles
     recomputed with numpy; the family of hypotheses is the one without them; the table, the figure and
-    replicas.jsonl carry them."""
+    replicas.jsonl carry them. With fewer energy seeds the w = 0 point keeps those seeds (paired)."""
     result = _result()
     result["config"]["loss"] = {"rate_penalty": 0.0, "target_rate": 0.02}
     finals = list(result["final"])
@@ -228,3 +228,9 @@ def test_the_energy_stage_is_reported_per_label_and_weight_apart_from_the_family
     energy = [line for line in lines if line["stage"] == "energy"]
     assert len(energy) == 2 * len(finals) and {line["rate_penalty"] for line in energy} == {0.5, 5.0}
     assert all("rate_penalty" not in line["parameters"] for line in energy)
+    # an energy stage on the first 5 seeds (--sweep.energy_seeds=5): the final stage's point on those seeds only
+    result["energy"] = [r for r in result["energy"] if r["row"]["seed"] < 5]
+    few = report.energy(result)["losses"]["nll"]
+    assert [p["seeds"] for p in few] == [SEEDS[:5]] * 3
+    assert list(few[0]["accuracy"]["values"].values()) == [r["test"]["accuracy"] for r in finals
+                                                          if r["row"]["label"] == "nll" and r["row"]["seed"] < 5]

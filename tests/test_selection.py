@@ -195,3 +195,13 @@ def test_losses_all_compares_every_registered_label_in_one_program_and_unknown_l
     s.losses, s.energy_penalties = ("nll",), (0.0,)
     with pytest.raises(ConfigError, match=r"energy_penalties = \[0.0\]: must be a tuple .* numbers > 0"):
         sweep.validate(s)
+    s.energy_penalties, s.seeds, s.energy_seeds, s.seed_offset = (1.0,), 4, 5, 10
+    with pytest.raises(ConfigError, match=r"energy_seeds = 5: .* must be <= seeds \(4\)"):
+        sweep.validate(s)
+    s.energy_seeds = 2
+    sweep.validate(s)
+    assert sweep.energy_seeds(s) == [10, 11]  # the first final seeds
+    assert [(r["rate_penalty"], r["label"], r["seed"]) for r in sweep.energy_rows(
+        [{"label": "a"}, {"label": "b"}], (0.5, 2.0), [10, 11])] == [
+        (0.5, "a", 10), (0.5, "a", 11), (0.5, "b", 10), (0.5, "b", 11),
+        (2.0, "a", 10), (2.0, "a", 11), (2.0, "b", 10), (2.0, "b", 11)]  # weight-major: a program per weight

@@ -222,15 +222,17 @@ ENERGY_MEASURES = ("accuracy", "synops_network")  # per label and penalty weight
 
 def energy(result: dict) -> dict | None:
     """comparison.json's "energy" (None without an energy stage): per label, one point per spike-rate penalty
-    weight w, ascending: the final stage's replicas at the config's loss.rate_penalty and the energy stage's
-    at each weight of sweep.energy_penalties, each {"rate_penalty", "seeds", "diverged_seeds", and per
-    ENERGY_MEASURES {"values" by seed, the distribution (stats.describe)}}. The same seeds at every weight
-    (paired), reported apart: no hypothesis is tested on these points."""
+    weight w, ascending: the final stage's replicas at the config's loss.rate_penalty (those of the energy
+    stage's seeds) and the energy stage's at each weight of sweep.energy_penalties, each {"rate_penalty",
+    "seeds", "diverged_seeds", and per ENERGY_MEASURES {"values" by seed, the distribution
+    (stats.describe)}}. The same seeds at every weight (paired), reported apart: no hypothesis is tested on
+    these points."""
     if not result.get("energy"):
         return None
     base = float(result["config"]["loss"]["rate_penalty"])
+    paired = {r["row"]["seed"] for r in result["energy"]}  # the final stage's point on the energy stage's seeds
     groups: dict[str, dict[float, list[dict]]] = {}
-    for record in result["final"] + result["energy"]:
+    for record in [r for r in result["final"] if r["row"]["seed"] in paired] + result["energy"]:
         row = record["row"]
         groups.setdefault(row["label"], {}).setdefault(float(row.get("rate_penalty", base)), []).append(record)
     out = {}

@@ -28,11 +28,12 @@ replicas trained together, resumable).
   final  each selected configuration with `seeds` fresh seeds 0, 1, ... (disjoint from the tuning seeds, so
          the reported spread carries no selection bias), trained without fold 0 (the single run's hold-out,
          validated there) and evaluated once on the test split.
-  energy with `energy_penalties` (weights w > 0): each selected configuration again with the final seeds,
-         trained with loss + w * spike_rate_penalty of the hidden layers (w a per-replica hyperparameter,
-         `replicas`), tested once: accuracy against hidden-layer SynOps per label, the final stage giving
-         each label's point at the config's loss.rate_penalty (0 by default). The same seeds, so paired with
-         the final stage; reported apart (`report`), not part of the hypothesis family.
+  energy with `energy_penalties` (weights w > 0): each selected configuration again with the final seeds
+         (the first `energy_seeds` of them, when set), trained with loss + w * spike_rate_penalty of the
+         hidden layers (w a per-replica hyperparameter, `replicas`; one program per weight unless
+         max_replicas says otherwise), tested once: accuracy against hidden-layer SynOps per label, the final
+         stage giving each label's point at the config's loss.rate_penalty (0 by default). The same seeds,
+         so paired with the final stage; reported apart (`report`), not part of the hypothesis family.
 A replica's seed sets its initial weights and its data order (as a single run's `seed` does): replicas of
 equal seeds start from the same weights and see the same batches in the same order, so losses compare
 paired, seed by seed, and the spread over seeds includes the data order.
@@ -57,8 +58,8 @@ from spikejax.compare.selection import describe, select
 from spikejax.errors import ConfigError, RunError
 from spikejax.workdir import log
 
-__all__ = ["ALL", "compare_losses", "configurations", "describe", "energy_rows", "expanded", "labels", "run_program",
-           "select", "validate", "with_seeds"]
+__all__ = ["ALL", "compare_losses", "configurations", "describe", "energy_rows", "energy_seeds", "expanded", "labels",
+           "run_program", "select", "validate", "with_seeds"]
 
 TUNE_SEED_OFFSET = 1000
 ALL = "all"  # sweep.losses = ("all",) (--sweep.losses=all): every registered comparison label
@@ -114,7 +115,8 @@ def _rules() -> dict:
             "max_replicas": config_lib.optional(config_lib.integer(1)),
             "learning_rates": values(config_lib.number(0.0, 1.0, low_open=True)), "grid": config_lib.mapping,
             "extend": boolean, "max_extensions": config_lib.integer(0),
-            "halving_fraction": config_lib.optional(fraction), "energy_penalties": penalties}
+            "halving_fraction": config_lib.optional(fraction), "energy_penalties": penalties,
+            "energy_seeds": config_lib.optional(config_lib.integer(1))}
 
 
 def validate(sweep) -> None:
@@ -130,6 +132,9 @@ def validate(sweep) -> None:
     if values["seed_offset"] + values["seeds"] > TUNE_SEED_OFFSET:
         raise ConfigError(f"sweep fields seed_offset = {values['seed_offset']} and seeds = {values['seeds']}: the "
                           f"final seeds must stay below the tuning seeds ({TUNE_SEED_OFFSET} on)")
+    if values["energy_seeds"] is not None and values["energy_seeds"] > values["seeds"]:
+        raise ConfigError(f"sweep field energy_seeds = {values['energy_seeds']}: the energy stage reuses the first "
+                          f"final seeds; must be <= seeds ({values['seeds']})")
     for label, axes in values["grid"].items():
         if label not in losses.labels():
             raise ConfigError(f"sweep field grid.{label}: no comparison label {label!r}; labels: {losses.labels()}")
@@ -338,21 +343,31 @@ def compare_losses(config, sweep, workdir: str, *, stop: loop.StopSignal | None 
     return result
 
 
+def energy_seeds(sweep) -> list[int]:
+    """The energy stage's seeds: the first `energy_seeds` final seeds (all of them when None)."""
+    return list(final_seeds(sweep))[:sweep.energy_seeds or sweep.seeds]
+
+
 def energy_rows(chosen: list[dict], penalties, seeds) -> list[dict]:
     """The energy stage's replica rows: each chosen configuration at each spike-rate penalty weight (its
-    "rate_penalty"), with every final seed (seeds inner, as `with_seeds`)."""
-    return with_seeds([{**row, "rate_penalty": float(w)} for row in chosen for w in penalties], seeds)
+    "rate_penalty"), with every final seed; weight-major (a weight's rows are the final stage's rows), seeds
+    inner (as `with_seeds`)."""
+    return with_seeds([{**row, "rate_penalty": float(w)} for w in penalties for row in chosen], seeds)
 
 
 def _energy(config, sweep, chosen: list[dict], folder: str, *, stop) -> tuple[list[dict], float]:
-    """The selected configurations `chosen` retrained with the final seeds (the same initial weights and
-    data orders as the final stage: paired) at each weight of sweep.energy_penalties, tested once, in
-    <folder>/<i>. Returns (records, training seconds)."""
-    rows = energy_rows(chosen, sweep.energy_penalties, final_seeds(sweep))
+    """The selected configurations `chosen` retrained with the final seeds (`energy_seeds`; the same initial
+    weights and data orders as the final stage: paired) at each weight of sweep.energy_penalties, tested once, in
+    <folder>/<i>: programs of at most max_replicas replicas, by default of the final stage's size (one
+    program per weight: the final stage's memory; all weights in one program took 16.6 GiB for 11 labels
+    x 3 weights x 10 seeds on digits_events, and ran slower per replica-step). Returns (records, training
+    seconds)."""
+    seeds = energy_seeds(sweep)
+    rows = energy_rows(chosen, sweep.energy_penalties, seeds)
     log(f"energy: {len(chosen)} selected configuration(s) x spike-rate penalty {tuple(sweep.energy_penalties)} x "
-        f"{sweep.seeds} seed(s)")
+        f"{len(seeds)} seed(s)")
     records, seconds = [], 0.0
-    programs = _programs(rows, sweep.max_replicas)
+    programs = _programs(rows, sweep.max_replicas or len(chosen) * len(seeds))
     for i, program in enumerate(programs):
         out = run_program(config, program, os.path.join(folder, str(i)), test=True, stop=stop,
                           title=f"energy {i + 1}/{len(programs)}")
