@@ -7,13 +7,17 @@
   python -m experiments.compare_losses --sweep.halving_fraction=0 --sweep.extend=False   # the plain grid
   python -m experiments.compare_losses --sweep.max_replicas=64 --sweep.replica_devices=4 # a program's replicas
                                                                # split over 4 groups of devices (a pod)
+  python -m experiments.compare_losses --sweep.losses=all               # every registered loss and variant
+  python -m experiments.compare_losses --sweep.losses=all --sweep.energy_penalties='(0.1,1.0,10.0)'  # + energy
 
 Tuning: every loss x learning rate x that loss's grid, `tune_seeds` seeds each (seed k validated on fold k
 of the training split), the worse half per loss dropped at `halving_fraction` of the steps, a choice on a
 grid edge extended outward (`extend`, `max_extensions`), chosen on mean validation accuracy; final: the
-chosen configuration of each loss with `seeds` fresh seeds, tested once. `losses`
-names comparison labels: every registered loss is one, and variants add more (nll_window: spike NLL over
-sliding windows); `grid.<label>.<param>` starts at the registry's default grid (`spikejax.losses`).
+chosen configuration of each loss with `seeds` fresh seeds, tested once; energy (`energy_penalties`): the
+chosen configurations again, same seeds, at each weight of the hidden-layer spike-rate penalty, reported
+apart (accuracy against hidden-layer SynOps). `losses` names comparison labels, or is `all` (every one):
+every registered loss is one, and variants add more (nll_window: spike NLL over sliding windows);
+`grid.<label>.<param>` starts at the registry's default grid (`spikejax.losses`).
 
 Devices: every program (at most `max_replicas` replicas) runs data parallel over all n devices; with
 `replica_devices` k > 1 its replicas are split over k groups of n/k devices each (a 2-D mesh, replica x
@@ -64,6 +68,14 @@ def get_config(setting: str = "") -> ml_collections.ConfigDict:
     s.halving_fraction = placeholder(float)  # None or 0 (on the command line): no halving
     s.halving_fraction = 0.25  # successive halving: after this fraction of the steps drop each loss's worse half
     s.smoke = False  # True: a smoke run; comparison.json records it and comparison.md shows no CIs, tests or verdicts
+    # matched energy: each selected configuration also trained, with the final seeds, at each of these weights w
+    # of the hidden-layer spike-rate penalty, mean (rate - loss.target_rate)^2 (() : no such runs). For digits_events
+    # use (0.1, 1.0, 10.0): at w = 0 hidden rates are 0.13-0.19 spikes/step, a penalty of (0.17 - 0.02)^2 ~ 0.02
+    # against losses ~ 0.2, so w = 0.1 nudges, 1 weighs ~10% of the loss and 10 reaches the target rate (one
+    # seed, 8 epochs: nll's hidden SynOps 14.7k -> 9.5k, 3.8k, 1.4k; mse 9.7k -> 7.1k, 3.5k, 1.6k; tet 11.0k -> 10.5k,
+    # 8.8k, 5.6k); at the target (0.02) the penalty stops pulling, so larger weights add nothing
+    s.energy_penalties = ()
+    s.energy_seeds = placeholder(int)  # None: every final seed; N: the first N final seeds (paired; a cheaper stage)
     if setting == "quick":  # about a minute on 2 CPU cores, for smoke runs; no statistics worth reading
         s.smoke = True
         s.seeds, s.tune_seeds, s.epochs = 2, 1, 2

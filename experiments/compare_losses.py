@@ -5,13 +5,17 @@
   python -m experiments.compare_losses --seeds=10 --sweep.learning_rates='(1e-3,3e-3)' --workdir=runs/cmp
   python -m experiments.compare_losses --workdir=runs/cmp2 --sweep.seed_offset=100 \
       --reproduce=runs/cmp/comparison.json                      # a second seed set: which verdicts hold
+  python -m experiments.compare_losses --sweep.losses=all --sweep.energy_penalties='(0.1,1.0,10.0)'
+                                                                # every loss, and at matched energy
 
-Tunes every loss (mse, softmax, nll, nll_window) over its grid with --sweep.tune_seeds seeds, each on its
-own validation fold of the training split (successive halving at --sweep.halving_fraction of the steps; a
-choice on a grid edge extends that axis, --sweep.extend / --sweep.max_extensions), trains each loss's
-chosen configuration with --seeds fresh seeds, tests it once, and writes <workdir>/comparison.md,
-comparison.json, replicas.jsonl and the plots (spikejax.compare.sweep, spikejax.compare.report). The replicas of a
-stage train together in one compiled program. Rerunning the same command resumes a killed sweep.
+Tunes every loss (mse, softmax, nll, nll_window; --sweep.losses=all: every registered label) over its grid
+with --sweep.tune_seeds seeds, each on its own validation fold of the training split (successive halving at
+--sweep.halving_fraction of the steps; a choice on a grid edge extends that axis, --sweep.extend /
+--sweep.max_extensions), trains each loss's chosen configuration with --seeds fresh seeds, tests it once
+(and again at each spike-rate penalty weight of --sweep.energy_penalties: accuracy against hidden-layer
+SynOps), and writes <workdir>/comparison.md, comparison.json, replicas.jsonl and the plots
+(spikejax.compare.sweep, spikejax.compare.report). The replicas of a stage train together in one compiled
+program. Rerunning the same command resumes a killed sweep.
 
 Flags it does not use are refused (exit 2): --loss and --window (the grid names the losses and windows),
 and --epochs or --config.epochs while the sweep sets its own (--sweep.epochs).

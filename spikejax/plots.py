@@ -355,3 +355,36 @@ def event_frames(frames: np.ndarray, path: str, title: str, columns: int = 10, b
             ax.axis("off")
         fig.suptitle(title + " (ON red, OFF blue)", fontsize=9)
     return _save(plt, fig, path)
+
+
+
+def accuracy_against_synops(points: dict[str, dict[float, np.ndarray]], path: str, *, title: str | None = None):
+    """Test accuracy against hidden-layer SynOps per sample, one line per label through its spike-rate penalty
+    weights w (ascending), each point the mean over seeds with ± 1 std (ddof = 1) error bars on both axes and
+    its w written beside it: {label: {w: [seeds, (synops, accuracy)]}}. SynOps on a log axis (the weights span
+    decades) unless a mean is 0; the legend beside the axes (tab20 colours past 10 labels)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 5))
+    colors = plt.get_cmap("tab20").colors if len(points) > 10 else [None] * max(len(points), 1)
+    positive = True
+    for k, (label, by_weight) in enumerate(points.items()):
+        weights = sorted(by_weight)
+        stats = [_mean_std(np.asarray(by_weight[w], np.float64)) for w in weights]
+        mean, std = np.asarray([m for m, _ in stats]), np.asarray([s for _, s in stats])
+        positive = positive and bool(np.all(mean[:, 0] > 0))
+        line = ax.errorbar(mean[:, 0], mean[:, 1], xerr=std[:, 0], yerr=std[:, 1], marker="osD^v<>"[k % 7],
+                           capsize=2, color=colors[k % len(colors)],
+                           label=f"{label} ({len(by_weight[weights[0]])} seeds)")
+        for w, (x, y) in zip(weights, mean):
+            ax.annotate(f"w={w:g}", (x, y), fontsize=6, textcoords="offset points", xytext=(3, 3),
+                        color=line[0].get_color())
+    if positive and points:
+        ax.set_xscale("log")
+    ax.set_ylim(*ACCURACY_LIMITS)
+    ax.set_xlabel("hidden-layer SynOps per sample")
+    ax.set_ylabel("test accuracy (mean ± 1 std over seeds)")
+    ax.set_title(_title("Accuracy at matched energy (points: spike-rate penalty weight w)", title), fontsize=10)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    return _save(plt, fig, path, _margins(timed=False, right=2.6))

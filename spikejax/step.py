@@ -36,7 +36,9 @@ def train_step(state, inputs, labels, mask, *, graphdef, tx, loss_fn, readout_fn
     outputs {"spikes": [T, b, C], "membrane": [T, b, C]} (`build.loss`, `build.readout`), which hold what
     `reads` names (`build.reads`: what the losses read; the membrane is computed only when read).
     `total_steps`: the run's length, from which models that read the training progress (a delayed model's
-    annealed delay width) get step / total_steps.
+    annealed delay width) get step / total_steps. `rate_penalty` w adds w * sum over the hidden layers of
+    `losses.spike_rate_penalty(h, target_rate)` to the loss: a Python number (0: not computed at all) or a
+    traced scalar (a replica's own weight, `spikejax.compare.replicas`; computed even where it is 0).
 
     `augment` (an active `spikejax.augment.Augment`, `build.augment`): the unpacked inputs are augmented
     with draws keyed by (`seed`, state["step"], global sample position), and with CutMix the loss mixes the
@@ -62,7 +64,7 @@ def train_step(state, inputs, labels, mask, *, graphdef, tx, loss_fn, readout_fn
             loss = loss_fn(outputs, labels, mask)
         else:
             loss = augment_lib.mixed_loss(loss_fn, outputs, labels, *mix, mask)
-        if rate_penalty:
+        if isinstance(rate_penalty, jax.Array) or rate_penalty:  # traced (per replica), or a nonzero number
             loss = loss + rate_penalty * sum(losses.spike_rate_penalty(h, target_rate=target_rate, mask=mask)
                                              for h in layers[1:-1])
         return loss, (outputs, layers[-1])

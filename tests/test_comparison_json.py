@@ -246,3 +246,53 @@ def test_the_plot_command_redraws_a_finished_comparison_from_its_files(tmp_path,
         line = next(ln for ln in accuracy_ax.get_lines() if ln.get_label() == name)
         np.testing.assert_array_equal(line.get_xdata(), [10, 20, 30])
         np.testing.assert_allclose(line.get_ydata(), [finals.mean() * e / 3 for e in (1, 2, 3)], rtol=1e-12)
+
+
+def test_the_energy_stage_is_reported_per_label_and_weight_apart_from_the_family(tmp_path):
+    """Energy records (each final configuration again at rate penalty weights 0.5 and 5, same seeds): per
+    label one point per weight, ascending, the final stage's at w = 0; each point's per-seed accuracy and
+    hidden-layer SynOps (the summary's total minus input: 10 per hidden spike here) and their quartiles
+    recomputed with numpy; the family of hypotheses is the one without them; the table, the figure and
+    replicas.jsonl carry them. With fewer energy seeds the w = 0 point keeps those seeds (paired)."""
+    result = _result()
+    result["config"]["loss"] = {"rate_penalty": 0.0, "target_rate": 0.02}
+    finals = list(result["final"])
+    for weight in (0.5, 5.0):
+        for i, record in enumerate(finals):
+            correct, hidden = 300 - int(10 * weight) - i, 1000.0 / (1 + weight) + 7 * i
+            result.setdefault("energy", []).append(
+                {**record, "row": {**record["row"], "rate_penalty": weight}, "frozen_at": None,
+                 "test": _summary(correct, 5, 6.0, hidden)})
+    report.write(result, str(tmp_path))
+    document = json.load(open(tmp_path / "comparison.json"))
+    block = document["energy"]
+    assert list(block["losses"]) == list(LABELS) and block["target_rate"] == 0.02
+    for label, points in block["losses"].items():
+        assert [p["rate_penalty"] for p in points] == [0.0, 0.5, 5.0]
+        assert all(p["seeds"] == SEEDS for p in points)
+        for p in points:
+            records = [r for r in result["final" if p["rate_penalty"] == 0 else "energy"]
+                       if r["row"]["label"] == label and r["row"].get("rate_penalty", 0.0) == p["rate_penalty"]]
+            accuracy = np.array([r["test"]["accuracy"] for r in records])
+            synops = np.array([r["test"]["synops_per_sample"]["total"] - 1_083_277.0 for r in records])
+            for name, x in (("accuracy", accuracy), ("synops_network", synops)):
+                assert list(p[name]["values"].values()) == pytest.approx(x.tolist(), rel=1e-12)
+                q1, median, q3 = np.percentile(x, [25, 50, 75])
+                assert (p[name]["q1"], p[name]["median"], p[name]["q3"]) == pytest.approx((q1, median, q3))
+        assert points[0]["diverged_seeds"] == ([3] if label == "softmax" else [])
+    without = report.analyse(_result())
+    assert document["hypotheses"] == json.loads(json.dumps(without["hypotheses"]))  # not in the family
+    text = (tmp_path / "comparison.md").read_text()
+    assert text == render_lib.render(document) and "## Accuracy at matched energy" in text
+    assert "| nll | 5 | " in text and "| softmax | 0 | " in text and "| 1 of 10 |" in text
+    assert os.path.getsize(tmp_path / "accuracy_synops.png") > 1000
+    lines = [json.loads(line) for line in open(tmp_path / "replicas.jsonl")]
+    energy = [line for line in lines if line["stage"] == "energy"]
+    assert len(energy) == 2 * len(finals) and {line["rate_penalty"] for line in energy} == {0.5, 5.0}
+    assert all("rate_penalty" not in line["parameters"] for line in energy)
+    # an energy stage on the first 5 seeds (--sweep.energy_seeds=5): the final stage's point on those seeds only
+    result["energy"] = [r for r in result["energy"] if r["row"]["seed"] < 5]
+    few = report.energy(result)["losses"]["nll"]
+    assert [p["seeds"] for p in few] == [SEEDS[:5]] * 3
+    assert list(few[0]["accuracy"]["values"].values()) == [r["test"]["accuracy"] for r in finals
+                                                          if r["row"]["label"] == "nll" and r["row"]["seed"] < 5]

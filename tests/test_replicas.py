@@ -212,3 +212,50 @@ def test_replicas_of_other_seeds_walk_other_data_orders(digits_data_dir, tmp_pat
     rows = [{"label": "nll", "loss": "nll", "learning_rate": 1e-3, "seed": s} for s in (3, 5)]
     records = sweep.run_program(config, rows, str(tmp_path / "program"), test=False)
     assert [r["row"]["seed"] for r in records] == [3, 5]
+
+
+def test_a_replicas_own_rate_penalty_equals_a_single_run_with_that_penalty(digits_data_dir):
+    """Two replicas of one seed and loss at spike-rate penalty weights 0 and 2 (traced, one program) against
+    two single-model steps given each weight as the plain Python number: after one SGD step every parameter
+    equal to float rounding (the tolerance of the SGD case above), and the penalty moved the weighted
+    replica by far more than that. A program whose replicas share one weight gets it as a
+    Python number (0: the penalty is not in the program, the single run's step)."""
+    from flax import nnx
+
+    from spikejax import data
+
+    fixed = {"optimizer.warmup_steps": 0, "optimizer.schedule": "constant", "optimizer.name": "sgd",
+             "optimizer.momentum": 0.0, "optimizer.learning_rate": 1e-2, "loss.target_rate": 0.02}
+    config = small_config(digits_data_dir, **fixed)
+    weights = (0.0, 2.0)
+    grid = [dict(seed=0, loss="nll", rate_penalty=w) for w in weights]
+    selection, hyper = replicas.hyperparameters(grid, config)
+    assert replicas.rate_penalty(hyper) is None and hyper["rate_penalty"].tolist() == pytest.approx(list(weights))
+    assert replicas.rate_penalty(replicas.hyperparameters([dict(seed=0), dict(seed=1)], config)[1]) == 0.0
+    assert replicas.rate_penalty(replicas.hyperparameters([dict(rate_penalty=0.5)] * 2, config)[1]) == 0.5
+    mesh = parallel.data_mesh()
+    split = data.load("digits_events", "train", data_dir=digits_data_dir)
+    batch = parallel.global_batch_arrays(mesh, next(iter(data.TrainIterator(split, 64, seed=1, packed=True))))
+    frame = build.packed_frame_shape(split)
+    tx = build.optimizer(config, 100)
+    graphdef, state = replicas.init_state(config, hyper, tx, mesh)
+    step = replicas.parallel_train_step(mesh, graphdef=graphdef, tx=tx, frame_shape=frame, selection=selection,
+                                        rate_penalty=None, target_rate=config.loss.target_rate)
+    state, metrics = step(state, *batch, jax.tree.map(jnp.asarray, hyper))
+    ours = [jax.tree.map(lambda x: np.asarray(x[r]), state["params"]) for r in range(len(weights))]
+    for r, weight in enumerate(weights):
+        single = small_config(digits_data_dir, **fixed, **{"loss.rate_penalty": weight})
+        graphdef_one, params = nnx.split(build.model(single))
+        tx_one = build.optimizer(single, 100)
+        step_one = step_lib.parallel_train_step(mesh, graphdef=graphdef_one, tx=tx_one, loss_fn=build.loss(single),
+                                                readout_fn=build.readout(single), frame_shape=frame,
+                                                rate_penalty=single.loss.rate_penalty,
+                                                target_rate=single.loss.target_rate)
+        state_one, metrics_one = step_one(build.init_state(params, tx_one, mesh), *batch)
+        np.testing.assert_allclose(metrics["loss"][r], metrics_one["loss"], rtol=1e-6)
+        theirs = jax.tree.map(np.asarray, state_one["params"])
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8), ours[r], theirs)
+    assert metrics["loss"][1] > metrics["loss"][0]  # the penalty is in the objective
+    beyond = max(float(np.max(np.abs(a - b) / (1e-8 + 1e-5 * np.abs(b))))  # and in the gradient: moved by far
+                 for a, b in zip(jax.tree.leaves(ours[1]), jax.tree.leaves(ours[0])))  # more than the tolerance
+    assert beyond > 100, beyond

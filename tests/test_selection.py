@@ -154,3 +154,55 @@ def test_the_defaults_and_the_new_sweep_fields():
     s.tune_seeds = 11  # a validation fraction of 0.1 has 10 disjoint folds
     with pytest.raises(ConfigError, match="tune_seeds = 11: each tuning seed holds out its own validation fold"):
         sweep.compare_losses(default.get_config(), s, "/nonexistent")
+
+
+def test_losses_all_compares_every_registered_label_in_one_program_and_unknown_labels_are_named():
+    """--sweep.losses=all (the flag parses it as ("all",)) validates and stands for every comparison label of
+    the registry, spike and membrane losses alike; their grid trains in one replica program on the default
+    model (spiking output: the membrane losses read its membrane). A label not registered is refused with
+    the known ones listed; "all" beside other labels is no label."""
+    import os
+
+    from absl import flags
+    from ml_collections import config_flags
+
+    from spikejax import losses
+    from spikejax.compare import replicas
+
+    path = os.path.join(os.path.dirname(__file__), "..", "configs", "sweep.py")
+    argv = ["compare_losses", f"--sweep={path}", "--sweep.losses=all", "--sweep.energy_penalties=(0.1,1.0)"]
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file("sweep", None, flag_values=values, sys_argv=argv)
+    values(argv)
+    s = values.sweep
+    assert tuple(s.losses) == ("all",) and tuple(s.energy_penalties) == (0.1, 1.0)
+    sweep.validate(s)
+    assert sweep.labels(s) == losses.labels() == list(sweep.expanded(s).losses)
+    assert {"mse", "softmax", "nll", "nll_window", "first_spike", "tet", "max_membrane", "exp_membrane"} <= set(
+        sweep.labels(s))
+    config = default.get_config()
+    grid = sweep.configurations(s, config)
+    assert [g["label"] for g in grid if g is grid[0] or g["label"] != grid[grid.index(g) - 1]["label"]] == \
+        losses.labels()  # every label, in registry order, each as one block
+    selection, hyper = replicas.hyperparameters([{k: v for k, v in g.items() if k != "label"} for g in grid], config)
+    assert set(selection.names) == set(losses.names()) and set(replicas.reads(selection)) == {"spikes", "membrane"}
+    assert hyper["loss"].shape == (len(grid),) and replicas.rate_penalty(hyper) == 0.0
+    for bad, message in ((("mse", "nll_windowed"), r"unknown: \['nll_windowed'\]"),
+                         (("all", "mse"), r"unknown: \['all'\]"), (("nll", "nll"), "--import")):
+        s.losses = bad
+        with pytest.raises(ConfigError, match=r"sweep field losses = .*'all' \(every label\) or a tuple of distinct "
+                                              rf"names among \['mse', 'softmax'.*{message}"):
+            sweep.validate(s)
+    s.losses, s.energy_penalties = ("nll",), (0.0,)
+    with pytest.raises(ConfigError, match=r"energy_penalties = \[0.0\]: must be a tuple .* numbers > 0"):
+        sweep.validate(s)
+    s.energy_penalties, s.seeds, s.energy_seeds, s.seed_offset = (1.0,), 4, 5, 10
+    with pytest.raises(ConfigError, match=r"energy_seeds = 5: .* must be <= seeds \(4\)"):
+        sweep.validate(s)
+    s.energy_seeds = 2
+    sweep.validate(s)
+    assert sweep.energy_seeds(s) == [10, 11]  # the first final seeds
+    assert [(r["rate_penalty"], r["label"], r["seed"]) for r in sweep.energy_rows(
+        [{"label": "a"}, {"label": "b"}], (0.5, 2.0), [10, 11])] == [
+        (0.5, "a", 10), (0.5, "a", 11), (0.5, "b", 10), (0.5, "b", 11),
+        (2.0, "a", 10), (2.0, "a", 11), (2.0, "b", 10), (2.0, "b", 11)]  # weight-major: a program per weight

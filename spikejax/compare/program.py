@@ -104,7 +104,7 @@ def run_program(config, rows: list[dict], folder: str, *, test: bool, stop: loop
     model = build.model(config, frame, classes)
     shared = dict(graphdef=graphdef, frame_shape=build.packed_frame_shape(train_data), selection=selection)
     hyper_device = parallel.shard_replicas(padded, mesh)
-    program_step = replicas.parallel_train_step(mesh, tx=tx, rate_penalty=config.loss.rate_penalty,
+    program_step = replicas.parallel_train_step(mesh, tx=tx, rate_penalty=replicas.rate_penalty(hyper),
                                                 stacked=plan.data_seeds is not None,
                                                 target_rate=config.loss.target_rate, total_steps=plan.total_steps,
                                                 augment=build.augment(config), **shared)

@@ -184,6 +184,24 @@ def inference_lines(document: dict) -> list[str]:
                 f"verdicts. Run the comparison without --quick for them. Losses run: {compared}.", ""]
     return ["## The paper's claims", "", *statistics_lines(document), "", *claim_lines(document), "",
             *reproduction_lines(document)]
+def energy_lines(document: dict) -> list[str]:
+    """The "Accuracy at matched energy" section, when comparison.json holds an energy stage."""
+    block = document.get("energy")
+    if not block:
+        return []
+    lines = ["| loss | rate penalty w | test accuracy: median [IQR] | mean | hidden-layer SynOps/sample: median "
+             "[IQR] | mean | diverged seeds |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for label, points in block["losses"].items():
+        for p in points:
+            a, e = p["accuracy"], p["synops_network"]
+            lines.append(f"| {label} | {p['rate_penalty']:g} | {_distribution(a, 4)} | {a['mean']:.4f} | "
+                         f"{_distribution(e, 0)} | {e['mean']:.0f} | {len(p['diverged_seeds'])} of {len(p['seeds'])} |")
+    return ["## Accuracy at matched energy", "",
+            f"Each loss's selected configuration trained again with the same seeds at each weight w of the "
+            f"hidden-layer spike-rate penalty ({block['penalty']}; target rate {block['target_rate']:g} spikes per "
+            "step), so that losses compare at equal hidden-layer SynOps, not only at their own operating points "
+            "(figure: accuracy_synops.png). Descriptive: these runs are not part of the family of hypotheses.", "",
+            *lines, ""]
 
 
 def render(document: dict) -> str:
@@ -217,8 +235,10 @@ def render(document: dict) -> str:
         "state kept); a configuration with a diverged seed, or a non-finite validation result, is never "
         "selected.", "", *diverged_lines(document), "",
         *inference_lines(document),
+        *energy_lines(document),
         "## Per-seed values", "", per_seed_table(document), "",
         *differences,
-        f"Training time (from the checkpoints): tuning {seconds['tune']:.0f} s, final {seconds['final']:.0f} s on "
+        f"Training time (from the checkpoints): tuning {seconds['tune']:.0f} s, final {seconds['final']:.0f} s"
+        + (f", energy {seconds['energy']:.0f} s" if "energy" in seconds else "") + " on "
         f"{host['devices']} {host['device']} device(s) ({host['platform']}, {host['cpu_count']} CPU cores, jax "
         f"{host['jax']}).", ""])

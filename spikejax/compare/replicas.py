@@ -8,6 +8,9 @@ Replicas differ in data, not in Python branches, so one program serves a whole g
   loss           the loss (an index into the program's `losses.Selection`) and its parameters, those
                  that differ between replicas as per-replica arrays (`losses.selection`); the model gives
                  every output the program's losses read (`reads`), each loss takes its own
+  rate_penalty   the weight w of the hidden-layer spike-rate penalty (`step.train_step`): a Python number
+                 when every replica has the same (0: not computed, the single run's program), else each
+                 replica's own, traced (`rate_penalty(hyper)` says which)
 A replica's seed also sets its data order: replicas of one seed see the same batches in the same order, so
 losses compare paired, on the same data and the same initial weights, while other seeds see other orders
 (the seed-to-seed spread includes the data order, as between single runs). With one seed in a program the
@@ -24,6 +27,7 @@ rate neither stops the sweep nor makes its checkpoint unsavable.
   tx = build.optimizer(base, total_steps)
   graphdef, state = replicas.init_state(base, hyper, tx, mesh)      # every state leaf [R, ...]
   step = replicas.parallel_train_step(mesh, graphdef=graphdef, tx=tx, selection=selection,
+                                      rate_penalty=replicas.rate_penalty(hyper),
                                       stacked=len(replicas.data_seeds(hyper)) > 1)
   state, metrics = step(state, inputs, labels, mask, hyper)         # metrics [R]; batch [S, ...] if stacked
   sums = replicas.parallel_eval_step(mesh, graphdef=graphdef, fan_out=model.fan_out, selection=selection)(
@@ -54,16 +58,17 @@ from jax.sharding import PartitionSpec as P
 
 from spikejax import build, evaluate, losses, parallel, step
 
-BASE_FIELDS = ("seed", "learning_rate", "loss")
+BASE_FIELDS = ("seed", "learning_rate", "loss", "rate_penalty")
 
 
 def hyperparameters(replicas: list[dict], config) -> tuple[losses.Selection, dict[str, np.ndarray]]:
     """(the static loss selection, per-replica arrays [R]) from a list of overrides {"seed", "learning_rate",
-    "loss", and parameters of that loss}; what a replica does not set comes from `config` (its seed, peak
-    learning rate, loss name and that loss's parameters). The arrays: "seed", "learning_rate", "loss" (an
-    index into selection.names) and "<loss>.<param>" for the parameters that differ between replicas
-    (`losses.selection`)."""
-    rows, base = [], {"seed": config.seed, "learning_rate": config.optimizer.learning_rate}
+    "loss", "rate_penalty", and parameters of that loss}; what a replica does not set comes from `config`
+    (its seed, peak learning rate, loss name, loss.rate_penalty and that loss's parameters). The arrays:
+    "seed", "learning_rate", "rate_penalty", "loss" (an index into selection.names) and "<loss>.<param>"
+    for the parameters that differ between replicas (`losses.selection`)."""
+    rows, base = [], {"seed": config.seed, "learning_rate": config.optimizer.learning_rate,
+                      "rate_penalty": config.loss.rate_penalty}
     for overrides in replicas:
         row = {**base, "loss": config.loss.name, **overrides}
         spec = losses.get(row["loss"])
@@ -80,8 +85,17 @@ def hyperparameters(replicas: list[dict], config) -> tuple[losses.Selection, dic
     selection, arrays = losses.selection([(name, params) for _, name, params in rows])
     arrays["seed"] = np.asarray([row["seed"] for row, _, _ in rows], np.int32)
     arrays["learning_rate"] = np.asarray([row["learning_rate"] for row, _, _ in rows], np.float32)
+    arrays["rate_penalty"] = np.asarray([row["rate_penalty"] for row, _, _ in rows], np.float32)
     arrays["data_order"] = np.searchsorted(np.unique(arrays["seed"]), arrays["seed"]).astype(np.int32)
     return selection, arrays
+
+
+def rate_penalty(hyper: dict) -> float | None:
+    """The spike-rate penalty's weight shared by every replica, as a Python float (a static part of the
+    program: 0 leaves the penalty out), or None when the replicas' weights differ (each then reads its own,
+    hyper["rate_penalty"], traced)."""
+    weights = np.unique(np.asarray(hyper["rate_penalty"], np.float32))
+    return float(weights[0]) if len(weights) == 1 else None
 
 
 def data_seeds(hyper: dict) -> tuple[int, ...]:
@@ -161,7 +175,9 @@ def train_step(state, inputs, labels, mask, hyper, *, graphdef, tx, selection, r
                axis_name=None, frame_shape=None, total_steps=None, augment=None, stacked=False):
     """`step.train_step` for every replica on the same (shard of a) batch, vmapped: `state` and `hyper`
     leaves have a leading replica axis; returns (new state, metrics, each [R]). `selection`: the losses
-    the replicas use (`hyperparameters` gives it). `augment` (`build.augment`): each replica augments
+    the replicas use (`hyperparameters` gives it). `rate_penalty`: the spike-rate penalty's weight, one
+    number for every replica, or None: each replica's own, hyper["rate_penalty"] (`rate_penalty(hyper)`
+    gives the one that fits `hyper`). `augment` (`build.augment`): each replica augments
     with its own seed, hyper["seed"], so equal seeds see equal inputs (paired) and other seeds other
     ones; the batch is then unpacked per replica. A replica whose step
     gives a non-finite loss, gradient norm or parameter keeps its previous state, now and at every later
@@ -173,8 +189,9 @@ def train_step(state, inputs, labels, mask, hyper, *, graphdef, tx, selection, r
         batch = (inputs, labels, mask)
         if stacked:  # [S, ...] over data orders: this replica's own (`data_seeds`)
             batch = tuple(x[hyper["data_order"]] for x in batch)
+        weight = hyper["rate_penalty"] if rate_penalty is None else rate_penalty
         new, metrics = step.train_step(inner, *batch, graphdef=graphdef, tx=tx, loss_fn=loss_fn,
-                                       readout_fn=readout_fn, rate_penalty=rate_penalty, target_rate=target_rate,
+                                       readout_fn=readout_fn, rate_penalty=weight, target_rate=target_rate,
                                        axis_name=axis_name, frame_shape=frame_shape, total_steps=total_steps,
                                        augment=augment, seed=hyper["seed"], reads=reads(selection))
         ok = (metrics["params_finite"] > 0) & jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])

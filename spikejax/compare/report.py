@@ -34,6 +34,10 @@ direction" when significant the other way, else "not significant". Pairs of two 
 other measures are described (distributions, bootstrap CIs, t-tests as secondary columns), not tested.
 The family spans one dataset: a comparison run is one dataset. Tests, tie rules and the bootstrap:
 `spikejax.compare.stats`.
+
+Matched energy (`energy`, with sweep.energy_penalties): per label, test accuracy and hidden-layer SynOps
+(synops_network) at each weight of the spike-rate penalty, over the final seeds, and the figure
+accuracy_synops.png; described only, outside the family.
 """
 from __future__ import annotations
 
@@ -42,6 +46,8 @@ import json
 import math
 import os
 import platform
+
+import numpy as np
 
 from spikejax import figures, losses
 from spikejax.compare import stats
@@ -211,6 +217,44 @@ def analyse(result: dict) -> dict:
                 label for label in result["sweep"]["losses"] if label not in labels]}
 
 
+ENERGY_MEASURES = ("accuracy", "synops_network")  # per label and penalty weight: test accuracy, hidden-layer SynOps
+
+
+def energy(result: dict) -> dict | None:
+    """comparison.json's "energy" (None without an energy stage): per label, one point per spike-rate penalty
+    weight w, ascending: the final stage's replicas at the config's loss.rate_penalty (those of the energy
+    stage's seeds) and the energy stage's at each weight of sweep.energy_penalties, each {"rate_penalty",
+    "seeds", "diverged_seeds", and per ENERGY_MEASURES {"values" by seed, the distribution
+    (stats.describe)}}. The same seeds at every weight (paired), reported apart: no hypothesis is tested on
+    these points."""
+    if not result.get("energy"):
+        return None
+    base = float(result["config"]["loss"]["rate_penalty"])
+    paired = {r["row"]["seed"] for r in result["energy"]}  # the final stage's point on the energy stage's seeds
+    groups: dict[str, dict[float, list[dict]]] = {}
+    for record in [r for r in result["final"] if r["row"]["seed"] in paired] + result["energy"]:
+        row = record["row"]
+        groups.setdefault(row["label"], {}).setdefault(float(row.get("rate_penalty", base)), []).append(record)
+    out = {}
+    for label, by_weight in groups.items():
+        points = []
+        for weight in sorted(by_weight):
+            records = sorted(by_weight[weight], key=lambda r: r["row"]["seed"])
+            seeds = [r["row"]["seed"] for r in records]
+            values = [metrics(r["test"]) for r in records]
+            points.append({"rate_penalty": weight, "seeds": seeds,
+                           "diverged_seeds": [r["row"]["seed"] for r in records if r["frozen_at"] is not None],
+                           **{m: {"values": _by_seed(seeds, [v[m] for v in values]),
+                                  **stats.describe([v[m] for v in values])} for m in ENERGY_MEASURES}})
+        out[label] = points
+    return {"measures": {m: METRICS[m] for m in ENERGY_MEASURES},
+            "target_rate": result["config"]["loss"]["target_rate"],
+            "penalty": "w * sum over the hidden layers of mean_b mean_i (r_bi - target_rate)^2, r in spikes per step "
+                       "(losses.spike_rate_penalty), added to each label's own loss; the selected configuration "
+                       "is retrained at each w with the final seeds (paired), the final stage's run being w = "
+                       f"{base:g}", "losses": out}
+
+
 def statistics(result: dict, n: int, family: int) -> dict:
     """What comparison.json declares about its tests: the family, the tests, tie rules, bootstrap and the
     smallest p-values n seeds allow."""
@@ -244,13 +288,15 @@ def machine() -> dict:
 
 
 def replica_line(stage: str, record: dict) -> dict:
-    """replicas.jsonl's record of one replica: its label, loss, parameters, learning rate and seeds (its seed
+    """replicas.jsonl's record of one replica: its label, loss, parameters, learning rate, the spike-rate
+    penalty's weight (energy stage only) and seeds (its seed
     sets both the initialisation and the data order, `replicas.data_seeds`), then the run's record
     (frozen_at, validation curve, validation and test summaries, training time)."""
     row = record["row"]
-    parameters = {k: v for k, v in row.items() if k not in ("label", "loss", "learning_rate", "seed")}
+    parameters = {k: v for k, v in row.items() if k not in ("label", "loss", "learning_rate", "seed", "rate_penalty")}
     return {"stage": stage, "label": row["label"], "loss": row["loss"], "parameters": parameters,
             "learning_rate": row["learning_rate"], "seed": row["seed"],
+            **({"rate_penalty": row["rate_penalty"]} if "rate_penalty" in row else {}),
             "seeds": {"init": row["seed"], "data_order": row["seed"]}, "config": row,
             **{k: v for k, v in record.items() if k != "row"}}
 
@@ -261,6 +307,16 @@ SMOKE_NOTE = ("a smoke run (--quick, configs/sweep.py:quick: few seeds, one conf
               "same, for checking the pipeline, and are not to be read")
 
 
+def energy_points(block: dict) -> dict[str, dict[float, np.ndarray]]:
+    """{label: {w: [seeds, 2] (hidden-layer SynOps, accuracy) per seed}} from comparison.json's "energy"."""
+    return {label: {p["rate_penalty"]: np.asarray([[p["synops_network"]["values"][str(s)],
+                                                    p["accuracy"]["values"][str(s)]] for s in p["seeds"]])
+                    for p in points}
+            for label, points in block["losses"].items()}
+
+
+
+
 def smoke_fields(sweep: dict) -> dict:
     """comparison.json's "smoke" (whether the sweep was the --quick smoke setting, `sweep.smoke`) and, for a
     smoke run, "smoke_note" (what that means for the report)."""
@@ -269,7 +325,8 @@ def smoke_fields(sweep: dict) -> dict:
 
 
 def write(result: dict, workdir: str, reproduce: str | None = None) -> dict:
-    """Writes comparison.json, comparison.md (render of that JSON), replicas.jsonl and the plots
+    """Writes comparison.json, comparison.md (render of that JSON), replicas.jsonl and the plots (with an energy
+    stage also accuracy_synops.png: accuracy against hidden-layer SynOps)
     (`figures.comparison_figures`; without matplotlib: a note) into `workdir`; returns {"analysis" (the JSON
     content), "table", "plots": whether the plots were written}. `reproduce`: another run's comparison.json on
     a disjoint seed set; comparison.json then holds "reproduction" (`spikejax.compare.reproduce.compare`)."""
@@ -286,7 +343,7 @@ def write(result: dict, workdir: str, reproduce: str | None = None) -> dict:
                       for label, s in result["selection"].items()},
         "halving": result.get("halving"),
         "candidates": {label: s["candidates"] for label, s in result["selection"].items()},
-        "train_seconds": result["train_seconds"], "machine": machine(),
+        "energy": energy(result), "train_seconds": result["train_seconds"], "machine": machine(),
         **smoke_fields(result["sweep"])}))
     if reproduce is not None:
         from spikejax.compare import reproduce as reproduce_lib
@@ -294,12 +351,17 @@ def write(result: dict, workdir: str, reproduce: str | None = None) -> dict:
         document["reproduction"] = reproduce_lib.compare(document, reproduce_lib.load(reproduce), reproduce)
     atomic_write_json(os.path.join(workdir, "comparison.json"), document)
     lines = [json.dumps(replica_line(stage, record)) + "\n"
-             for stage in ("tune", "final") for record in result[stage]]
+             for stage in ("tune", "final", "energy") for record in result.get(stage, [])]
     atomic_write(os.path.join(workdir, "replicas.jsonl"), lambda f: f.writelines(lines))
     text = render(document)
     atomic_write(os.path.join(workdir, "comparison.md"), lambda f: f.write(text))
     try:
         figures.comparison_figures(workdir, result["final"], smoke=document["smoke"])
+        if document["energy"]:
+            from spikejax import plots
+
+            plots.accuracy_against_synops(energy_points(document["energy"]),
+                                          os.path.join(workdir, "accuracy_synops.png"))
         plotted = True
     except MissingDependencyError as error:  # a core install: the report stands without the PNGs
         log(f"plots skipped: {error}")

@@ -4,7 +4,7 @@ replicas trained together, resumable).
 
   sweep_config = configs/sweep.py's get_config()          the grid, the seeds and the stages
   validate(sweep_config)
-  result = compare_losses(config, sweep_config, workdir)  tune -> select -> (extend)* -> final
+  result = compare_losses(config, sweep_config, workdir)  tune -> select -> (extend)* -> final (-> energy)
 
   tune   every configuration of the grid (per loss: learning rates x that loss's parameters) with
          `tune_seeds` seeds 1000 + k, k = 0, 1, ...; seed 1000 + k holds out validation fold k of the
@@ -28,6 +28,12 @@ replicas trained together, resumable).
   final  each selected configuration with `seeds` fresh seeds 0, 1, ... (disjoint from the tuning seeds, so
          the reported spread carries no selection bias), trained without fold 0 (the single run's hold-out,
          validated there) and evaluated once on the test split.
+  energy with `energy_penalties` (weights w > 0): each selected configuration again with the final seeds
+         (the first `energy_seeds` of them, when set), trained with loss + w * spike_rate_penalty of the
+         hidden layers (w a per-replica hyperparameter, `replicas`; one program per weight unless
+         max_replicas says otherwise), tested once: accuracy against hidden-layer SynOps per label, the final
+         stage giving each label's point at the config's loss.rate_penalty (0 by default). The same seeds,
+         so paired with the final stage; reported apart (`report`), not part of the hypothesis family.
 A replica's seed sets its initial weights and its data order (as a single run's `seed` does): replicas of
 equal seeds start from the same weights and see the same batches in the same order, so losses compare
 paired, seed by seed, and the spread over seeds includes the data order.
@@ -37,12 +43,13 @@ data parallel over the other n/k (`spikejax.compare.program`), so a program too 
 memory runs on several; the results are the same up to float32 summation order, and k may change on
 resume. k = 1 (the default): every replica on every device.
 
-Folders: tune/<fold>/<i> (and <i>-rest after a halving), tune/extend<r>/<fold>/<i>, final/<i>. A rerun of
+Folders: tune/<fold>/<i> (and <i>-rest after a halving), tune/extend<r>/<fold>/<i>, final/<i>, energy/<i>. A rerun of
 the same command reads finished programs, redoes the (deterministic) halving and extension decisions from
 their results, and resumes the unfinished program.
 
 Labels (the losses as reports name them) are the registry's comparison labels (`spikejax.losses.labels()`):
-every registered loss, and variants such as nll_window (spike NLL over sliding windows).
+every registered loss, and variants such as nll_window (spike NLL over sliding windows); sweep.losses =
+("all",) (`--sweep.losses=all`) compares every one (`labels`, `expanded`).
 """
 from __future__ import annotations
 
@@ -56,9 +63,26 @@ from spikejax.compare.selection import describe, select
 from spikejax.errors import ConfigError, RunError
 from spikejax.workdir import log
 
-__all__ = ["compare_losses", "configurations", "describe", "run_program", "select", "validate", "with_seeds"]
+__all__ = ["ALL", "compare_losses", "configurations", "describe", "energy_rows", "energy_seeds", "expanded", "labels",
+           "run_program", "select", "validate", "with_seeds"]
 
 TUNE_SEED_OFFSET = 1000
+ALL = "all"  # sweep.losses = ("all",) (--sweep.losses=all): every registered comparison label
+
+
+def labels(sweep) -> list[str]:
+    """The compared labels: sweep.losses, ("all",) standing for every registered label (`losses.labels()`,
+    registration order: the spike losses, then the membrane losses)."""
+    names = [sweep.losses] if isinstance(sweep.losses, str) else list(sweep.losses)
+    return losses.labels() if names == [ALL] else names
+
+
+def expanded(sweep):
+    """A copy of `sweep` whose `losses` names every compared label (`labels`): what the stages and the
+    report read."""
+    import ml_collections
+
+    return ml_collections.ConfigDict({**sweep.to_dict(), "losses": tuple(labels(sweep))})
 
 
 def _rules() -> dict:
@@ -68,10 +92,20 @@ def _rules() -> dict:
             return None if ok else f"a non-empty tuple of values, each {rule(-1.0) or 'valid'}"
         return check
 
-    def labels(v):
+    def label_names(v):
         known = losses.labels()
-        ok = isinstance(v, (list, tuple)) and v and all(x in known for x in v) and len(set(v)) == len(v)
-        return None if ok else f"a tuple of distinct names among {known}"
+        names = [v] if isinstance(v, str) else v
+        ok = isinstance(names, (list, tuple)) and names and len(set(names)) == len(names)
+        unknown = [x for x in names if x not in known] if ok else []
+        if ok and (list(names) == [ALL] or not unknown):
+            return None
+        return (f"{ALL!r} (every label) or a tuple of distinct names among {known} (the registered comparison "
+                "labels; a loss of your own joins with --import)" + (f"; unknown: {unknown}" if unknown else ""))
+
+    def penalties(v):
+        ok = isinstance(v, (list, tuple)) and len(set(v)) == len(v) and all(
+            config_lib.number(0.0, low_open=True)(x) is None for x in v)
+        return None if ok else "a tuple (empty: none) of distinct numbers > 0, the spike-rate penalty's weights"
 
     def boolean(v):
         return None if isinstance(v, bool) else "True or False"
@@ -80,13 +114,14 @@ def _rules() -> dict:
         ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v < 1.0
         return None if ok else "a number >= 0 and < 1 (0 or None: no halving)"
 
-    return {"losses": labels, "seeds": config_lib.integer(1), "tune_seeds": config_lib.integer(1),
+    return {"losses": label_names, "seeds": config_lib.integer(1), "tune_seeds": config_lib.integer(1),
             "seed_offset": config_lib.integer(0, TUNE_SEED_OFFSET - 1),
             "epochs": config_lib.optional(config_lib.integer(1)),
             "max_replicas": config_lib.optional(config_lib.integer(1)), "replica_devices": config_lib.integer(1),
             "learning_rates": values(config_lib.number(0.0, 1.0, low_open=True)), "grid": config_lib.mapping,
             "extend": boolean, "max_extensions": config_lib.integer(0),
-            "halving_fraction": config_lib.optional(fraction), "smoke": boolean}
+            "halving_fraction": config_lib.optional(fraction), "smoke": boolean, "energy_penalties": penalties,
+            "energy_seeds": config_lib.optional(config_lib.integer(1))}
 
 
 def validate(sweep) -> None:
@@ -102,6 +137,9 @@ def validate(sweep) -> None:
     if values["seed_offset"] + values["seeds"] > TUNE_SEED_OFFSET:
         raise ConfigError(f"sweep fields seed_offset = {values['seed_offset']} and seeds = {values['seeds']}: the "
                           f"final seeds must stay below the tuning seeds ({TUNE_SEED_OFFSET} on)")
+    if values["energy_seeds"] is not None and values["energy_seeds"] > values["seeds"]:
+        raise ConfigError(f"sweep field energy_seeds = {values['energy_seeds']}: the energy stage reuses the first "
+                          f"final seeds; must be <= seeds ({values['seeds']})")
     for label, axes in values["grid"].items():
         if label not in losses.labels():
             raise ConfigError(f"sweep field grid.{label}: no comparison label {label!r}; labels: {losses.labels()}")
@@ -125,7 +163,7 @@ def configurations(sweep, config) -> list[dict]:
     label's fixed and tuned parameters}. Combinations the loss's constraint refuses (count-MSE: false rate
     < true rate) are dropped; ConfigError when a label keeps none."""
     out = []
-    for label in sweep.losses:
+    for label in labels(sweep):
         entry = losses.entry(label)
         spec = losses.get(entry.loss)
         combos = [dict(entry.fixed)]
@@ -241,8 +279,10 @@ def compare_losses(config, sweep, workdir: str, *, stop: loop.StopSignal | None 
     """tune -> select -> (extend -> select)* -> final (see the module docstring) in `workdir`/tune and final.
     Returns {"config", "sweep", "grid", "tune": records, "selection": select(...) with each label's
     "extended" moves, "at_bound" (edges no step passes) and "on_edge" (axes still on an edge), "halving",
-    "final": records, "train_seconds": {"tune", "final"}}."""
+    "final": records, "train_seconds": {"tune", "final"}}; with sweep.energy_penalties also "energy":
+    records (each row with its "rate_penalty") and train_seconds["energy"]. sweep.losses may be ("all",)."""
     validate(sweep)
+    sweep = expanded(sweep)
     program_mesh(sweep.replica_devices)  # a replica_devices that does not fit the devices: refused before training
     config = stage_config(config, sweep)
     config_lib.validate(config)
@@ -302,6 +342,42 @@ def compare_losses(config, sweep, workdir: str, *, stop: loop.StopSignal | None 
         records = run_program(config, rows, os.path.join(workdir, "final", str(i)), test=True, stop=stop,
                               title=f"final {i + 1}/{len(programs)}", replica_devices=sweep.replica_devices)
         final, final_seconds = final + records, final_seconds + records[0]["train_seconds"]
-    return {"config": config_lib.to_dict(config), "sweep": config_lib.to_dict(sweep), "grid": grid, "tune": tune,
-            "selection": chosen, "halving": halving, "final": final,
-            "train_seconds": {"tune": tune_seconds, "final": final_seconds}}
+    result = {"config": config_lib.to_dict(config), "sweep": config_lib.to_dict(sweep), "grid": grid, "tune": tune,
+              "selection": chosen, "halving": halving, "final": final,
+              "train_seconds": {"tune": tune_seconds, "final": final_seconds}}
+    if sweep.energy_penalties:
+        result["energy"], result["train_seconds"]["energy"] = _energy(
+            config, sweep, [chosen[label]["row"] for label in selected], os.path.join(workdir, "energy"), stop=stop)
+    return result
+
+
+def energy_seeds(sweep) -> list[int]:
+    """The energy stage's seeds: the first `energy_seeds` final seeds (all of them when None)."""
+    return list(final_seeds(sweep))[:sweep.energy_seeds or sweep.seeds]
+
+
+def energy_rows(chosen: list[dict], penalties, seeds) -> list[dict]:
+    """The energy stage's replica rows: each chosen configuration at each spike-rate penalty weight (its
+    "rate_penalty"), with every final seed; weight-major (a weight's rows are the final stage's rows), seeds
+    inner (as `with_seeds`)."""
+    return with_seeds([{**row, "rate_penalty": float(w)} for w in penalties for row in chosen], seeds)
+
+
+def _energy(config, sweep, chosen: list[dict], folder: str, *, stop) -> tuple[list[dict], float]:
+    """The selected configurations `chosen` retrained with the final seeds (`energy_seeds`; the same initial
+    weights and data orders as the final stage: paired) at each weight of sweep.energy_penalties, tested once, in
+    <folder>/<i>: programs of at most max_replicas replicas, by default of the final stage's size (one
+    program per weight: the final stage's memory; all weights in one program took 16.6 GiB for 11 labels
+    x 3 weights x 10 seeds on digits_events, and ran slower per replica-step). Returns (records, training
+    seconds)."""
+    seeds = energy_seeds(sweep)
+    rows = energy_rows(chosen, sweep.energy_penalties, seeds)
+    log(f"energy: {len(chosen)} selected configuration(s) x spike-rate penalty {tuple(sweep.energy_penalties)} x "
+        f"{len(seeds)} seed(s)")
+    records, seconds = [], 0.0
+    programs = _programs(rows, sweep.max_replicas or len(chosen) * len(seeds))
+    for i, program in enumerate(programs):
+        out = run_program(config, program, os.path.join(folder, str(i)), test=True, stop=stop,
+                          title=f"energy {i + 1}/{len(programs)}")
+        records, seconds = records + out, seconds + out[0]["train_seconds"]
+    return records, seconds
