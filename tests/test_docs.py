@@ -58,6 +58,9 @@ def test_pages_keep_the_repository_layout_and_its_links(site):
         assert os.path.exists(os.path.join(site, uri, "index.html")), uri
     assert os.path.exists(os.path.join(site, "LICENSE")) and os.path.exists(os.path.join(site, "CITATION.cff"))
     assert not os.path.exists(os.path.join(site, "docs", "hooks"))
+    # docs link a tutorial by its script in the repository, and the site by its page
+    assert "(tutorials/first_snn.py)" in open(os.path.join(ROOT, "docs", "getting-started.md")).read()
+    assert 'href="../tutorials/first_snn/"' in _page(site, "docs/getting-started")
 
 
 def test_api_reference_is_generated_from_the_docstrings(site):

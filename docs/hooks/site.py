@@ -10,6 +10,9 @@
   tutorial and line. A tutorial whose `# requires:` modules are not installed is shown without outputs,
   with a note saying so. The script itself is published beside its page.
 
+The documents link a tutorial by its script, `tutorials/NAME.py`, which is what exists in the repository; on
+the site such a link leads to the tutorial's page instead.
+
 SPIKEJAX_DOCS_EXECUTE=0 renders the tutorials without running them (quick edits of the text).
 """
 from __future__ import annotations
@@ -18,6 +21,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -32,6 +36,7 @@ import notebook  # noqa: E402
 log = logging.getLogger("mkdocs.hooks.spikejax")
 ROOT_FILES = ("README.md", "RESULTS.md", "BENCHMARKS.md", "CHANGELOG.md", "LICENSE", "CITATION.cff")
 TUTORIALS = "tutorials"
+TUTORIAL_LINK = re.compile(r"(\]\((?:[^)\s]*/)?tutorials/[\w-]+)\.py(#[^)\s]*)?\)")
 
 
 def _installed(module: str) -> bool:
@@ -98,3 +103,8 @@ def on_files(files: Files, config) -> Files:
     for name in ROOT_FILES:
         rerooted.append(File.generated(config, name, abs_src_path=os.path.join(root, name)))
     return rerooted
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    """Links to a tutorial's script (`](…tutorials/NAME.py)`) lead to its page (`NAME.md`) on the site."""
+    return TUTORIAL_LINK.sub(lambda m: f"{m.group(1)}.md{m.group(2) or ''})", markdown)
