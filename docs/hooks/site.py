@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,8 +47,13 @@ def _installed(module: str) -> bool:
         return False
 
 
+_RUNS: list[str] = []  # the tutorials' output folders, removed once the site is written
+
+
 def _execute(root: str, path: str, out_dir: str) -> list[dict]:
-    env = dict(os.environ, MPLBACKEND="Agg",
+    scratch = os.path.join(out_dir, "tmp")  # what the tutorial writes to temporary folders goes here too
+    os.makedirs(scratch)
+    env = dict(os.environ, MPLBACKEND="Agg", TMPDIR=scratch,
                PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     runner = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notebook.py")
     started = time.monotonic()
@@ -74,6 +80,7 @@ def _tutorial_files(config, root: str, path: str, src_uri: str) -> list[File]:
         outputs, note = None, '!!! note "Outputs not shown"\n    Built with SPIKEJAX_DOCS_EXECUTE=0.'
     else:
         out_dir = tempfile.mkdtemp(prefix=f"spikejax-docs-{name}-")
+        _RUNS.append(out_dir)
         outputs, note = _execute(root, path, out_dir), ""
     note = "\n\n".join(filter(None, [note, f"Run it yourself from the repository's root: `python "
                                            f"docs/{TUTORIALS}/{os.path.basename(path)}`, or open {script} "
@@ -108,3 +115,9 @@ def on_files(files: Files, config) -> Files:
 def on_page_markdown(markdown: str, page, config, files) -> str:
     """Links to a tutorial's script (`](…tutorials/NAME.py)`) lead to its page (`NAME.md`) on the site."""
     return TUTORIAL_LINK.sub(lambda m: f"{m.group(1)}.md{m.group(2) or ''})", markdown)
+
+
+def on_post_build(config) -> None:
+    """The tutorials' figures are in the site now: their output folders (and temporary files) go."""
+    while _RUNS:
+        shutil.rmtree(_RUNS.pop(), ignore_errors=True)
