@@ -27,14 +27,20 @@ EXTRAS = {
     "nir": ["nir>=1.0.8"],  # spikejax.nir, experiments.export
     # to view a run's TensorBoard event files (`tensorboard --logdir WORKDIR`); spikejax writes them without it
     "tensorboard": ["tensorboard>=2.14"],
+    # the documentation site (mkdocs.yml; tests/test_docs.py builds it in strict mode): mkdocs-material
+    # requires mkdocs < 2 itself
+    "docs": ["mkdocs>=1.6.1", "mkdocs-material>=9.8", "mkdocstrings-python>=2.0"],
     # cross-framework NIR checks (pytest -m interop): exact versions, as their importers' conventions
-    # (dt, r, resets, Flatten) and NeuroBench's counting change between releases; torch from the CPU index
-    "interop": ["nir==1.0.8", "snntorch==1.0.0", "norse==1.1.0", "neurobench==2.3.0", "torch>=2.1"],
+    # (dt, r, resets, Flatten) and NeuroBench's counting change between releases. torch 2.13.0 is the
+    # version the interop tests were run with; from the default index pip installs its CUDA build (large,
+    # runs on CPU too), or add --index-url https://download.pytorch.org/whl/cpu for the CPU-only build
+    "interop": ["nir==1.0.8", "snntorch==1.0.0", "norse==1.1.0", "neurobench==2.3.0", "torch==2.13.0"],
     "bench": ["torch>=2.1", "snntorch>=0.9", "spyx>=1.0"],
 }
-# everything the whole test suite needs (the interop tests skip without the interop extra); setuptools>=70.1
-# builds wheels without the `wheel` package, offline, for tests/test_install.py
-EXTRAS["test"] = ["pytest>=7.4", "setuptools>=70.1", *EXTRAS["datasets"], *EXTRAS["plots"], *EXTRAS["nir"]]
+# everything the whole test suite needs, the docs build included (the interop tests skip without the interop
+# extra); setuptools>=70.1 builds wheels without the `wheel` package, offline, for tests/test_install.py
+EXTRAS["test"] = ["pytest>=7.4", "setuptools>=70.1", *EXTRAS["datasets"], *EXTRAS["plots"], *EXTRAS["nir"],
+                  *EXTRAS["docs"]]
 
 setup(
     name="spikejax",

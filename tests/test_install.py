@@ -21,7 +21,7 @@ import spikejax
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORE = {"jax", "numpy", "flax", "optax", "orbax-checkpoint", "ml-collections", "absl-py", "scikit-learn", "scipy",
         "tensorboardX"}
-EXTRAS = {"datasets", "plots", "nir", "tensorboard", "interop", "test", "bench"}
+EXTRAS = {"datasets", "plots", "nir", "tensorboard", "docs", "interop", "test", "bench"}
 # What a subprocess acts as not installed: every optional package of the extras
 OPTIONAL = ("tonic", "h5py", "matplotlib", "nir", "torch", "snntorch", "norse", "neurobench", "spyx")
 BLOCK = textwrap.dedent(f"""
@@ -94,7 +94,11 @@ def test_wheel_metadata_declares_version_license_python_and_extras(wheel):
              for name in EXTRAS}
     assert extra["datasets"] == {"tonic", "h5py"} and extra["plots"] == {"matplotlib"}
     assert extra["tensorboard"] == {"tensorboard"} and "tensorboard" not in extra["test"]  # a viewer, not tested
-    assert extra["test"] >= {"pytest", "setuptools"} | extra["datasets"] | extra["plots"] | extra["nir"]
+    assert extra["docs"] == {"mkdocs", "mkdocs-material", "mkdocstrings-python"}
+    assert extra["test"] >= ({"pytest", "setuptools"} | extra["datasets"] | extra["plots"] | extra["nir"]
+                             | extra["docs"])
+    assert {r.name: str(r.specifier) for r in requirements
+            if r.marker is not None and r.marker.evaluate({"extra": "interop"})}["torch"] == "==2.13.0"
     for r in requirements:  # lower bounds only; the interop extra pins what its checks were run with
         interop_only = r.marker is not None and r.marker.evaluate({"extra": "interop"})
         assert interop_only or {s.operator for s in r.specifier} <= {">="}, f"{r} is more than a lower bound"

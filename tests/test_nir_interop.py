@@ -1,8 +1,9 @@
 """spikejax <-> NIR <-> snnTorch and Norse, spike for spike, and NeuroBench's energy figures (marker `interop`).
 
-Needs the pinned `interop` extra, which CI does not install (torch is large):
+Needs the pinned `interop` extra, which CI does not install (torch is large); without it the module is
+skipped, naming the missing packages:
 
-  pip install -e ".[test,interop]" --extra-index-url https://download.pytorch.org/whl/cpu
+  pip install -e ".[test,interop]"     # torch 2.13.0 from the default index (its CUDA build, runs on CPU)
   python -m pytest -q -m interop tests/test_nir_interop.py
 
 Exported models are trained for a few steps on digits_events with `reset="zero"` and run on 64 test
@@ -10,20 +11,25 @@ samples of its test split. The imported frameworks' Flatten(0) would flatten the
 spikejax.nir), so the check sets their Flatten modules to start at dimension 1.
 """
 import contextlib
+import importlib.util
 import io
 
 import numpy as np
 import pytest
 
 pytestmark = pytest.mark.interop
-torch = pytest.importorskip("torch")
-snntorch = pytest.importorskip("snntorch")
-norse = pytest.importorskip("norse.torch")
-nir = pytest.importorskip("nir")
+MISSING = [name for name in ("torch", "snntorch", "norse", "nir") if importlib.util.find_spec(name) is None]
+if MISSING:
+    pytest.skip(f"the cross-framework NIR checks need the interop extra ({', '.join(MISSING)} not installed): "
+                'pip install -e ".[test,interop]"', allow_module_level=True)
 
 import jax.numpy as jnp  # noqa: E402
+import nir  # noqa: E402
+import norse.torch as norse  # noqa: E402
+import snntorch  # noqa: E402
+import torch  # noqa: E402
 
-from spikejax import data, evaluate, runs, train  # noqa: E402
+from spikejax import build, data, evaluate, runs, train  # noqa: E402
 from spikejax import nir as snir  # noqa: E402
 from tests.test_train import small_config  # noqa: E402
 
@@ -131,7 +137,9 @@ def _drive(seed=0, steps=25, batch=8, features=20):
 def test_graphs_exported_by_snntorch_and_norse_run_in_spikejax_with_their_spikes():
     """snnTorch: Linear + Leaky(reset zero, per-neuron beta/threshold), its own export; Norse: Linear +
     LIFBoxCell at dt = 1e-4. Norse 1.1.0 writes tau = dt / tau_mem_inv, which its own importer reads back
-    as tau_mem_inv / dt: exporting with dt=1 writes the true tau = 1 / tau_mem_inv."""
+    as tau_mem_inv / dt: exporting with dt=1 writes the true tau = 1 / tau_mem_inv. Norse's Input node takes
+    the shape of the sample it is given, so it is given one sample ([20]; a batch [1, 20] would declare
+    inputs that its Linear node does not take, which spikejax refuses)."""
     from snntorch import utils
     from snntorch.export_nir import export_to_nir
 
@@ -157,7 +165,7 @@ def test_graphs_exported_by_snntorch_and_norse_run_in_spikejax_with_their_spikes
     model = norse.SequentialState(torch.nn.Linear(20, 16), cell(500.0, 1.0), torch.nn.Linear(16, 5), cell(300.0, 0.7))
     for layer in (model[0], model[2]):
         layer.weight.data *= 80
-    graph = norse.to_nir(model, torch.zeros(1, 20), dt=1.0)
+    graph = norse.to_nir(model, torch.zeros(20), dt=1.0)  # one sample: Norse writes the shape it is given
     reference = _run_torch(model, x, stateful=True)
     ours = np.asarray(snir.from_nir(graph, dt=DT)(jnp.asarray(x)))
     assert 0 < reference.sum() and np.array_equal(ours, reference)
@@ -184,7 +192,7 @@ class _Stepper(torch.nn.Module):
 def test_neurobench_through_snntorch_gives_spikejax_energy_figures(digits_data_dir, tmp_path, model):
     """NeuroBench 2.3's SynapticOperations and ActivationSparsity, measured on the exported model run in
     snnTorch, against eval.json's `neurobench` figures computed by spikejax on the same 64 test samples."""
-    pytest.importorskip("neurobench")
+    pytest.importorskip("neurobench", reason='NeuroBench is in the interop extra: pip install -e ".[test,interop]"')
     from neurobench.benchmarks import Benchmark
     from neurobench.metrics.workload import ActivationSparsity, SynapticOperations
     from neurobench.models import SNNTorchModel
@@ -207,7 +215,7 @@ def test_neurobench_through_snntorch_gives_spikejax_energy_figures(digits_data_d
     graphdef, params = nnx.split(trained)
     sums = evaluate.eval_step(params, jnp.asarray(_test_inputs(digits_data_dir, flat=False)), jnp.asarray(labels),
                               jnp.ones(SAMPLES), graphdef=graphdef, loss_fn=lambda *a, **k: 0.0,
-                              fan_out=trained.fan_out)
+                              readout_fn=build.readout(config), fan_out=trained.fan_out)
     mine = evaluate.neurobench_summary(sums["neurobench"], SAMPLES)
     ops = theirs["SynapticOperations"]
     print(f"{model}: NeuroBench {ops} sparsity {theirs['ActivationSparsity']:.6f}; spikejax {mine}")

@@ -31,12 +31,14 @@ def test_every_document_is_read():
 
 @pytest.fixture
 def registry_restored():
-    """A block may register a loss: the registry is put back as it was afterwards."""
+    """A block may register a loss or a neuron kind: the registries are put back as they were afterwards."""
     from spikejax.losses import registry
+    from spikejax.neurons import registry as neuron_registry
 
-    saved = [dict(table) for table in (registry._LOSSES, registry._ALIASES, registry._ENTRIES)]
+    tables = (registry._LOSSES, registry._ALIASES, registry._ENTRIES, neuron_registry._KINDS)
+    saved = [dict(table) for table in tables]
     yield
-    for table, copy in zip((registry._LOSSES, registry._ALIASES, registry._ENTRIES), saved):
+    for table, copy in zip(tables, saved):
         table.clear()
         table.update(copy)
 

@@ -146,7 +146,9 @@ def _check_shapes(name: str, kind: str, node) -> None:
 
 
 def _size(value) -> int:
-    return int(np.size(value)) if value is not None and not isinstance(value, str) else 0
+    """Numbers in a node field, read from its shape: numpy arrays, and the torch tensors that snnTorch's and
+    Norse's exporters leave in a graph built in memory (np.size would call a tensor's own `size` method)."""
+    return int(np.prod(np.shape(value))) if value is not None and not isinstance(value, str) else 0
 
 
 def _check_graph(nodes: dict, edges, dt: float, max_parameters: int) -> None:
