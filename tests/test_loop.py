@@ -118,7 +118,7 @@ def test_the_progress_lines_name_every_field():
     assert line == "step 40/160, epoch 2.00/8.00, loss 0.9130, train-batch accuracy 0.750"  # an integrator output
     stacked = {"loss": np.array([0.5, np.nan, 0.7], np.float32), "accuracy": np.array([0.5, 0.625, 0.875]),
                "output_rate": np.array([0.01, 0.02, 0.05])}
-    values, line = program._report(_plan(), 30, stacked, {"frozen_at": np.array([-1, 3, -1])}, None)
+    values, line = program._report(_plan(), 3, 30, stacked, {"frozen_at": np.array([-1, 3, -1])}, None)
     assert line == ("step 30/160, epoch 1.50/8.00, loss median 0.6000, train-batch accuracy median 0.625 (min 0.500, "
                     "max 0.875), output rate median 0.020 spikes/neuron/step, diverged 1 of 3 replicas")
     assert values == {"loss_median": pytest.approx(0.6), "accuracy_median": 0.625, "output_rate_median": 0.02,

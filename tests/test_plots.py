@@ -155,7 +155,7 @@ def test_an_integrator_output_has_no_output_spikes_or_threshold_and_its_membrane
 
     config = default.get_config()
     config.update_from_flattened_dict({"model.output": "integrator", "loss.name": "max_membrane",
-                                       "model.hidden": (7,), "model.init_scale": 6.0})
+                                       "model.hidden": (7,), "model.init_scale": 6.0, "data.time_bins": 12})
     rng = np.random.default_rng(3)
     split = _Split((rng.random((4, 12, 6)) < 0.4).astype(np.uint8), np.array([2, 0, 1, 1]), ["a", "b", "c"])
     graphdef, params = nnx.split(build.model(config, (6,), 3))

@@ -121,6 +121,7 @@ def test_the_sweep_extends_a_loss_parameter_within_its_registry_bounds():
     """sweep's axes and bounds read the registry and the run config: count-MSE's true_rate at 0.8 moves to
     0.95 (1.1 is no rate); nll_window's window at 20 moves to 30 (T = 30)."""
     s = sweep_configs.get_config()
+    s.grid.mse.true_rate, s.grid.nll_window.window = (0.2, 0.5, 0.8), (5, 10, 20)  # grids with room to move
     config = default.get_config()
     grid = sweep.configurations(s, config)
     mse = [g for g in grid if g["label"] == "mse"]
@@ -139,7 +140,7 @@ def test_the_sweep_extends_a_loss_parameter_within_its_registry_bounds():
 def test_the_defaults_and_the_new_sweep_fields():
     s = sweep_configs.get_config()
     assert s.seeds >= 10 and s.tune_seeds >= 3 and min(s.learning_rates) == 3e-4
-    assert s.extend and s.max_extensions == 2 and s.halving_fraction == 0.5 and s.smoke is False
+    assert s.extend and s.max_extensions == 1 and s.halving_fraction == 0.25 and s.smoke is False
     for label, axes in s.grid.items():
         for name, values in axes.items():
             assert len(values) >= 3 or name == "false_rate", (label, name, values)
