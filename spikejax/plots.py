@@ -239,15 +239,23 @@ def accuracy_over_time(results: dict[str, dict], path: str, *, title: str | None
         acc = result["accuracy_over_time"]
         steps, width = max(steps, len(acc)), width or result.get("bin_width_us")
         ax.plot(np.arange(1, len(acc) + 1), acc, label=f"{label} (final {result['accuracy']:.3f})")
+    timed = _over_time_axes(ax, steps, width, _title("Accuracy when deciding after t steps", title),
+                            "test accuracy (fraction correct)")
+    return _save(plt, fig, path, _margins(timed=timed))
+
+
+def _over_time_axes(ax, steps: int, width, title: str, ylabel: str) -> bool:
+    """The accuracy-over-time axes: steps seen on x (and ms above when the bin width is known), accuracy on
+    ACCURACY_LIMITS; True when the milliseconds axis was drawn."""
     ax.set_xlim(0, steps)
     ax.set_ylim(*ACCURACY_LIMITS)
     ax.set_xlabel("steps seen (decision from the outputs up to this step)")
-    ax.set_ylabel("test accuracy (fraction correct)")
-    ax.set_title(_title("Accuracy when deciding after t steps", title), fontsize=10)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
     timed = _milliseconds_axis(ax, width)
     ax.grid(alpha=0.3)
     _legend(ax)
-    return _save(plt, fig, path, _margins(timed=timed))
+    return timed
 
 
 def latency_tradeoff(results: dict[str, dict], path: str, *, title: str | None = None):
@@ -300,14 +308,9 @@ def bands_over_time(curves: dict[str, np.ndarray], path: str, *, title: str | No
         mean, std = _mean_std(values)
         ax.plot(x, mean, label=f"{label} (final {mean[-1]:.3f} ± {std[-1]:.3f}, {len(values)} seeds)")
         ax.fill_between(x, np.clip(mean - std, 0, 1), np.clip(mean + std, 0, 1), alpha=0.25, lw=0)
-    ax.set_xlim(0, steps)
-    ax.set_ylim(*ACCURACY_LIMITS)
-    ax.set_xlabel("steps seen (decision from the outputs up to this step)")
-    ax.set_ylabel("test accuracy (mean ± 1 std over seeds)")
-    ax.set_title(_title("Accuracy when deciding after t steps, over seeds", title), fontsize=10)
-    timed = _milliseconds_axis(ax, bin_width_us)
-    ax.grid(alpha=0.3)
-    _legend(ax)
+    timed = _over_time_axes(ax, steps, bin_width_us,
+                            _title("Accuracy when deciding after t steps, over seeds", title),
+                            "test accuracy (mean ± 1 std over seeds)")
     return _save(plt, fig, path, _margins(timed=timed))
 
 
