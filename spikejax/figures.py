@@ -3,7 +3,7 @@
 
   sample_activity(config, graphdef, params, split, index)   one sample through the model -> SampleActivity
   run_figures(folder, result, config=, records=, activity=)  a single run's PNGs -> their paths
-  comparison_figures(folder, final, smoke=)                  a comparison's PNGs -> their paths
+  comparison_figures(folder, final, smoke=, energy=)         a comparison's PNGs -> their paths
   read_jsonl(path)                                           metrics.jsonl / replicas.jsonl -> records
 
 A single run: accuracy_over_time.png, latency_accuracy.png (a spiking output layer only), training_curves.png
@@ -11,7 +11,8 @@ A single run: accuracy_over_time.png, latency_accuracy.png (a spiking output lay
 step), spike_raster.png and membrane_traces.png (one test sample: input, hidden and output spikes; the output
 membrane with its threshold). A comparison: accuracy_over_time.png and latency_accuracy.png over seeds, and
 training_curves.png (each replica's validation accuracy and loss after every epoch, mean ± 1 std over the
-seeds of each loss). A smoke comparison (`--quick`) says so in every title.
+seeds of each loss), and with an energy stage accuracy_synops.png (accuracy against hidden-layer SynOps
+per spike-rate penalty weight). A smoke comparison (`--quick`) says so in every title.
 """
 from __future__ import annotations
 
@@ -123,10 +124,10 @@ def run_figures(folder: str, result: dict, *, records: list[dict], activity: Sam
 SMOKE_NOTE = " [smoke run (--quick): not a result]"
 
 
-def comparison_figures(folder: str, final: list[dict], *, smoke: bool = False) -> list[str]:
+def comparison_figures(folder: str, final: list[dict], *, smoke: bool = False, energy: dict | None = None) -> list[str]:
     """A comparison's PNGs in `folder` from its final replicas' records (replicas.jsonl's "final" lines or
-    the comparison's `final` records: {"label" or "row": {"label", "seed"}, "test", "validation_curve"}).
-    Returns the paths written."""
+    the comparison's `final` records: {"label" or "row": {"label", "seed"}, "test", "validation_curve"}),
+    and with `energy` (comparison.json's "energy" block) accuracy_synops.png. Returns the paths written."""
     curves, tradeoff, validation = {}, {}, {}
     width = steps = None
     for record in final:
@@ -152,4 +153,16 @@ def comparison_figures(folder: str, final: list[dict], *, smoke: bool = False) -
         written.append(_path(folder, "training_curves.png"))
         plots.training_curves(validation, written[-1],
                               title="Validation after every epoch, final stage (fold 0)" + note)
+    if energy:
+        written.append(_path(folder, "accuracy_synops.png"))
+        plots.accuracy_against_synops(energy_points(energy), written[-1],
+                                      title="Accuracy at matched energy (points: spike-rate penalty weight w)" + note)
     return written
+
+
+def energy_points(block: dict) -> dict[str, dict[float, np.ndarray]]:
+    """{label: {w: [seeds, 2] (hidden-layer SynOps, accuracy) per seed}} from comparison.json's "energy"."""
+    return {label: {p["rate_penalty"]: np.asarray([[p["synops_network"]["values"][str(s)],
+                                                    p["accuracy"]["values"][str(s)]] for s in p["seeds"]])
+                    for p in points}
+            for label, points in block["losses"].items()}

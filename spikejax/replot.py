@@ -60,7 +60,7 @@ def _comparison(workdir: str, out: str) -> list[str]:
     if not final:
         raise UsageError(f"{workdir}/replicas.jsonl holds no final replicas; rerun the comparison's command to "
                          "write its report again")
-    return figures.comparison_figures(out, final, smoke=bool(document.get("smoke")))
+    return figures.comparison_figures(out, final, smoke=bool(document.get("smoke")), energy=document.get("energy"))
 
 
 def _run(workdir: str, out: str, data_dir: str | None, index: int) -> list[str]:

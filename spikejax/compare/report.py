@@ -47,8 +47,6 @@ import math
 import os
 import platform
 
-import numpy as np
-
 from spikejax import figures, losses
 from spikejax.compare import stats
 from spikejax.compare.render import render, table
@@ -307,16 +305,6 @@ SMOKE_NOTE = ("a smoke run (--quick, configs/sweep.py:quick: few seeds, one conf
               "same, for checking the pipeline, and are not to be read")
 
 
-def energy_points(block: dict) -> dict[str, dict[float, np.ndarray]]:
-    """{label: {w: [seeds, 2] (hidden-layer SynOps, accuracy) per seed}} from comparison.json's "energy"."""
-    return {label: {p["rate_penalty"]: np.asarray([[p["synops_network"]["values"][str(s)],
-                                                    p["accuracy"]["values"][str(s)]] for s in p["seeds"]])
-                    for p in points}
-            for label, points in block["losses"].items()}
-
-
-
-
 def smoke_fields(sweep: dict) -> dict:
     """comparison.json's "smoke" (whether the sweep was the --quick smoke setting, `sweep.smoke`) and, for a
     smoke run, "smoke_note" (what that means for the report)."""
@@ -325,11 +313,11 @@ def smoke_fields(sweep: dict) -> dict:
 
 
 def write(result: dict, workdir: str, reproduce: str | None = None) -> dict:
-    """Writes comparison.json, comparison.md (render of that JSON), replicas.jsonl and the plots (with an energy
-    stage also accuracy_synops.png: accuracy against hidden-layer SynOps)
-    (`figures.comparison_figures`; without matplotlib: a note) into `workdir`; returns {"analysis" (the JSON
-    content), "table", "plots": whether the plots were written}. `reproduce`: another run's comparison.json on
-    a disjoint seed set; comparison.json then holds "reproduction" (`spikejax.compare.reproduce.compare`)."""
+    """Writes comparison.json, comparison.md (render of that JSON), replicas.jsonl and the plots
+    (`figures.comparison_figures`, with an energy stage also accuracy_synops.png; without matplotlib: a note)
+    into `workdir`; returns {"analysis" (the JSON content), "table", "plots": whether the plots were written}.
+    `reproduce`: another run's comparison.json on a disjoint seed set; comparison.json then holds
+    "reproduction" (`spikejax.compare.reproduce.compare`)."""
     document = json.loads(json.dumps({
         **analyse(result), "config": result["config"], "sweep": result["sweep"], "grid": result["grid"],
         "selection_rule": "highest mean final validation accuracy over the tuning seeds (seed k validated on its "
@@ -356,12 +344,7 @@ def write(result: dict, workdir: str, reproduce: str | None = None) -> dict:
     text = render(document)
     atomic_write(os.path.join(workdir, "comparison.md"), lambda f: f.write(text))
     try:
-        figures.comparison_figures(workdir, result["final"], smoke=document["smoke"])
-        if document["energy"]:
-            from spikejax import plots
-
-            plots.accuracy_against_synops(energy_points(document["energy"]),
-                                          os.path.join(workdir, "accuracy_synops.png"))
+        figures.comparison_figures(workdir, result["final"], smoke=document["smoke"], energy=document["energy"])
         plotted = True
     except MissingDependencyError as error:  # a core install: the report stands without the PNGs
         log(f"plots skipped: {error}")
