@@ -38,8 +38,11 @@ EXTRAS = {
     "bench": ["torch>=2.1", "snntorch>=0.9", "spyx>=1.0"],
 }
 # everything the whole test suite needs, the docs build included (the interop tests skip without the interop
-# extra); setuptools>=70.1 builds wheels without the `wheel` package, offline, for tests/test_install.py
-EXTRAS["test"] = ["pytest>=7.4", "setuptools>=70.1", *EXTRAS["datasets"], *EXTRAS["plots"], *EXTRAS["nir"],
+# extra); setuptools>=70.1 builds wheels without the `wheel` package, offline, for tests/test_install.py;
+# pytest-xdist runs the suite on 2 workers (the README's test command), filelock lets jax's persistent
+# compilation cache, which tests/conftest.py turns on, lock its entries between processes
+EXTRAS["test"] = ["pytest>=7.4", "pytest-xdist>=3.5", "filelock>=3.12", "setuptools>=70.1", *EXTRAS["datasets"],
+                  *EXTRAS["plots"], *EXTRAS["nir"],
                   *EXTRAS["docs"]]
 
 setup(

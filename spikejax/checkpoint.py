@@ -290,12 +290,14 @@ def _remove_tree(path: str, attempts: int = 50) -> None:
 
 
 def _listing_retried(list_steps, attempts: int = 50):
-    """list_steps(), again while it raises FileNotFoundError: orbax lists the step folders, then reads each
-    one's time, and a training run saving beside us (keep_checkpoints) may delete a listed step in between."""
+    """list_steps(), again while it raises FileNotFoundError or NotADirectoryError: orbax lists the step
+    folders, then reads each one's time, and a training run saving beside us (keep_checkpoints) may delete a
+    listed step in between (orbax asks `exists() and not is_dir()` of a step folder: deleted between the two
+    calls, it raises NotADirectoryError; a full suite run on a loaded machine met that once)."""
     for attempt in range(attempts):
         try:
             return list_steps()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             if attempt == attempts - 1:
                 raise
             time.sleep(0.02)

@@ -142,6 +142,7 @@ def test_a_failing_cell_names_the_tutorial_and_its_line(tmp_path):
 
 
 def test_docstring_blocks_are_fenced_outside_google_sections():
+    pytest.importorskip("griffe", reason='the docstring hook needs the docs extra: pip install -e ".[test]"')
     fence = _load("docstrings").fence_indented_blocks
     text = ("Intro:\n\n  v[t] = beta*v[t-1] + I[t]\n  s[t] = H(v[t])\n\nArgs:\n  x: input.\n  **kw: more.\n\n"
             "Text with a[i][j], beta*v and `b[i][j]*c`.\n* a list item")

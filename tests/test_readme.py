@@ -22,7 +22,7 @@ def python_blocks():
 
 def test_readme_opens_with_install_and_test_commands():
     first = re.search(r"```bash\n(.*?)```", README, re.S).group(1).strip().splitlines()
-    assert first == ['pip install -e ".[test]"', "python -m pytest -q tests"]
+    assert first == ['pip install -e ".[test]"', "python -m pytest -q -n 2 --dist loadfile tests"]
 
 
 def test_every_document_is_read():

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -229,30 +230,37 @@ def _compare(workdir, data_dir, *extra):
 HALVING = ("--sweep.halving_fraction=0.5", "--sweep.tune_seeds=2", "--sweep.learning_rates=(1e-3,3e-3)")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("killed_in,extra,resumed", [
-    ("final/0/checkpoints/2", (), "final 1/1: resumed from"),
-    ("tune/0/0-rest/checkpoints/4", HALVING, "tune fold 0 0 continued: resumed from")], ids=["final", "halving"])
-def test_a_killed_sweep_resumes_to_the_same_result(digits_data_dir, tmp_path, killed_in, extra, resumed):
-    """SIGKILL in the middle of the final stage (after its step-2 checkpoint), or, with successive halving, in
-    the middle of a continued tuning program; the same command then reads the finished programs, resumes the
-    killed one, and reports exactly what an uninterrupted sweep reports (the halving recorded)."""
-    whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
-    # the uninterrupted sweep runs beside the killed one (both are mostly start-up and compilation)
-    uninterrupted = _start(_compare(whole, digits_data_dir, *extra)[2:])
-    process = subprocess.Popen(_compare(killed, digits_data_dir, *extra), cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    marker = os.path.join(killed, killed_in)
+def _killed_at(command, marker):
+    """`command` started, SIGKILLed once `marker` (a checkpoint folder) exists; returns its stdout so far."""
+    out = tempfile.TemporaryFile("w+")
+    process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.DEVNULL, text=True)
     deadline = time.time() + 300
     while not os.path.isdir(marker) and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert not os.path.exists(os.path.join(os.path.dirname(marker), "..", "result.json"))  # killed before the end
-    out = subprocess.run(_compare(killed, digits_data_dir, *extra), cwd=REPO, capture_output=True, text=True,
-                         timeout=600)
+    out.seek(0)
+    return out.read()
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_to_the_same_result(digits_data_dir, tmp_path):
+    """SIGKILL in the middle of a continued tuning program (successive halving), then, resumed, SIGKILL again
+    in the middle of the final stage (after its step-2 checkpoint); the same command then reads the finished
+    programs, resumes the killed one, and reports exactly what an uninterrupted sweep reports (the halving
+    recorded)."""
+    whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
+    command = _compare(killed, digits_data_dir, *HALVING)
+    # the uninterrupted sweep runs beside the killed one (both are mostly start-up and compilation)
+    uninterrupted = _start(_compare(whole, digits_data_dir, *HALVING)[2:])
+    _killed_at(command, os.path.join(killed, "tune/0/0-rest/checkpoints/4"))
+    assert not os.path.exists(os.path.join(killed, "tune/0/0-rest/result.json"))  # killed before the end
+    second = _killed_at(command, os.path.join(killed, "final/0/checkpoints/2"))
+    assert "tune fold 0 0 continued: resumed from" in second
+    assert not os.path.exists(os.path.join(killed, "final/0/result.json"))
+    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "tune fold 0 1/1: finished earlier" in out.stdout and resumed in out.stdout
+    assert "tune fold 0 1/1: finished earlier" in out.stdout and "final 1/1: resumed from" in out.stdout
     out = _finish(uninterrupted)
     assert out.returncode == 0, out.stderr[-3000:]
     a, b = (json.load(open(os.path.join(w, "comparison.json"))) for w in (whole, killed))
@@ -265,9 +273,8 @@ def test_a_killed_sweep_resumes_to_the_same_result(digits_data_dir, tmp_path, ki
     text = open(os.path.join(killed, "comparison.md")).read()
     assert "smoke run (--quick), not a result" in text and "bootstrap" not in text and "Holm" not in text
     assert "smoke run (--quick)" in out.stdout
-    if extra:
-        assert {label: len(entry["dropped"]) for label, entry in a["halving"]["labels"].items()} == {"mse": 1, "nll": 1}
-        assert a["halving"]["step"] == {"0": 3, "1": 3}
-        dropped = [json.loads(line) for line in open(os.path.join(whole, "replicas.jsonl"))]
-        dropped = [r for r in dropped if r.get("dropped_at") is not None]
-        assert len(dropped) == 4 and all(r["validation"]["step"] == 3 for r in dropped)  # 2 configs x 2 seeds
+    assert {label: len(entry["dropped"]) for label, entry in a["halving"]["labels"].items()} == {"mse": 1, "nll": 1}
+    assert a["halving"]["step"] == {"0": 3, "1": 3}
+    dropped = [json.loads(line) for line in open(os.path.join(whole, "replicas.jsonl"))]
+    dropped = [r for r in dropped if r.get("dropped_at") is not None]
+    assert len(dropped) == 4 and all(r["validation"]["step"] == 3 for r in dropped)  # 2 configs x 2 seeds
