@@ -81,6 +81,14 @@ def _legend(ax) -> None:
         ax.legend(fontsize=8)
 
 
+def _palette(count: int) -> list:
+    """`count` distinct colours: matplotlib's tab10 up to 10 lines, tab20 above (the all-loss comparison
+    draws 11), repeating only past 20."""
+    plt = _pyplot()
+    colors = plt.get_cmap("tab10" if count <= 10 else "tab20").colors
+    return [colors[k % len(colors)] for k in range(max(count, 1))]
+
+
 def _mean_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation (ddof = 1; 0 for one seed) over axis 0."""
     values = np.asarray(values, np.float64)
@@ -183,7 +191,7 @@ def training_curves(runs: dict[str, Sequence[Sequence[dict]]], path: str, *, tit
     plt = _pyplot()
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
     panels = {"loss": loss_ax, "accuracy": acc_ax}
-    colors = plt.get_cmap("tab10")
+    colors, base = _palette(len(runs)), _palette(2)
     several = False
     for i, (label, label_runs) in enumerate(runs.items()):
         for key, (panel, what, style) in CURVES.items():
@@ -199,7 +207,7 @@ def training_curves(runs: dict[str, Sequence[Sequence[dict]]], path: str, *, tit
             ax = panels[panel]
             text = f"{label}: {what}" if len(runs) > 1 else what
             validation = key.startswith("validation")
-            color = colors(i % 10) if len(runs) > 1 else colors(1 if validation else 0)
+            color = colors[i] if len(runs) > 1 else base[1 if validation else 0]
             if len(series) > 1:
                 several = True
                 text += f" ({len(series)} seeds)"
@@ -235,10 +243,10 @@ def accuracy_over_time(results: dict[str, dict], path: str, *, title: str | None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     steps, width = 1, None
-    for label, result in results.items():
+    for color, (label, result) in zip(_palette(len(results)), results.items()):
         acc = result["accuracy_over_time"]
         steps, width = max(steps, len(acc)), width or result.get("bin_width_us")
-        ax.plot(np.arange(1, len(acc) + 1), acc, label=f"{label} (final {result['accuracy']:.3f})")
+        ax.plot(np.arange(1, len(acc) + 1), acc, color=color, label=f"{label} (final {result['accuracy']:.3f})")
     timed = _over_time_axes(ax, steps, width, _title("Accuracy when deciding after t steps", title),
                             "test accuracy (fraction correct)")
     return _save(plt, fig, path, _margins(timed=timed))
@@ -301,13 +309,13 @@ def bands_over_time(curves: dict[str, np.ndarray], path: str, *, title: str | No
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     steps = 1
-    for label, values in curves.items():
+    for color, (label, values) in zip(_palette(len(curves)), curves.items()):
         values = np.asarray(values, np.float64)
         x = np.arange(1, values.shape[1] + 1)
         steps = max(steps, values.shape[1])
         mean, std = _mean_std(values)
-        ax.plot(x, mean, label=f"{label} (final {mean[-1]:.3f} ± {std[-1]:.3f}, {len(values)} seeds)")
-        ax.fill_between(x, np.clip(mean - std, 0, 1), np.clip(mean + std, 0, 1), alpha=0.25, lw=0)
+        ax.plot(x, mean, color=color, label=f"{label} (final {mean[-1]:.3f} ± {std[-1]:.3f}, {len(values)} seeds)")
+        ax.fill_between(x, np.clip(mean - std, 0, 1), np.clip(mean + std, 0, 1), color=color, alpha=0.25, lw=0)
     timed = _over_time_axes(ax, steps, bin_width_us,
                             _title("Accuracy when deciding after t steps, over seeds", title),
                             "test accuracy (mean ± 1 std over seeds)")
@@ -320,9 +328,9 @@ def latency_tradeoff_bands(points: dict[str, np.ndarray], path: str, *, title: s
     (ddof = 1) error bars on both axes: {label: [seeds, thresholds, (time, accuracy)]}."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for label, values in points.items():
+    for color, (label, values) in zip(_palette(len(points)), points.items()):
         mean, std = _mean_std(values)
-        ax.errorbar(mean[:, 0], mean[:, 1], xerr=std[:, 0], yerr=std[:, 1], marker="o", capsize=2,
+        ax.errorbar(mean[:, 0], mean[:, 1], xerr=std[:, 0], yerr=std[:, 1], marker="o", capsize=2, color=color,
                     label=f"{label} ({len(values)} seeds)")
     timed = _tradeoff_axes(ax, time_bins or 0, bin_width_us,
                            _title("Latency-accuracy trade-off over seeds (points: confidence threshold)", title),
@@ -368,7 +376,7 @@ def accuracy_against_synops(points: dict[str, dict[float, np.ndarray]], path: st
     decades) unless a mean is 0; the legend beside the axes (tab20 colours past 10 labels)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 5))
-    colors = plt.get_cmap("tab20").colors if len(points) > 10 else [None] * max(len(points), 1)
+    colors = _palette(len(points))
     positive = True
     for k, (label, by_weight) in enumerate(points.items()):
         weights = sorted(by_weight)
@@ -376,7 +384,7 @@ def accuracy_against_synops(points: dict[str, dict[float, np.ndarray]], path: st
         mean, std = np.asarray([m for m, _ in stats]), np.asarray([s for _, s in stats])
         positive = positive and bool(np.all(mean[:, 0] > 0))
         line = ax.errorbar(mean[:, 0], mean[:, 1], xerr=std[:, 0], yerr=std[:, 1], marker="osD^v<>"[k % 7],
-                           capsize=2, color=colors[k % len(colors)],
+                           capsize=2, color=colors[k],
                            label=f"{label} ({len(by_weight[weights[0]])} seeds)")
         for w, (x, y) in zip(weights, mean):
             ax.annotate(f"w={w:g}", (x, y), fontsize=6, textcoords="offset points", xytext=(3, 3),

@@ -225,3 +225,20 @@ def test_the_plot_command_draws_a_finished_run(digits_data_dir, tmp_path):
     missing = _finish(missing)
     assert missing.returncode == 2 and missing.stderr.strip().count("\n") == 0 and "no such folder" in missing.stderr
     assert json.load(open(os.path.join(workdir, "eval.json")))["step"] == 2
+
+
+def test_eleven_losses_get_eleven_colours(tmp_path):
+    """The all-loss comparison draws 11 labels: every line and band has its own colour (tab10 would repeat
+    its first colour on the eleventh)."""
+    rng = np.random.default_rng(0)
+    labels = [f"loss{k}" for k in range(11)]
+    fig = plots.bands_over_time({label: rng.uniform(size=(3, 20)) for label in labels}, str(tmp_path / "b.png"))
+    lines = [line for line in fig.axes[0].get_lines() if line.get_label() in
+             {t.get_text() for t in fig.axes[0].get_legend().get_texts()}]
+    assert len(lines) == 11 and len({line.get_color() for line in lines}) == 11
+    bands = [tuple(np.round(c.get_facecolor()[0][:3], 6)) for c in fig.axes[0].collections]
+    assert len(bands) == 11 and len(set(bands)) == 11
+    runs = {label: [[{"step": s, "loss": 1.0 / s, "accuracy": 0.1 * k} for s in (1, 2, 3)]]
+            for k, label in enumerate(labels)}
+    fig = plots.training_curves(runs, str(tmp_path / "c.png"))
+    assert len({line.get_color() for line in fig.axes[0].get_lines()}) == 11
