@@ -16,6 +16,7 @@ EXPECTED = {
     "export": (["--workdir", "--dt", "--[no]approximate", "--out"], ["--loss", "--dataset"]),
     "inspect_data": (["--config", "--dataset", "--data_dir", "--split", "--index", "--out"], ["--loss", "--epochs"]),
     "plot": (["--workdir", "--data_dir", "--out", "--index"], ["--loss", "--dataset", "--epochs"]),
+    "results": (["--results_dir", "--results_md", "--[no]print"], ["--loss", "--dataset", "--workdir"]),
 }
 
 
