@@ -83,7 +83,7 @@ def _legend(ax) -> None:
 
 def _palette(count: int) -> list:
     """`count` distinct colours: matplotlib's tab10 up to 10 lines, tab20 above (the all-loss comparison
-    draws 11), repeating only past 20."""
+    draws 11, a membrane plot one line per class), repeating only past 20."""
     plt = _pyplot()
     colors = plt.get_cmap("tab10" if count <= 10 else "tab20").colors
     return [colors[k % len(colors)] for k in range(max(count, 1))]
@@ -144,22 +144,22 @@ def membrane_traces(membrane: np.ndarray, path: str, *, title: str, threshold=No
     steps, count = membrane.shape
     names = [str(i) for i in range(count)] if names is None else [str(n) for n in names]
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    colors = plt.get_cmap("tab10" if count <= 10 else "tab20")
+    colors = _palette(count)
     t = np.arange(steps)
     for c in range(count):
         main = c == highlight
-        ax.plot(t, membrane[:, c], color=colors(c % colors.N), lw=2.2 if main else 0.9, alpha=1.0 if main else 0.7,
+        ax.plot(t, membrane[:, c], color=colors[c], lw=2.2 if main else 0.9, alpha=1.0 if main else 0.7,
                 label=f"{names[c]} (true class)" if main else names[c])
         if spikes is not None:
             fired = np.flatnonzero(np.asarray(spikes)[:, c])
-            ax.scatter(fired, membrane[fired, c], color=colors(c % colors.N), s=14, marker="^", zorder=3)
+            ax.scatter(fired, membrane[fired, c], color=colors[c], s=14, marker="^", zorder=3)
     if threshold is not None:
         values = np.unique(np.asarray(threshold, np.float64).ravel())
         if values.size == 1:
             ax.axhline(values[0], color="k", ls="--", lw=1.2, label=f"threshold {values[0]:g}")
         else:
             for c, value in enumerate(np.broadcast_to(np.asarray(threshold, np.float64), (count,))):
-                ax.hlines(value, 0, steps - 1, color=colors(c % colors.N), ls="--", lw=0.8)
+                ax.hlines(value, 0, steps - 1, color=colors[c], ls="--", lw=0.8)
             ax.plot([], [], color="k", ls="--", label=f"thresholds (learned, {values.min():.3g} to {values.max():.3g})")
     ax.set_xlim(0, max(steps - 1, 1))
     ax.set_xlabel("time step (0-based)")
