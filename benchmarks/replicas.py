@@ -3,6 +3,7 @@
   python -m benchmarks.replicas                          # digits_events MLP, R = 12 (4 losses x 3 seeds)
   python -m benchmarks.replicas --replicas=1,8,32,128    # aggregate samples/s against R (a GPU question)
   python -m benchmarks.replicas --dataset=nmnist --replicas=1,8,32 --sequential=no
+  python -m benchmarks.replicas --dataset=dvs_gesture --replicas=1,4 --sequential=yes --time_bins=50 --batch_size=16
   python -m benchmarks.replicas --replicas=8,32 --replica_devices=2 --sequential=no   # replicas split over 2
                                                                                       # groups of devices
 
@@ -12,6 +13,9 @@ a cache of the real layout and shape (as benchmarks.train_step does).
 For each R: `replicas.parallel_train_step` over R replicas (mse, softmax, nll, windowed nll, cycling seeds)
 against R separate `step.parallel_train_step`s (one program per model, each with its own loss and learning
 rate, called in turn), on the same packed batch, median of --reps synchronised calls after one warm-up.
+--conv_form=lax builds the conv net with jax.lax.conv_general_dilated (vmapped: one grouped convolution per
+conv, the form before `spikejax.models.replica_conv`) instead of the default `replica_conv` (R plain
+convolutions under vmap), for the before/after of issue 22, item 11.
 --replica_devices=k runs the one program on `parallel.replica_mesh(k)` (the replicas split over k groups
 of devices, R padded up to a multiple of k with copies of the last, as the sweep pads); the R single
 programs stay on every device.
@@ -48,9 +52,18 @@ def main():
     parser.add_argument("--sequential", default="auto", help="also time R single programs: yes | no | auto (R<=16)")
     parser.add_argument("--replica_devices", type=int, default=1,
                         help="split the one program's replicas over this many groups of devices (a 2-D mesh)")
+    parser.add_argument("--time_bins", type=int, help="override the dataset config's data.time_bins")
+    parser.add_argument("--batch_size", type=int, help="override the dataset config's batch_size")
+    parser.add_argument("--conv_form", choices=("replica", "lax"), default="replica",
+                        help="the conv net's convolution: replica_conv (default) or lax's (the form before)")
     args = parser.parse_args()
     import jax
     from flax import nnx
+
+    if args.conv_form == "lax":
+        from spikejax.models import networks
+
+        networks.replica_conv = type("lax", (), {"conv_general_dilated": staticmethod(jax.lax.conv_general_dilated)})
 
     from configs import for_dataset
     from spikejax import build, data, parallel
@@ -58,6 +71,10 @@ def main():
     from spikejax.compare import replicas
 
     config = for_dataset(args.dataset)
+    if args.time_bins:
+        config.data.time_bins = args.time_bins
+    if args.batch_size:
+        config.batch_size = args.batch_size
     mesh = parallel.data_mesh()
     if args.dataset == "digits_events":
         split = build.load_split(config, "train")
@@ -71,7 +88,8 @@ def main():
     program_batch = parallel.global_batch_arrays(program_mesh, host_batch)
     frame = build.packed_frame_shape(split)
     print(f"jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}; {args.dataset}, batch "
-          f"{config.batch_size}, T={config.data.time_bins}; one program on a mesh {dict(program_mesh.shape)}")
+          f"{config.batch_size}, T={config.data.time_bins}; one program on a mesh {dict(program_mesh.shape)}; "
+          f"conv form {args.conv_form}")
     print("| R | one program: step ms | samples/s (all replicas) | R single programs in turn: ms | ratio |")
     print("|---:|---:|---:|---:|---:|")
     for count in map(int, args.replicas.split(",")):

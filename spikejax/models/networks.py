@@ -35,6 +35,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from spikejax import neurons
+from spikejax.models import replica_conv
 from spikejax.models.neuron import Neuron, SpikingNeurons, output_layer, output_neuron
 
 READ_SPIKES = ("spikes",)
@@ -174,8 +175,11 @@ class SpikingConvNet(nnx.Module):
         init = _kernel_init(init_scale)
         convs, c = [], in_channels
         for out, k in zip(channels, kernels):
+            # replica_conv: lax's convolution, but R plain ones (not one grouped) when the replica sweep
+            # vmaps this model over replicas
             convs.append(nnx.Conv(c, out, (k, k), padding="SAME", use_bias=bias, dtype=dtype,
-                                  param_dtype=jnp.float32, kernel_init=init, rngs=rngs))
+                                  param_dtype=jnp.float32, kernel_init=init, rngs=rngs,
+                                  conv_general_dilated=replica_conv.conv_general_dilated))
             c = out
             height, width = height // 2, width // 2
         self.convs = nnx.List(convs)
