@@ -113,6 +113,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval_batch_size = 256
     c.epochs = 20
     c.max_steps = placeholder(int)  # None: no limit; N: stop after N steps (smoke runs)
+    c.plots = True  # False: no PNGs when the run ends (eval.json is the result; experiments.plot draws them later)
     c.log_every = 10
     c.checkpoint_every_steps = 200
     c.keep_checkpoints = 2

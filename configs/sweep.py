@@ -7,8 +7,10 @@
   python -m experiments.compare_losses --sweep.halving_fraction=0 --sweep.extend=False   # the plain grid
   python -m experiments.compare_losses --sweep.max_replicas=64 --sweep.replica_devices=4 # a program's replicas
                                                                # split over 4 groups of devices (a pod)
-  python -m experiments.compare_losses --sweep.losses=all               # every registered loss and variant
-  python -m experiments.compare_losses --sweep.losses=all --sweep.energy_penalties='(0.1,1.0,10.0)'  # + energy
+  python -m experiments.compare_losses --sweep.losses=all --sweep.seeds=12   # every registered loss and variant
+  python -m experiments.compare_losses --sweep.losses=all --sweep.seeds=12 --sweep.energy_penalties='(0.1,1.0,10.0)'
+  (12 seeds: with all 11 labels the family has 54 hypotheses, which 10 seeds cannot pass; see
+  spikejax.compare.report.seeds_warning)
 
 Tuning: every loss x learning rate x that loss's grid, `tune_seeds` seeds each (seed k validated on fold k
 of the training split), the worse half per loss dropped at `halving_fraction` of the steps, a choice on a

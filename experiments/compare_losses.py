@@ -5,7 +5,7 @@
   python -m experiments.compare_losses --seeds=10 --sweep.learning_rates='(1e-3,3e-3)' --workdir=runs/cmp
   python -m experiments.compare_losses --workdir=runs/cmp2 --sweep.seed_offset=100 \
       --reproduce=runs/cmp/comparison.json                      # a second seed set: which verdicts hold
-  python -m experiments.compare_losses --sweep.losses=all --sweep.energy_penalties='(0.1,1.0,10.0)'
+  python -m experiments.compare_losses --sweep.losses=all --sweep.seeds=12 --sweep.energy_penalties='(0.1,1.0,10.0)'
                                                                 # every loss, and at matched energy
 
 Tunes every loss (mse, softmax, nll, nll_window; --sweep.losses=all: every registered label) over its grid
@@ -102,6 +102,9 @@ def main(argv):
     _check_epochs(grid)
     sweep.validate(grid)
     other = _check_reproduce(common.FLAGS.reproduce, list(sweep.final_seeds(grid)))
+    warning = None if grid.smoke else comparison.seeds_warning(sweep.expanded(grid).losses, grid.seeds)
+    if warning and jax.process_index() == 0:
+        print(f"warning: {warning}", flush=True)
     workdir = common.FLAGS.workdir or f"runs/compare-{config.dataset}"
     with loop.StopSignal() as stop:
         result = sweep.compare_losses(config, grid, workdir, stop=stop)

@@ -39,7 +39,7 @@ STATE_LAYOUT = 2
 
 # Config fields that may change when a run resumes; any other difference is refused.
 RESUMABLE_FIELDS = ("epochs", "max_steps", "log_every", "checkpoint_every_steps", "keep_checkpoints", "data_dir",
-                    "eval_batch_size",
+                    "eval_batch_size", "plots",
                     # the same function, computed another way:
                     "model.neuron.implementation", "model.neuron.recompute_chunk")
 

@@ -171,6 +171,7 @@ def _rules() -> dict[str, Rule]:
         "log_every": integer(1),
         "checkpoint_every_steps": integer(1),
         "keep_checkpoints": integer(1),
+        "plots": boolean,
     }
 
 
@@ -323,7 +324,7 @@ _ADDED = {"data.validation_fraction": 0.0, "model.bias": True, "model.output": "
           "model.delay.sigma_end": 0.23, "model.delay.anneal_fraction": 0.5,
           **{f"data.augment.{name}": 0 for name in ("time_shift", "time_jitter", "spatial_shift", "channel_shift")},
           **{f"data.augment.{name}": 0.0 for name in ("spike_drop", "channel_drop", "cutmix")},
-          "data.augment.cutmix_mode": "time"}
+          "data.augment.cutmix_mode": "time", "plots": True}
 
 
 def upgrade(saved: dict) -> dict:

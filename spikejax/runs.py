@@ -47,7 +47,8 @@ def evaluate_params(config, workdir: str, params, *, mesh, graphdef, model, test
     if jax.process_index() == 0:
         atomic_write_json(os.path.join(workdir, "eval.json"), result)
         try:
-            write_plots(config, workdir, result, graphdef=graphdef, params=local, split=test_data)
+            if config.get("plots", True):  # --config.plots=False: none (experiments.plot draws them later)
+                write_plots(config, workdir, result, graphdef=graphdef, params=local, split=test_data)
         except MissingDependencyError as error:  # a core install: eval.json is the result, the PNGs are extra
             log(f"plots skipped: {error}")
     held_out = result.get("validation")

@@ -37,7 +37,7 @@ def test_every_config_field_has_a_rule_and_each_rule_refuses_a_bad_value():
            "optimizer.name": "adam", "optimizer.learning_rate": float("inf"), "optimizer.momentum": 1.5,
            "optimizer.schedule": "linear", "optimizer.warmup_steps": -1, "optimizer.grad_clip": 0.0,
            "optimizer.weight_decay": -0.1, "batch_size": True, "eval_batch_size": 0, "epochs": 0, "max_steps": 0,
-           "log_every": 0, "checkpoint_every_steps": 0, "keep_checkpoints": 0,
+           "log_every": 0, "checkpoint_every_steps": 0, "keep_checkpoints": 0, "plots": "no",
            "data.augment.time_shift": -1, "data.augment.time_jitter": 1.5, "data.augment.spatial_shift": "2",
            "data.augment.channel_shift": -2, "data.augment.spike_drop": 1.1, "data.augment.channel_drop": -0.1,
            "data.augment.cutmix": float("nan"), "data.augment.cutmix_mode": "box"}

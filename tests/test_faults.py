@@ -21,8 +21,8 @@ from tests.test_train import REPO, _finish, _start, small_config
 
 
 def _command(workdir, data_dir, *extra):
-    return [sys.executable, "-m", "experiments.train", "--config.model.hidden=(32,)", f"--workdir={workdir}",
-            f"--data_dir={data_dir}", *extra]
+    return [sys.executable, "-m", "experiments.train", "--config.model.hidden=(32,)", "--config.plots=False",
+            f"--workdir={workdir}", f"--data_dir={data_dir}", *extra]
 
 
 def _cli(args, env=None, timeout=300):

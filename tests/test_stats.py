@@ -145,3 +145,28 @@ def test_smallest_p_seeds_needed_and_judge():
     assert stats.judge(0.05, 0.3, "positive") == stats.judge(None, 1.0, "negative") == "not significant"
     with pytest.raises(ValueError, match="direction"):
         stats.judge(0.01, 1.0, "higher")
+
+
+def test_the_comparisons_family_and_the_seeds_it_needs():
+    """3 claims per (spikemax label, other label) pair: the default four labels make 2 x 2 x 3 = 12
+    hypotheses, which 9 seeds can pass (12 * 2/2^9 = 0.047 < 0.05) and 8 cannot (0.094); all eleven labels
+    make 2 x 9 x 3 = 54, which need 12 seeds (54 * 2/2^12 = 0.026; with 11, 0.053)."""
+    from spikejax.compare import report
+    from spikejax.compare import sweep as sweep_lib
+
+    default = ("mse", "softmax", "nll", "nll_window")
+    assert report.family_size(default) == 12
+    assert report.seeds_warning(default, 9) is None and report.seeds_warning(default, 10) is None
+    assert "--sweep.seeds=9" in report.seeds_warning(default, 8)
+    every = sweep_lib.labels(sweep_lib.expanded(_all_sweep()))
+    assert len(every) == 11 and report.family_size(every) == 54
+    assert "--sweep.seeds=12" in report.seeds_warning(every, 10) and report.seeds_warning(every, 12) is None
+    assert report.family_size(("mse", "softmax")) == 0 and report.seeds_warning(("mse", "softmax"), 2) is None
+
+
+def _all_sweep():
+    from configs import sweep
+
+    config = sweep.get_config()
+    config.losses = ("all",)
+    return config

@@ -221,7 +221,8 @@ def test_report_statistics_by_hand(tmp_path):
 
 def _compare(workdir, data_dir, *extra):
     return [sys.executable, "-m", "experiments.compare_losses", "--quick", f"--workdir={workdir}",
-            f"--data_dir={data_dir}", "--config.model.hidden=(32,)", "--max_steps=6", "--config.log_every=1",
+            f"--data_dir={data_dir}", "--config.model.hidden=(32,)", "--config.plots=False", "--max_steps=6",
+            "--config.log_every=1",
             "--config.checkpoint_every_steps=2", "--sweep.losses=('mse','nll')", *extra]
 
 

@@ -33,6 +33,7 @@ def small_config(data_dir, **overrides):
     c.max_steps = 6
     c.log_every = 1
     c.checkpoint_every_steps = 3
+    c.plots = False  # the PNGs cost ~2 s a run; the tests of the plots ask for them (plots=True)
     c.update_from_flattened_dict(overrides)  # dotted names, e.g. {"model.delay.kernel_size": 3}
     return c
 
@@ -149,8 +150,8 @@ def test_sigterm_then_resume_matches_uninterrupted_run(digits_data_dir, tmp_path
     overrides = ["--config.model.hidden=(32,)", "--config.log_every=1", "--config.checkpoint_every_steps=1000",
                  "--config.epochs=2"]
     workdir = str(tmp_path / "interrupted")
-    command = [sys.executable, "-m", "experiments.train", "--config=configs/digits_events.py", *overrides,
-               f"--data_dir={digits_data_dir}", f"--workdir={workdir}"]
+    command = [sys.executable, "-m", "experiments.train", "--config=configs/digits_events.py", "--config.plots=False",
+               *overrides, f"--data_dir={digits_data_dir}", f"--workdir={workdir}"]
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     metrics = os.path.join(workdir, "metrics.jsonl")
     deadline = time.time() + 240
@@ -197,7 +198,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(digits_data_dir, t
 def test_learnable_neurons_are_trained_checkpointed_and_reported(digits_data_dir, tmp_path):
     """beta per neuron and threshold per layer: they move in training, the checkpoint holds the raw
     parameters, and eval.json's "neuron" reports the config and the values (sigmoid / softplus of them)."""
-    config = small_config(digits_data_dir, max_steps=4, **{"model.neuron.learn_beta": True,
+    config = small_config(digits_data_dir, max_steps=4, plots=True, **{"model.neuron.learn_beta": True,
                                                           "model.neuron.learn_threshold": True,
                                                           "model.neuron.learn_shape": "layer",
                                                           "optimizer.warmup_steps": 0})
@@ -313,7 +314,7 @@ def test_train_evaluate_and_inspect_commands(digits_data_dir, tmp_path):
     inspect = _start(["experiments.inspect_data", "--dataset=digits_events", f"--out={png}"], env=env)
     refused = _start(["experiments.compare_losses", "--loss=nll", f"--workdir={workdir}"], env=env)
     out = _run(["experiments.train", "--dataset=digits_events", "--loss=softmax", "--epochs=1", "--max_steps=4",
-                f"--workdir={os.path.join(workdir, 'softmax')}"], env={**os.environ, **env})
+                "--config.plots=False", f"--workdir={os.path.join(workdir, 'softmax')}"], env={**os.environ, **env})
     assert out.returncode == 0, out.stderr[-3000:]
     records = [json.loads(line) for line in open(os.path.join(workdir, "softmax", "metrics.jsonl"))]
     assert [r["step"] for r in records] == [4] and all(np.isfinite(r["loss"]) for r in records)  # log_every=10
@@ -360,6 +361,7 @@ def test_real_dataset_configs_train_end_to_end_on_fixtures(name, bin_width_us, t
     config = for_dataset(name)
     config.data_dir, config.data.time_bins, config.data.bin_width_us = root, 8, bin_width_us
     config.batch_size, config.eval_batch_size, config.max_steps, config.log_every = 4, 4, 2, 1
+    config.plots = False
     result = train.train_and_evaluate(config, str(tmp_path / "run"))
     assert result["dataset"] == name and result["num_examples"] == test_samples
     assert len(result["accuracy_over_time"]) == 8
@@ -381,7 +383,7 @@ def test_shd_trains_the_recurrent_model_end_to_end_from_the_command_line(tmp_pat
     workdir = str(tmp_path / "run")
     out = _run(["experiments.train", "--dataset=shd", f"--data_dir={root}", f"--workdir={workdir}", "--batch_size=8",
                 "--max_steps=3", "--config.data.time_bins=10", "--config.data.bin_width_us=90000",
-                "--config.eval_batch_size=8", "--config.model.neuron.learn_beta=True"])
+                "--config.eval_batch_size=8", "--config.model.neuron.learn_beta=True", "--config.plots=False"])
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.load(open(os.path.join(workdir, "eval.json")))
     assert result["dataset"] == "shd" and result["num_examples"] == 8 and len(result["accuracy_over_time"]) == 10
@@ -407,7 +409,8 @@ def test_the_shd_delay_recipe_runs_end_to_end_on_shd_files(tmp_path):
     workdir = str(tmp_path / "run")
     out = _run(["experiments.train", "--config=configs/shd_delay.py", f"--data_dir={root}", f"--workdir={workdir}",
                 "--batch_size=8", "--max_steps=3", "--config.data.time_bins=10", "--config.data.bin_width_us=90000",
-                "--config.eval_batch_size=8", "--config.model.delay.kernel_size=3", "--config.model.hidden=(16, 16)"])
+                "--config.eval_batch_size=8", "--config.model.delay.kernel_size=3", "--config.model.hidden=(16, 16)",
+                "--config.plots=False"])
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.load(open(os.path.join(workdir, "eval.json")))
     assert result["dataset"] == "shd" and result["num_examples"] == 8

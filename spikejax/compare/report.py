@@ -107,6 +107,26 @@ def spikemax_labels(labels) -> list[str]:
     return [label for label in labels if losses.entry(label).loss == SPIKEMAX_LOSS]
 
 
+def family_size(labels) -> int:
+    """The number of hypotheses a comparison of `labels` tests: every claim of FAMILY for every pair (a
+    spikemax label, a label of another loss)."""
+    methods = spikemax_labels(labels)
+    return len(FAMILY) * len(methods) * len([b for b in labels if b not in methods])
+
+
+def seeds_warning(labels, seeds: int) -> str | None:
+    """A sentence when `seeds` paired seeds cannot make any hypothesis of the comparison of `labels`
+    significant after Holm (the smallest exact p, 2 / 2^seeds, times the family's size is >= ALPHA), else None."""
+    family = family_size(labels)
+    if family == 0 or seeds >= stats.seeds_needed(family):
+        return None
+    return (f"{seeds} final seeds cannot make any of the {family} hypotheses of this comparison significant: "
+            f"the smallest p-value an exact paired test gives with {seeds} pairs is "
+            f"{stats.smallest_p(seeds):.2g}, and Holm over {family} needs it below {stats.ALPHA / family:.2g}; "
+            f"--sweep.seeds={stats.seeds_needed(family)} or more can. The run goes on: its distributions are "
+            f"still described, every verdict will read 'not significant'")
+
+
 def matched_level(records: list[dict]) -> float:
     """MATCHED_FRACTION of the lowest final test accuracy among `records` (final replicas) that did not
     diverge (all of them if every one did)."""
@@ -343,6 +363,8 @@ def write(result: dict, workdir: str, reproduce: str | None = None) -> dict:
     atomic_write(os.path.join(workdir, "replicas.jsonl"), lambda f: f.writelines(lines))
     text = render(document)
     atomic_write(os.path.join(workdir, "comparison.md"), lambda f: f.write(text))
+    if not result["config"].get("plots", True):  # --config.plots=False: no PNGs (experiments.plot draws them)
+        return {"analysis": document, "table": table(document), "plots": False}
     try:
         figures.comparison_figures(workdir, result["final"], smoke=document["smoke"], energy=document["energy"])
         plotted = True
