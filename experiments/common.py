@@ -257,6 +257,18 @@ def run(main) -> None:
     line and exit 130 / 143, after the `finally` blocks on the way (temporary files) have run."""
 
     def guarded(argv):
+        import experiments
+
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return _guarded(argv)
+        finally:  # an in-process caller (runpy, a notebook) gets the handlers it had before the entry point
+            for sig, handler in previous.items():
+                handler = experiments.REPLACED.get(sig, handler) if getattr(handler, "startup", False) else handler
+                if handler is not None:
+                    signal.signal(sig, handler)
+
+    def _guarded(argv):
         for sig in (signal.SIGINT, signal.SIGTERM):
             current = signal.getsignal(sig)
             if getattr(current, "startup", False) or current in (signal.default_int_handler, signal.SIG_DFL):

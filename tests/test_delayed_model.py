@@ -6,6 +6,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from spikejax import build, models, runs, train
@@ -39,6 +40,17 @@ def test_integer_delays_give_the_numpy_network():
         inputs = spikes
     assert closest > 1e-4  # no membrane within float32 rounding of the threshold: equality is meaningful
     assert 0 < np.asarray(out).sum() < out.size  # the test network fires, and not always
+
+
+def test_delay_kernel_size_takes_any_integer_and_refuses_the_rest():
+    """A numpy integer (as from an array's shape) is a kernel size like an int, stored as an int; a bool, a
+    float or a size below 1 is refused, naming the field."""
+    delay = models.Delay(kernel_size=np.int64(5))
+    assert delay == models.Delay(kernel_size=5) and type(delay.kernel_size) is int
+    assert _model(models.Delay(kernel_size=np.int32(4))).layers[0].delay[...].shape == (6, 5)
+    for bad in (True, 5.0, 0, np.int64(0), "5"):
+        with pytest.raises(ValueError, match="delay kernel_size must be a positive int"):
+            models.Delay(kernel_size=bad)
 
 
 def test_delay_updates_are_scaled_by_their_factor_and_never_decayed():

@@ -289,3 +289,29 @@ def test_a_stop_dropped_inside_a_callback_is_delivered_again():
         signal.signal(signal.SIGINT, previous)
         sys.unraisablehook = hook
     assert received == [signal.SIGINT]
+
+
+@pytest.mark.parametrize("argv", [["--loss=nl"], ["unexpected"]], ids=["refused flag", "refused in the program"])
+def test_a_program_run_in_process_gives_its_caller_the_signal_handlers_back(argv):
+    """`python -m experiments.train` run with runpy inside another program (a notebook, a script; here a
+    real child Python, so that absl's flags start empty), refused with exit 2 while parsing its flags or
+    inside `common.run`: the caller's own SIGINT and SIGTERM handlers are in place afterwards."""
+    import subprocess
+    import sys
+
+    from tests.test_train import REPO
+
+    script = f"""
+import runpy, signal, sys
+mine = lambda signum, frame: None
+signal.signal(signal.SIGINT, mine)
+signal.signal(signal.SIGTERM, mine)
+sys.argv = ["experiments.train", *{argv!r}]
+try:
+    runpy.run_module("experiments.train", run_name="__main__", alter_sys=True)
+except SystemExit as exit:
+    print("exit", exit.code)
+print("restored", signal.getsignal(signal.SIGINT) is mine and signal.getsignal(signal.SIGTERM) is mine)
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert "exit 2" in out.stdout and "restored True" in out.stdout, out.stdout + out.stderr[-2000:]

@@ -13,6 +13,7 @@ baseline).
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Sequence
 
 import jax
@@ -48,8 +49,10 @@ class Delay:
     anneal_fraction: float = 0.5  # sigma reaches sigma_end after this fraction of the steps (DCLS: half)
 
     def __post_init__(self):
-        if not isinstance(self.kernel_size, int) or self.kernel_size < 1:
-            raise ValueError(f"delay kernel_size must be a positive int, got {self.kernel_size!r}")
+        size = self.kernel_size
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+            raise ValueError(f"delay kernel_size must be a positive int, got {size!r}")
+        object.__setattr__(self, "kernel_size", int(size))  # a numpy integer (from an array's shape) as an int
         if self.per not in DELAY_SHAPES:
             raise ValueError(f"delay per must be one of {DELAY_SHAPES}, got {self.per!r}")
         if self.init not in DELAY_INITS:
