@@ -15,7 +15,8 @@ against R separate `step.parallel_train_step`s (one program per model, each with
 rate, called in turn), on the same packed batch, median of --reps synchronised calls after one warm-up.
 --conv_form=lax builds the conv net with jax.lax.conv_general_dilated (vmapped: one grouped convolution per
 conv, the form before `spikejax.models.replica_conv`) instead of the default `replica_conv` (R plain
-convolutions under vmap), for the before/after of issue 22, item 11.
+convolutions under vmap), for the before/after of issue 22, item 11; --conv_form=blockdiag uses
+replica_conv's block-diagonal form (one dense convolution over the folded replicas).
 --replica_devices=k runs the one program on `parallel.replica_mesh(k)` (the replicas split over k groups
 of devices, R padded up to a multiple of k with copies of the last, as the sweep pads); the R single
 programs stay on every device.
@@ -54,16 +55,21 @@ def main():
                         help="split the one program's replicas over this many groups of devices (a 2-D mesh)")
     parser.add_argument("--time_bins", type=int, help="override the dataset config's data.time_bins")
     parser.add_argument("--batch_size", type=int, help="override the dataset config's batch_size")
-    parser.add_argument("--conv_form", choices=("replica", "lax"), default="replica",
-                        help="the conv net's convolution: replica_conv (default) or lax's (the form before)")
+    parser.add_argument("--conv_form", choices=("replica", "blockdiag", "lax"), default="replica",
+                        help="the conv net's convolution: replica_conv (default: R convolutions), its "
+                        "block-diagonal form, or lax's (the form before)")
     args = parser.parse_args()
     import jax
     from flax import nnx
 
-    if args.conv_form == "lax":
-        from spikejax.models import networks
+    if args.conv_form != "replica":
+        import functools
 
-        networks.replica_conv = type("lax", (), {"conv_general_dilated": staticmethod(jax.lax.conv_general_dilated)})
+        from spikejax.models import networks, replica_conv
+
+        conv = jax.lax.conv_general_dilated if args.conv_form == "lax" else functools.partial(
+            replica_conv.conv_general_dilated, replica_form="blockdiag")
+        networks.replica_conv = type(args.conv_form, (), {"conv_general_dilated": staticmethod(conv)})
 
     from configs import for_dataset
     from spikejax import build, data, parallel

@@ -55,7 +55,8 @@ run_part() {
     # issue 22, item 11: the forms of R conv replicas; the DVS Gesture step with R replicas, after and before
     conv_replicas) part conv_replicas 90 "$PY" -m benchmarks.conv_replicas --replicas 1,4,8 --reps 10 \
       --out "$OUT/conv_replicas.json" ;;
-    replicas) part replicas 120 bash -c "$PY -m benchmarks.replicas --dataset=dvs_gesture --replicas=1,8 --sequential=no --reps=10 &&
+    replicas) part replicas 180 bash -c "$PY -m benchmarks.replicas --dataset=dvs_gesture --replicas=1,8 --sequential=no --reps=10 &&
+      $PY -m benchmarks.replicas --dataset=dvs_gesture --replicas=8 --sequential=no --reps=10 --conv_form=blockdiag &&
       $PY -m benchmarks.replicas --dataset=dvs_gesture --replicas=1,8 --sequential=no --reps=10 --conv_form=lax" ;;
     *) echo "unknown part $1" ;;
   esac
