@@ -1,6 +1,8 @@
 """GPU check of the Pallas LIF kernels against the XLA paths, plus the LIF layer alone timed.
 
   python -m benchmarks.gpu_check [out.json] [--timing] [--sweep]   # on a GPU; exits 1 on a mismatch
+  python -m benchmarks.gpu_check --sweep --sweep-shape=1000,16,1024 --sweep-dtype=float32   # block settings at
+                                                    # a small neuron count (issue 26: 32 programs of 512 there)
 
 Correctness (fresh random currents per case): spikes of implementation="pallas" against "reference"
 (lax.scan + autodiff) must match (a flip is allowed only where |v - threshold| is at float rounding), and
@@ -163,9 +165,15 @@ def main():
             print(json.dumps(r), flush=True)
     if "--sweep" in sys.argv:
         results["sweep"] = []
-        for setting in [(16, 512, 4), (8, 512, 8), (8, 1024, 4), (32, 512, 2), (16, 256, 4), (4, 512, 8)]:
+        shape = next((tuple(int(v) for v in a.split("=", 1)[1].split(",")) for a in sys.argv
+                      if a.startswith("--sweep-shape=")), (500, 16, 16384))
+        dtype = next((jnp.dtype(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--sweep-dtype=")), jnp.bfloat16)
+        settings = [(16, 512, 4), (8, 512, 8), (8, 1024, 4), (32, 512, 2), (16, 256, 4), (4, 512, 8)]
+        if math.prod(shape[1:]) < 132 * 512:  # fewer programs of 512 than an H100/H200 has multiprocessors
+            settings += [(16, 256, 2), (16, 128, 1), (16, 128, 2), (16, 64, 1), (8, 128, 1)]
+        for setting in settings:
             try:
-                r = sweep_kernel((500, 16, 16384), jnp.bfloat16, *setting)
+                r = sweep_kernel(shape, dtype, *setting)
             except Exception as error:  # noqa: BLE001  (a setting that fails to compile is a result too)
                 r = {"setting": setting, "error": repr(error)[:300]}
             results["sweep"].append(r)
