@@ -24,7 +24,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 else
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
-PARTS="${PARTS:-gpu_check,learnable,recurrent,lif_dense,train_step,anchors_dvsg,memory_vs_T,shapes,conv_replicas,replicas}"
+PARTS="${PARTS:-gpu_check,learnable,recurrent,lif_dense,train_step,anchors_dvsg,memory_vs_T,shapes,pallas_blocks,conv_replicas,replicas}"
 part() {  # part NAME SECONDS command...   ($LIMIT_NAME, when set, replaces SECONDS)
   local name=$1 limit=$2; shift 2
   local override="LIMIT_$name"; limit="${!override:-$limit}"
@@ -52,6 +52,9 @@ run_part() {
     # issue 26: the shape sweep through the Pallas path, fixed and learnable parameters, n = 1024 first
     shapes) part shapes 200 "$PY" -m benchmarks.shapes --T 50,100,250,500,1000 --n 1024,256,128 --B 16,64 \
       --budget 1 --recompute-chunk 0 --out "$OUT/shapes.json" --plot "$OUT/shapes.png" ;;
+    # issue 26: block settings of the Pallas pair where the default grid has fewer programs than multiprocessors
+    pallas_blocks) part pallas_blocks 150 "$PY" -m benchmarks.gpu_check "$OUT/pallas_blocks.json" --sweep \
+      --sweep-shape=1000,16,1024 --sweep-dtype=float32 ;;
     # issue 22, item 11: the forms of R conv replicas; the DVS Gesture step with R replicas, after and before
     conv_replicas) part conv_replicas 90 "$PY" -m benchmarks.conv_replicas --replicas 1,4,8 --reps 10 \
       --out "$OUT/conv_replicas.json" ;;
