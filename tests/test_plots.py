@@ -208,7 +208,7 @@ def test_the_plot_command_draws_a_finished_run(digits_data_dir, tmp_path):
     from spikejax import train
 
     workdir = str(tmp_path / "run")
-    train.train_and_evaluate(small_config(digits_data_dir, max_steps=2), workdir)
+    train.train_and_evaluate(small_config(digits_data_dir, max_steps=2, plots=True), workdir)
     names = ["accuracy_over_time.png", "latency_accuracy.png", "training_curves.png", "spike_raster.png",
              "membrane_traces.png"]
     for name in names:

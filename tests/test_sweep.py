@@ -188,7 +188,8 @@ def test_report_statistics_by_hand(tmp_path):
     final = [{"row": {"label": label, "seed": s, "learning_rate": 1e-3, "loss": label}, "frozen_at": None,
               "validation": {"accuracy": 0.5}, "test": _test_summary(*values[s]), "train_seconds": 1.0}
              for label, values in (("mse", mse), ("nll", nll)) for s in range(3)]
-    result = {"config": small_config("/nowhere").to_dict(), "sweep": {"losses": ["mse", "nll"], "tune_seeds": 1},
+    result = {"config": small_config("/nowhere", plots=True).to_dict(), "sweep": {"losses": ["mse", "nll"],
+                                                                                 "tune_seeds": 1},
               "grid": [], "tune": [], "final": final, "train_seconds": {"tune": 1.0, "final": 2.0},
               "selection": {k: {"row": {"label": k, "learning_rate": 1e-3}, "validation_mean": 0.5,
                                 "candidates": []} for k in ("mse", "nll")}}
