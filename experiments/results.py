@@ -2,11 +2,12 @@
 
   python -m experiments.results                       # rewrite RESULTS.md's generated section
   python -m experiments.results --print               # print it instead
+  python -m experiments.results --results_dir=results/all-losses-12   # the section of another folder of runs
 
 Reads <results_dir>/<task>-a/comparison.json and <task>-b/comparison.json (seed sets A and B of each task; B
 run with --reproduce naming A's file) and replaces the part of RESULTS.md between its two "generated"
-markers; nothing else in RESULTS.md changes. tests/test_results.py checks the committed section against
-the committed files.
+markers (for another --results_dir, the markers that name it); nothing else in RESULTS.md changes.
+tests/test_results.py checks the committed sections against the committed files.
 """
 if __name__ == "__main__":  # before the imports below, which take seconds
     import experiments
@@ -33,14 +34,14 @@ def main(argv):
     from spikejax import files
     from spikejax.compare import results
 
-    folder = common.FLAGS.results_dir
-    generated = results.section(results.load_pairs(folder), folder=folder.rstrip("/"))
+    folder = common.FLAGS.results_dir.rstrip("/")
+    generated = results.section(results.load_pairs(folder), folder=folder)
     if common.FLAGS["print"].value:
         print(generated)
         return
     with open(common.FLAGS.results_md, encoding="utf-8") as f:
         text = f.read()
-    updated = results.replace_section(text, generated)
+    updated = results.replace_section(text, generated, folder)
     files.atomic_write(common.FLAGS.results_md, lambda f: f.write(updated))
     print(f"wrote {common.FLAGS.results_md}'s generated section from {folder} "
           f"({'changed' if updated != text else 'unchanged'})", flush=True)

@@ -89,3 +89,18 @@ def test_the_command_rewrites_only_the_generated_section(tmp_path):
                           f"--results_md={page}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "no generated section" in run.stderr
     assert page.read_text() == "# Results without markers\n"
+
+
+def test_each_folder_has_its_own_markers_and_rewrites_only_its_section():
+    """RESULTS.md can hold one generated section per folder of runs: the default folder's markers are the
+    plain ones, any other folder's name it, and rewriting one section leaves the other as it was."""
+    other = "results/all-losses-12"
+    assert results.markers("results/comparison") == (results.BEGIN, results.END)
+    assert results.markers(os.path.abspath("results/comparison/")) == (results.BEGIN, results.END)
+    begin, end = results.markers(other)
+    assert begin != results.BEGIN and f"--results_dir={other}:" in begin and f"--results_dir={other}:" in end
+    page = f"{results.BEGIN}\ndefault\n{results.END}\n\n{begin}\nold\n{end}\n"
+    updated = results.replace_section(page, f"{begin}\nnew\n{end}", other)
+    assert updated == f"{results.BEGIN}\ndefault\n{results.END}\n\n{begin}\nnew\n{end}\n"
+    with pytest.raises(ConfigError, match="no generated section for results/elsewhere"):
+        results.replace_section(page, "x", "results/elsewhere")
