@@ -15,26 +15,30 @@ from spikejax.errors import ConfigError
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FOLDER = os.path.join(ROOT, "results", "comparison")
 TASKS = ("digits_events", "timing_events")
+# every folder of committed seed-set pairs that RESULTS.md has a generated section for, with its tasks
+SECTIONS = {"results/comparison": TASKS, "results/all-losses-12": ("timing_events",)}
 
 
-def _read(task, which):
-    with open(os.path.join(FOLDER, f"{task}-{which}", "comparison.json")) as f:
+def _read(folder, task, which):
+    with open(os.path.join(ROOT, folder, f"{task}-{which}", "comparison.json")) as f:
         return json.load(f)
 
 
-def test_results_md_holds_the_section_generated_from_the_committed_runs():
-    pairs = results.load_pairs(FOLDER)
-    assert set(pairs) == set(TASKS)
+@pytest.mark.parametrize("folder", SECTIONS)
+def test_results_md_holds_the_section_generated_from_the_committed_runs(folder):
+    pairs = results.load_pairs(os.path.join(ROOT, folder))
+    assert set(pairs) == set(SECTIONS[folder])
     text = open(os.path.join(ROOT, "RESULTS.md"), encoding="utf-8").read()
-    start, end = text.index(results.BEGIN), text.index(results.END) + len(results.END)
-    assert text[start:end] == results.section(pairs, folder="results/comparison")
+    begin, end = results.markers(folder)
+    start, stop = text.index(begin), text.index(end) + len(end)
+    assert text[start:stop] == results.section(pairs, folder=folder)
 
 
-@pytest.mark.parametrize("task", TASKS)
-def test_each_second_seed_set_was_reproduced_against_the_committed_first(task):
+@pytest.mark.parametrize("folder,task", [(f, t) for f, tasks in SECTIONS.items() for t in tasks])
+def test_each_second_seed_set_was_reproduced_against_the_committed_first(folder, task):
     """B's reproduction block recomputed from the two committed documents: the same hypotheses, verdicts and
     statuses, and disjoint final seeds of the same protocol."""
-    a, b = _read(task, "a"), _read(task, "b")
+    a, b = _read(folder, task, "a"), _read(folder, task, "b")
     assert not set(a["seeds"]) & set(b["seeds"])
     assert a["config"]["dataset"] == b["config"]["dataset"] == task
     theirs = {(h["a"], h["b"], h["claim"], h["measure"]): h for h in a["hypotheses"]}
@@ -53,7 +57,7 @@ def test_each_second_seed_set_was_reproduced_against_the_committed_first(task):
 
 
 def test_a_task_without_its_reproduction_or_with_shared_seeds_is_refused(tmp_path):
-    a, b = _read("timing_events", "a"), _read("timing_events", "b")
+    a, b = _read("results/comparison", "timing_events", "a"), _read("results/comparison", "timing_events", "b")
 
     def write(task_b):
         for which, doc in (("a", a), ("b", task_b)):
