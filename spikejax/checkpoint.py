@@ -92,10 +92,12 @@ class Restored:
 class Checkpointer:
     """Save/restore of {state, meta} per step under `directory`.
 
-    `create=False` (evaluation) never creates the directory: a missing one raises NoCheckpointError.
+    `create=False` (evaluation) never creates the directory: a missing one raises NoCheckpointError. A relative
+    `directory` is taken from the working directory (orbax itself refuses one).
     """
 
     def __init__(self, directory: str, *, max_to_keep: int = 2, create: bool = True):
+        directory = os.path.abspath(os.path.expanduser(directory))
         if not create and not os.path.isdir(directory):
             raise NoCheckpointError(f"no checkpoint in {directory}: the folder does not exist; train first")
         self.directory = directory

@@ -250,11 +250,12 @@ def test_a_killed_sweep_resumes_to_the_same_result(digits_data_dir, tmp_path):
     """SIGKILL in the middle of a continued tuning program (successive halving), then, resumed, SIGKILL again
     in the middle of the final stage (after its step-2 checkpoint); the same command then reads the finished
     programs, resumes the killed one, and reports exactly what an uninterrupted sweep reports (the halving
-    recorded)."""
+    recorded). The uninterrupted sweep is given a relative --workdir (its programs continue from checkpoints
+    found through it, which orbax takes only as absolute paths)."""
     whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
     command = _compare(killed, digits_data_dir, *HALVING)
     # the uninterrupted sweep runs beside the killed one (both are mostly start-up and compilation)
-    uninterrupted = _start(_compare(whole, digits_data_dir, *HALVING)[2:])
+    uninterrupted = _start(_compare("whole", digits_data_dir, *HALVING)[2:], cwd=str(tmp_path))
     _killed_at(command, os.path.join(killed, "tune/0/0-rest/checkpoints/4"))
     assert not os.path.exists(os.path.join(killed, "tune/0/0-rest/result.json"))  # killed before the end
     second = _killed_at(command, os.path.join(killed, "final/0/checkpoints/2"))

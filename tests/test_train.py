@@ -286,12 +286,13 @@ def test_command_line_errors_name_the_choices():
 
 
 @pytest.mark.slow
-def _start(args, env=None):
-    """A command started in the background; `_finish` collects it like `_run` (output through files, since
-    a full pipe would stall it)."""
+def _start(args, env=None, cwd=REPO):
+    """A command started in the background (in `cwd`, with the repository importable); `_finish` collects it
+    like `_run` (output through files, since a full pipe would stall it)."""
     out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
-    process = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, stdout=out, stderr=err, text=True,
-                               env=None if env is None else {**os.environ, **env})
+    env = {**os.environ, **(env or {})}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
+    process = subprocess.Popen([sys.executable, "-m", *args], cwd=cwd, stdout=out, stderr=err, text=True, env=env)
     return process, out, err
 
 
