@@ -14,6 +14,9 @@ flatten the batch too (see spikejax.nir), so the check sets their Flatten module
 import contextlib
 import importlib.util
 import io
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -32,7 +35,7 @@ import torch  # noqa: E402
 
 from spikejax import build, data, evaluate, runs, train  # noqa: E402
 from spikejax import nir as snir  # noqa: E402
-from tests.test_train import small_config  # noqa: E402
+from tests.test_train import REPO, small_config  # noqa: E402
 
 DT = 1e-4  # snnTorch's importer assumes this step
 SAMPLES = 64
@@ -253,3 +256,13 @@ def test_neurobench_through_snntorch_gives_spikejax_energy_figures(digits_data_d
     assert mine["effective_macs"] == pytest.approx(ops["Effective_MACs"], rel=1e-6)
     assert mine["dense"] == pytest.approx(ops["Dense"], rel=1e-6)
     assert mine["activation_sparsity"] == pytest.approx(theirs["ActivationSparsity"], abs=1e-9)
+
+
+def test_the_nir_tutorial_runs_with_the_interop_extra(digits_data_dir):
+    """docs/tutorials/nir_interop.py, which the docs build executes only where torch is installed (not in CI):
+    run here, its assertions (0 differing spikes both ways) are checked wherever the interop tests run."""
+    result = subprocess.run([sys.executable, os.path.join("docs", "tutorials", "nir_interop.py")], cwd=REPO,
+                            env={**os.environ, "SPIKEJAX_DATA_DIR": digits_data_dir, "MPLBACKEND": "Agg"},
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "snnTorch: 0 of" in result.stdout and "Norse: 0 of" in result.stdout

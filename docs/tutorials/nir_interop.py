@@ -136,7 +136,8 @@ plt.show()
 # ## The other way: a snnTorch network in spikejax
 #
 # `from_nir(graph)` runs a NIR graph in spikejax at the dt of its metadata, here one that snnTorch exported
-# (Linear + Leaky with a zero reset): `NIRNetwork(x)` gives (output spikes, per-layer spikes), time-major.
+# (Linear + Leaky with a zero reset): `NIRNetwork(x)` gives the output spikes [T, B, C], time-major
+# (`NIRNetwork(x, return_layers=True)`: with every layer's spikes too).
 
 # %%
 from snntorch.export_nir import export_to_nir  # noqa: E402
@@ -153,7 +154,7 @@ drive = (np.random.default_rng(0).random((25, 8, 20)) < 0.3).astype(np.float32) 
 snntorch_utils.reset(net)
 with torch.no_grad():
     reference = np.stack([net(torch.tensor(drive[t])).numpy() for t in range(len(drive))])
-in_spikejax = np.asarray(spikejax_nir.from_nir(exported, dt=dt)(jnp.asarray(drive))[0])
+in_spikejax = np.asarray(spikejax_nir.from_nir(exported, dt=dt)(jnp.asarray(drive)))
 print(f"snnTorch {int(reference.sum())} spikes, spikejax {int(in_spikejax.sum())}, "
       f"{int(np.sum(reference != in_spikejax))} differ")
 assert reference.sum() > 0 and np.array_equal(in_spikejax, reference)
