@@ -174,10 +174,11 @@ class Checkpointer:
         checkpoints exist but none is intact, or (reading, not `set_aside_damaged`: a training run holds the
         lock, so its temporary folders are a killed run's) when none is complete yet.
         """
-        damaged, tried = [], set()
+        damaged, tried, causes = [], set(), set()
         while True:
             # the newest step not tried yet, listed afresh: a run writing meanwhile adds steps and deletes old ones
-            fresh = [s for s in self.all_steps() if s not in tried]
+            listed = self.all_steps()
+            fresh = [s for s in listed if s not in tried]
             if not fresh:
                 break
             step = fresh[-1]
@@ -185,9 +186,9 @@ class Checkpointer:
             try:
                 meta = self.restore_meta(step)
             except Exception as error:  # orbax/tensorstore raise many types for a damaged file
-                if self._vanished(step):
+                if self._vanished(step, listed):
                     continue
-                self._report_damaged(step, error)
+                causes.add(self._report_damaged(step, error))
                 damaged.append(step)
                 continue
             if check_meta is not None:
@@ -196,14 +197,15 @@ class Checkpointer:
             try:
                 state = self.restore_state(step, legacy[0] if old else template)
             except Exception as error:
-                if self._vanished(step):
+                if self._vanished(step, listed):
                     continue
-                self._report_damaged(step, error)
+                causes.add(self._report_damaged(step, error))
                 damaged.append(step)
                 continue
             if not all_finite({"params": state["params"], "opt_state": state["opt_state"]}):
                 _warn(f"checkpoint {os.path.join(self.directory, str(step))} holds NaN or inf in its parameters or "
                       "optimizer state and is skipped")
+                causes.add(None)  # damage in values, not an error shared with the others
                 damaged.append(step)
                 continue
             if old:
@@ -213,6 +215,12 @@ class Checkpointer:
             if damaged:
                 _warn(f"using the newest intact checkpoint, step {step}")
             return Restored(step, state, meta)
+        if len(damaged) > 1 and len(causes) == 1 and None not in causes:
+            raise NoCheckpointError(
+                f"no checkpoint in {self.directory} could be restored, and every one (steps {sorted(damaged)}) failed "
+                f"alike ({causes.pop()}): that may not be damage but something they all share, such as a model or "
+                "optimizer whose parameters no longer match theirs, or a jax/orbax release that reads them "
+                "otherwise; check that before moving the folder away to start afresh")
         if damaged:
             raise NoCheckpointError(f"every checkpoint in {self.directory} is damaged (steps {sorted(damaged)}); move "
                                     "the folder away to start afresh")
@@ -227,11 +235,13 @@ class Checkpointer:
         """The manager's step list read afresh (see `_listing_retried`)."""
         _listing_retried(self.manager.reload)
 
-    def _vanished(self, step: int) -> bool:
-        """Whether `step` was replaced while it was read: gone, or a newer step appeared (a run saved one and
-        is deleting this one). Not damaged: the newer one is read instead. Re-reads the list of steps."""
+    def _vanished(self, step: int, listed: list[int]) -> bool:
+        """Whether `step` was replaced while it was read: gone, or a step newer than it appeared since `listed`
+        was read (a run saved one and is deleting this one). Not damaged: the newer one is read instead. A
+        newer step that was listed already (one found damaged before) does not count. Re-reads the list."""
         self._reload()
-        return not os.path.isdir(os.path.join(self.directory, str(step))) or max(self.all_steps(), default=-1) > step
+        return (not os.path.isdir(os.path.join(self.directory, str(step)))
+                or any(s > step and s not in listed for s in self.all_steps()))
 
     def being_written(self) -> list[int]:
         """Steps with a temporary folder (<step>.orbax-checkpoint-tmp-*): being written by a live run, or left
@@ -240,9 +250,11 @@ class Checkpointer:
         return sorted({int(os.path.basename(n).split(".", 1)[0]) for n in names
                        if os.path.basename(n).split(".", 1)[0].isdigit()}, reverse=True)
 
-    def _report_damaged(self, step: int, error: BaseException) -> None:
-        _warn(f"checkpoint {os.path.join(self.directory, str(step))} is damaged and is skipped "
-              f"({_root_cause(error)})")
+    def _report_damaged(self, step: int, error: BaseException) -> str:
+        """Warns that `step` is skipped; returns the error's root cause."""
+        cause = _root_cause(error)
+        _warn(f"checkpoint {os.path.join(self.directory, str(step))} is damaged and is skipped ({cause})")
+        return cause
 
     def _set_aside(self, steps: list[int]) -> None:
         if not steps:

@@ -6,9 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from spikejax import build, parallel, runs, train
 from spikejax.checkpoint import STATE_LAYOUT, Checkpointer
+from spikejax.errors import NoCheckpointError
 from tests.test_train import small_config
 
 
@@ -46,3 +48,21 @@ def test_init_state_holds_params_optimizer_state_and_step_only(digits_data_dir):
     assert set(state) == {"params", "opt_state", "step"}
     assert float(state["opt_state"].hyperparams["learning_rate"]) == np.float32(config.optimizer.learning_rate)
     assert state["step"].dtype == jnp.int32
+
+
+def test_checkpoints_that_all_fail_alike_are_not_called_damaged(tmp_path):
+    """Two intact checkpoints restored onto a template with one more parameter (a model changed since they
+    were written): orbax refuses both with the same structure mismatch, and the refusal says that this may
+    not be damage instead of telling the user to move them away."""
+    directory = str(tmp_path / "checkpoints")
+    state = {"params": {"w": np.zeros(3, np.float32)}, "opt_state": {"m": np.zeros(3, np.float32)}}
+    with Checkpointer(directory) as checkpointer:
+        for step in (1, 2):
+            checkpointer.save(step, state, {"state_layout": STATE_LAYOUT})
+    template = {**state, "params": {**state["params"], "b": np.zeros(3, np.float32)}}
+    with Checkpointer(directory, create=False) as checkpointer:
+        with pytest.raises(NoCheckpointError, match=r"every one \(steps \[1, 2\]\) failed alike .*may not be damage"):
+            checkpointer.restore_latest(template)
+        # the same checkpoints restore onto the template they were written with
+        assert checkpointer.restore_latest(state).step == 2
+    assert sorted(os.listdir(directory)) == ["1", "2"]  # nothing moved or deleted
