@@ -2,6 +2,7 @@
 docs/*.md, each on its own, as a script (`__name__ == "__main__"`). README.md's first code block holds
 exactly the two set-up commands CI uses (.ci/run reads them)."""
 import glob
+import importlib.util
 import os
 import re
 
@@ -45,4 +46,11 @@ def registry_restored():
 
 @pytest.mark.parametrize("document, block", list(python_blocks()))
 def test_python_examples_run(document, block, registry_restored):
+    # a block that needs more than the `test` extra says so in a first line `# requires: a, b (how)`, as the
+    # tutorials do; it runs where those are installed (the interop tests' environment) and is skipped elsewhere
+    needs = re.match(r"# requires: ([^(\n]+)", block)
+    names = [name.strip() for name in needs.group(1).split(",")] if needs else []
+    missing = [name for name in names if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(f"{document}'s block needs {', '.join(missing)}, not installed (the interop extra)")
     exec(compile(block, f"{document} python block", "exec"), {"__name__": "__main__"})
