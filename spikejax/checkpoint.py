@@ -152,9 +152,15 @@ class Checkpointer:
         return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
     def restore_state(self, step: int, template):
-        """The state saved at `step`, with the structure, dtypes and shardings of `template`."""
+        """The state saved at `step`, with the structure, dtypes and shardings of `template`. ValueError when a
+        saved array's shape is not its template's (orbax would return the saved shape without a word)."""
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+        for (path, saved), wanted in zip(jax.tree_util.tree_leaves_with_path(restored["state"]),
+                                         jax.tree_util.tree_leaves(abstract)):
+            if jnp.shape(saved) != tuple(wanted.shape):
+                raise ValueError(f"{jax.tree_util.keystr(path)} was saved with shape {jnp.shape(saved)}, the model's "
+                                 f"has {tuple(wanted.shape)}")
         return restored["state"]
 
     def restore_latest(self, template, *, check_meta=None, set_aside_damaged: bool = False,

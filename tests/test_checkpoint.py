@@ -51,18 +51,23 @@ def test_init_state_holds_params_optimizer_state_and_step_only(digits_data_dir):
 
 
 def test_checkpoints_that_all_fail_alike_are_not_called_damaged(tmp_path):
-    """Two intact checkpoints restored onto a template with one more parameter (a model changed since they
-    were written): orbax refuses both with the same structure mismatch, and the refusal says that this may
-    not be damage instead of telling the user to move them away."""
+    """Two intact checkpoints restored onto a template with one more parameter, or with a wider one (a model
+    changed since they were written): both fail with the same cause (orbax's structure mismatch; the shape
+    check, since orbax restores the saved shape silently), and the refusal says that this may not be damage
+    instead of telling the user to move them away."""
     directory = str(tmp_path / "checkpoints")
     state = {"params": {"w": np.zeros(3, np.float32)}, "opt_state": {"m": np.zeros(3, np.float32)}}
     with Checkpointer(directory) as checkpointer:
         for step in (1, 2):
             checkpointer.save(step, state, {"state_layout": STATE_LAYOUT})
-    template = {**state, "params": {**state["params"], "b": np.zeros(3, np.float32)}}
+    more = {**state, "params": {**state["params"], "b": np.zeros(3, np.float32)}}
+    wider = {**state, "params": {"w": np.zeros(4, np.float32)}}  # orbax alone would restore shape 3 silently
     with Checkpointer(directory, create=False) as checkpointer:
-        with pytest.raises(NoCheckpointError, match=r"every one \(steps \[1, 2\]\) failed alike .*may not be damage"):
-            checkpointer.restore_latest(template)
+        causes = ((more, "Structure mismatch"), (wider, r"\['params'\]\['w'\] was saved with shape \(3,\)"))
+        for template, cause in causes:
+            alike = rf"every one \(steps \[1, 2\]\) failed alike .*{cause}.*may not be damage"
+            with pytest.raises(NoCheckpointError, match=alike):
+                checkpointer.restore_latest(template)
         # the same checkpoints restore onto the template they were written with
         assert checkpointer.restore_latest(state).step == 2
     assert sorted(os.listdir(directory)) == ["1", "2"]  # nothing moved or deleted
