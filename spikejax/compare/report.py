@@ -363,12 +363,11 @@ def write(result: dict, workdir: str, reproduce: str | None = None) -> dict:
     atomic_write(os.path.join(workdir, "replicas.jsonl"), lambda f: f.writelines(lines))
     text = render(document)
     atomic_write(os.path.join(workdir, "comparison.md"), lambda f: f.write(text))
-    if not result["config"].get("plots", True):  # --config.plots=False: no PNGs (experiments.plot draws them)
-        return {"analysis": document, "table": table(document), "plots": False}
-    try:
-        figures.comparison_figures(workdir, result["final"], smoke=document["smoke"], energy=document["energy"])
-        plotted = True
-    except MissingDependencyError as error:  # a core install: the report stands without the PNGs
-        log(f"plots skipped: {error}")
-        plotted = False
+    plotted = False  # --config.plots=False: no PNGs (experiments.plot draws them later)
+    if result["config"].get("plots", True):
+        try:
+            figures.comparison_figures(workdir, result["final"], smoke=document["smoke"], energy=document["energy"])
+            plotted = True
+        except MissingDependencyError as error:  # a core install: the report stands without the PNGs
+            log(f"plots skipped: {error}")
     return {"analysis": document, "table": table(document), "plots": plotted}
