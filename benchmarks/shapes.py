@@ -185,6 +185,12 @@ def report(rows, variants):
                   f"{len(r['times_s'])} |")
 
 
+def _timed(results: dict, v: str) -> dict | None:
+    """Variant v's figures of one point, None when it did not run or failed to compile."""
+    r = results.get(v)
+    return r if r is not None and "times_s" in r else None
+
+
 def check_targets(rows, variants, limit=1.5, min_n=256):
     """The issue's targets: on CPU ratio <= 1.5 at n >= 256, on a GPU <= 1.2 at n >= 1024; no rise > 0.2 from
     T to 2T (or the next T)."""
@@ -192,12 +198,12 @@ def check_targets(rows, variants, limit=1.5, min_n=256):
     for v in [v for v in variants if v != "floor"]:
         misses = []
         for row in rows:
-            r = row["results"].get(v)
-            if r and "times_s" in r and row["n"] >= min_n and _row_figures(r)[1] > limit:
+            r = _timed(row["results"], v)
+            if r and row["n"] >= min_n and _row_figures(r)[1] > limit:
                 misses.append(f"T={row['T']} n={row['n']} B={row['B']}: {_row_figures(r)[1]:.2f}x")
         groups = {}
         for row in rows:
-            if "times_s" in row["results"].get(v, {}):
+            if _timed(row["results"], v):
                 groups.setdefault((row["n"], row["B"]), []).append((row["T"], _row_figures(row["results"][v])[1]))
         for (n, batch), series in groups.items():
             series.sort()
@@ -226,7 +232,7 @@ def plot(rows, variants, path):
         for v in [v for v in variants if v != "floor"]:
             for batch in sorted({b for m, b in sizes if m == n}):
                 series = sorted((row["T"], _row_figures(row["results"][v])[1]) for row in rows
-                                if row["n"] == n and row["B"] == batch and "times_s" in row["results"].get(v, {}))
+                                if row["n"] == n and row["B"] == batch and _timed(row["results"], v))
                 if series:
                     ax.plot(*zip(*series), marker="o", label=f"{v}, B={batch}")
         ax.axhline(1.5, color="grey", linestyle="--", linewidth=0.8)
@@ -322,7 +328,7 @@ def main():
         rows.append({"T": steps, "n": n, "B": batch, "results": result, "load": os.getloadavg()[0]})
         mine = rows[-1]["results"]
         print(f"  T={steps} n={n} B={batch}: " + ", ".join(
-            f"{v} {_row_figures(mine[v])[1]:.2f}x" if "times_s" in mine.get(v, {}) else f"{v} failed"
+            f"{v} {_row_figures(mine[v])[1]:.2f}x" if _timed(mine, v) else f"{v} failed"
             for v in variants if v != "floor") +
             f" (floor {_row_figures(mine['floor'])[0]:.2f} ms, load {rows[-1]['load']:.1f})", flush=True)
         if args.out:  # after every point, so that a sweep stopped at its time limit keeps what it measured
